@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// Tandem: a deep-learning training framework in Swift for Linux.
+import PackageDescription
+
+let package = Package(
+    name: "Tandem",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TandemCore", targets: ["TandemCore"]),
+        .library(name: "TandemNN", targets: ["TandemNN"]),
+        .library(name: "TandemOptim", targets: ["TandemOptim"]),
+        .library(name: "TandemData", targets: ["TandemData"]),
+        .library(name: "TandemDistributed", targets: ["TandemDistributed"]),
+        .library(name: "TandemModels", targets: ["TandemModels"]),
+        .executable(name: "tandem", targets: ["tandem"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Native libraries, imported through module maps (Debian packages; see scripts/setup.sh).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+
+        // Core tensor, kernels and reverse-mode autograd.
+        .target(name: "TandemCore", dependencies: ["CBLAS", "CDNNL"]),
+        // Layers and losses (Module, Linear, Conv2d, ...).
+        .target(name: "TandemNN", dependencies: ["TandemCore"]),
+        // Optimizers and learning-rate schedulers.
+        .target(name: "TandemOptim", dependencies: ["TandemCore", "TandemNN"]),
+        // Datasets, samplers and the DataLoader.
+        .target(name: "TandemData", dependencies: ["TandemCore"]),
+        // Process groups, rendezvous and collectives.
+        .target(name: "TandemDistributed", dependencies: ["TandemCore"]),
+        // The model zoo.
+        .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
+        // The `tandem` command-line tool.
+        .executableTarget(
+            name: "tandem",
+            dependencies: [
+                "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // Shared test helpers: gradient checker, closeness assertions, golden-file loader.
+        .target(name: "TandemTestSupport", dependencies: ["TandemCore"], path: "Sources/TandemTestSupport"),
+        .testTarget(
+            name: "TandemCoreTests",
+            dependencies: ["TandemCore", "TandemTestSupport"]),
+    ]
+)

@@ -1,0 +1,64 @@
+import CBLAS
+import CDNNL
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Global settings of the Tandem runtime.
+public enum Tandem {
+    private static let threads = Atomic<Int>(0)
+
+    /// The number of intra-op threads kernels use. Defaults to `TANDEM_NUM_THREADS` when set,
+    /// else the number of active processors.
+    public static var numThreads: Int {
+        let current = threads.load(ordering: .relaxed)
+        if current > 0 { return current }
+        let initial = defaultThreadCount()
+        setNumThreads(initial)
+        return initial
+    }
+
+    /// Sets the intra-op thread count for Tandem's kernels, OpenBLAS and oneDNN (OpenMP).
+    /// Values below 1 are treated as 1.
+    public static func setNumThreads(_ count: Int) {
+        let n = max(1, count)
+        threads.store(n, ordering: .relaxed)
+        openblas_set_num_threads(Int32(n))
+        omp_set_num_threads(Int32(n))
+    }
+
+    static func defaultThreadCount() -> Int {
+        if let text = ProcessInfo.processInfo.environment["TANDEM_NUM_THREADS"], let n = Int(text), n > 0 {
+            return n
+        }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+}
+
+/// Lets a non-Sendable closure run on the concurrent pool. Only kernels use it, and each
+/// worker touches a disjoint part of the output.
+private struct UncheckedSendable<T>: @unchecked Sendable { let value: T }
+
+enum Parallel {
+    /// Work items below this size run on the calling thread.
+    static let minimumGrain = 32_768
+
+    /// Splits `0..<count` into at most `numThreads` contiguous ranges and runs `body` on each,
+    /// in parallel when `count * costPerItem` is large enough.
+    static func forRanges(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
+        let threads = Tandem.numThreads
+        let chunks = min(threads, max(1, count * costPerItem / minimumGrain), count)
+        if chunks <= 1 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            let box = UncheckedSendable(value: escapable)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let lo = count * chunk / chunks
+                let hi = count * (chunk + 1) / chunks
+                if lo < hi { box.value(lo..<hi) }
+            }
+        }
+    }
+}

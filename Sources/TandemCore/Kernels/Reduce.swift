@@ -1,0 +1,115 @@
+/// Reductions over any set of axes.
+enum ReduceKind { case sum, max, min }
+
+extension Kernels {
+    /// Reduces `x` over `axes` (sorted, unique, non-empty). Output keeps the reduced axes
+    /// as size 1. Kept axes are iterated outermost so that threads own disjoint outputs.
+    static func reduce(_ x: Tensor, axes: [Int], kind: ReduceKind) -> Tensor {
+        var outShape = x.shape
+        for a in axes { outShape[a] = 1 }
+        switch x.dtype {
+        case .float64: return reduceTyped(x, axes, outShape, kind, Double.self)
+        default: return reduceTyped(x, axes, outShape, kind, Float.self)
+        }
+    }
+
+    private static func reduceTyped<T: FloatElement>(
+        _ x: Tensor, _ axes: [Int], _ outShape: [Int], _ kind: ReduceKind, _: T.Type
+    ) -> Tensor {
+        let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
+        let reduced = Set(axes)
+        let order = (0..<x.rank).filter { !reduced.contains($0) } + axes
+        let outStrides = (0..<x.rank).map { reduced.contains($0) ? 0 : out.strides[$0] }
+        let loop = StridedLoop(shape: order.map { x.shape[$0] },
+                               strides: [order.map { outStrides[$0] }, order.map { x.strides[$0] }])
+        nonisolated(unsafe) let src = x.elementPointer(T.self)
+        nonisolated(unsafe) let dst = out.elementPointer(T.self)
+        let inner = loop.innerCount, innerStride = loop.innerStride(1)
+        let innerReduced = loop.innerStride(0) == 0
+        let initial: T = kind == .sum ? 0 : (kind == .max ? -.infinity : .infinity)
+
+        if loop.shape.count == 1 && innerReduced {
+            // Full reduction of one run: partial results per thread, then combined.
+            let threads = Swift.max(1, Swift.min(Tandem.numThreads, inner / Parallel.minimumGrain))
+            var partials = [T](repeating: initial, count: threads)
+            partials.withUnsafeMutableBufferPointer { buffer in
+                nonisolated(unsafe) let p = buffer.baseAddress!
+                Parallel.forRanges(threads) { range in
+                    for t in range {
+                        let lo = inner * t / threads, hi = inner * (t + 1) / threads
+                        p[t] = reduceRun(src + lo * innerStride, hi - lo, innerStride, kind)
+                    }
+                }
+            }
+            dst[0] = partials.dropFirst().reduce(partials[0]) { combine($0, $1, kind) }
+            return out
+        }
+
+        // Initialise outputs, then accumulate run by run.
+        dst.update(repeating: initial, count: out.count)
+        let outerSize = loop.shape[0]
+        let outerKept = loop.strides[0][0] != 0
+        let body = { (rows: Range<Int>, sub: StridedLoop) in
+            sub.forEachRun(rows: rows) { o, i, _, n in
+                if innerReduced {
+                    dst[o] = combine(dst[o], reduceRun(src + i, n, innerStride, kind), kind)
+                } else {
+                    let os = sub.innerStride(0)
+                    for k in 0..<n { dst[o + k * os] = combine(dst[o + k * os], src[i + k * innerStride], kind) }
+                }
+            }
+        }
+        if outerKept && loop.shape.count > 1 {
+            // Split the outermost (kept) dimension across threads.
+            let rowsPerOuter = loop.outerCount / outerSize
+            Parallel.forRanges(outerSize, costPerItem: x.count / Swift.max(outerSize, 1)) { range in
+                body(range.lowerBound * rowsPerOuter..<range.upperBound * rowsPerOuter, loop)
+            }
+        } else {
+            body(0..<loop.outerCount, loop)
+        }
+        return out
+    }
+
+    @inline(__always)
+    static func combine<T: FloatElement>(_ a: T, _ b: T, _ kind: ReduceKind) -> T {
+        switch kind {
+        case .sum: return a + b
+        case .max: return a.isNaN || a > b ? a : (b.isNaN || b > a ? b : a)
+        case .min: return a.isNaN || a < b ? a : (b.isNaN || b < a ? b : a)
+        }
+    }
+
+    /// Reduces `n` elements at `p` with stride `s`. Sums of Float accumulate in blocks of
+    /// 8 lanes and add block totals in Double, so long sums keep their precision.
+    @inline(__always)
+    static func reduceRun<T: FloatElement>(_ p: UnsafeMutablePointer<T>, _ n: Int, _ s: Int, _ kind: ReduceKind) -> T {
+        switch kind {
+        case .sum:
+            var total: Double = 0
+            var start = 0
+            while start < n {
+                let end = Swift.min(n, start + 4096)
+                var lanes: (T, T, T, T, T, T, T, T) = (0, 0, 0, 0, 0, 0, 0, 0)
+                var i = start
+                if s == 1 {
+                    while i + 8 <= end {
+                        lanes.0 += p[i]; lanes.1 += p[i + 1]; lanes.2 += p[i + 2]; lanes.3 += p[i + 3]
+                        lanes.4 += p[i + 4]; lanes.5 += p[i + 5]; lanes.6 += p[i + 6]; lanes.7 += p[i + 7]
+                        i += 8
+                    }
+                }
+                while i < end { lanes.0 += p[i * s]; i += 1 }
+                let block = ((lanes.0 + lanes.1) + (lanes.2 + lanes.3)) + ((lanes.4 + lanes.5) + (lanes.6 + lanes.7))
+                total += block.doubleValue
+                start = end
+            }
+            return T(total)
+        case .max, .min:
+            guard n > 0 else { return kind == .max ? -.infinity : .infinity }
+            var acc: T = p[0]
+            for i in 1..<n { acc = combine(acc, p[i * s], kind) }
+            return acc
+        }
+    }
+}
