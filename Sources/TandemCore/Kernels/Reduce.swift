@@ -80,31 +80,25 @@ extension Kernels {
         }
     }
 
-    /// Reduces `n` elements at `p` with stride `s`. Sums of Float accumulate in blocks of
-    /// 8 lanes and add block totals in Double, so long sums keep their precision.
+    /// Reduces `n` elements at `p` with stride `s`. Sums accumulate in Double.
     @inline(__always)
     static func reduceRun<T: FloatElement>(_ p: UnsafeMutablePointer<T>, _ n: Int, _ s: Int, _ kind: ReduceKind) -> T {
         switch kind {
         case .sum:
-            var total: Double = 0
-            var start = 0
-            while start < n {
-                let end = Swift.min(n, start + 4096)
-                var lanes: (T, T, T, T, T, T, T, T) = (0, 0, 0, 0, 0, 0, 0, 0)
-                var i = start
-                if s == 1 {
-                    while i + 8 <= end {
-                        lanes.0 += p[i]; lanes.1 += p[i + 1]; lanes.2 += p[i + 2]; lanes.3 += p[i + 3]
-                        lanes.4 += p[i + 4]; lanes.5 += p[i + 5]; lanes.6 += p[i + 6]; lanes.7 += p[i + 7]
-                        i += 8
-                    }
+            // Eight Double lanes: exact enough for any realistic length, and still vectorisable.
+            var lanes: (Double, Double, Double, Double, Double, Double, Double, Double) = (0, 0, 0, 0, 0, 0, 0, 0)
+            var i = 0
+            if s == 1 {
+                while i + 8 <= n {
+                    lanes.0 += p[i].doubleValue; lanes.1 += p[i + 1].doubleValue
+                    lanes.2 += p[i + 2].doubleValue; lanes.3 += p[i + 3].doubleValue
+                    lanes.4 += p[i + 4].doubleValue; lanes.5 += p[i + 5].doubleValue
+                    lanes.6 += p[i + 6].doubleValue; lanes.7 += p[i + 7].doubleValue
+                    i += 8
                 }
-                while i < end { lanes.0 += p[i * s]; i += 1 }
-                let block = ((lanes.0 + lanes.1) + (lanes.2 + lanes.3)) + ((lanes.4 + lanes.5) + (lanes.6 + lanes.7))
-                total += block.doubleValue
-                start = end
             }
-            return T(total)
+            while i < n { lanes.0 += p[i * s].doubleValue; i += 1 }
+            return T(((lanes.0 + lanes.1) + (lanes.2 + lanes.3)) + ((lanes.4 + lanes.5) + (lanes.6 + lanes.7)))
         case .max, .min:
             guard n > 0 else { return kind == .max ? -.infinity : .infinity }
             var acc: T = p[0]
