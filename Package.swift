@@ -21,6 +21,7 @@ let package = Package(
         // Native libraries, imported through module maps (Debian packages; see scripts/setup.sh).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         // Core tensor, kernels and reverse-mode autograd.
         .target(name: "TandemCore", dependencies: ["CBLAS", "CDNNL"]),
@@ -29,7 +30,7 @@ let package = Package(
         // Optimizers and learning-rate schedulers.
         .target(name: "TandemOptim", dependencies: ["TandemCore", "TandemNN"]),
         // Datasets, samplers and the DataLoader.
-        .target(name: "TandemData", dependencies: ["TandemCore"]),
+        .target(name: "TandemData", dependencies: ["TandemCore", "CZlib"]),
         // Process groups, rendezvous and collectives.
         .target(name: "TandemDistributed", dependencies: ["TandemCore"]),
         // The model zoo.
@@ -47,5 +48,8 @@ let package = Package(
         .testTarget(
             name: "TandemCoreTests",
             dependencies: ["TandemCore", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemDataTests",
+            dependencies: ["TandemData", "TandemTestSupport"]),
     ]
 )

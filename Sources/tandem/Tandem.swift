@@ -6,5 +6,11 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [])
+        subcommands: [DemoCommand.self, BenchCommand.self])
+}
+
+/// `tandem bench`: micro-benchmarks, one JSON line per case.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure Tandem's kernels.", subcommands: [BenchOps.self])
 }

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import TandemCore
+
+/// `tandem bench ops`: times the core kernels with 1 and 2 threads. The same cases run in
+/// PyTorch with Benchmarks/pytorch/ops.py; Benchmarks/compare.py prints the ratios.
+struct BenchOps: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ops", abstract: "Time core ops (forward and backward).")
+
+    @Flag(help: "Print one JSON object per case.") var json = false
+    @Option(help: "Comma-separated thread counts.") var threads: String = "1,2"
+    @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Minimum seconds of timed runs per case.") var seconds: Double = 0.5
+
+    func validate() throws {
+        guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--threads must list positive integers, e.g. 1,2")
+        }
+    }
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        let cases = try BenchCases.all().filter { filter == nil || $0.name.contains(filter!) }
+        for n in threadCounts {
+            Tandem.setNumThreads(n)
+            for c in cases {
+                let ms = try BenchCases.time(seconds: seconds, c.body)
+                if json {
+                    print("{\"case\":\"\(c.name)\",\"threads\":\(n),\"ms\":\(String(format: "%.4f", ms)),\"framework\":\"tandem\"}")
+                } else {
+                    print(String(format: "%-28@ threads %d  %9.3f ms", c.name as NSString, n, ms))
+                }
+                fflush(nil)
+            }
+        }
+    }
+}
+
+/// The benchmark cases (keep in step with Benchmarks/pytorch/ops.py).
+enum BenchCases {
+    struct Case {
+        let name: String
+        let body: () throws -> Void
+    }
+
+    static func all() throws -> [Case] {
+        let g = Generator(seed: 0)
+        var cases: [Case] = []
+        for n in [512, 1024] {
+            let a = Tensor.randn([n, n], generator: g), b = Tensor.randn([n, n], generator: g)
+            cases.append(Case(name: "sgemm_\(n)") { _ = try Tensor.matmul(a, b) })
+        }
+        for (name, shape) in [("bn_stats_64x16x28x28", [64, 16, 28, 28]), ("bn_stats_64x32x14x14", [64, 32, 14, 14])] {
+            let x = Tensor.randn(shape, generator: g)
+            cases.append(Case(name: name) {
+                _ = try x.mean(axes: [0, 2, 3])
+                _ = try x.variance(axes: [0, 2, 3], correction: 0)
+            })
+        }
+        let logits = Tensor.randn([256, 1000], generator: g)
+        let upstream = Tensor.randn([256, 1000], generator: g)
+        cases.append(Case(name: "log_softmax_256x1000_fwd_bwd") {
+            let x = logits.requiringGrad()
+            let y = try x.logSoftmax(axis: 1)
+            try y.backward(upstream)
+        })
+        let big1 = Tensor.randn([1 << 24], generator: g), big2 = Tensor.randn([1 << 24], generator: g)
+        cases.append(Case(name: "add_16M") { _ = try big1 + big2 })
+        cases.append(Case(name: "mul_16M") { _ = try big1 * big2 })
+        cases.append(Case(name: "relu_16M") { _ = try big1.relu() })
+        return cases
+    }
+
+    /// Median milliseconds per call over at least `seconds` of runs (after 2 warm-up calls).
+    static func time(seconds: Double, _ body: () throws -> Void) throws -> Double {
+        try body(); try body()
+        var samples: [Double] = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        while samples.count < 5 || (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds && samples.count < 1000) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+}
