@@ -49,11 +49,13 @@ def cases():
     def lsm():
         x = logits.clone().requires_grad_()
         F.log_softmax(x, dim=1).backward(up)
+    out.append(("log_softmax_256x1000_fwd", lambda: F.log_softmax(logits, dim=1)))
     out.append(("log_softmax_256x1000_fwd_bwd", lsm))
     a, b = torch.randn(1 << 24, generator=g), torch.randn(1 << 24, generator=g)
     out.append(("add_16M", lambda: a + b))
     out.append(("mul_16M", lambda: a * b))
     out.append(("relu_16M", lambda: torch.relu(a)))
+    out.append(("exp_16M", lambda: torch.exp(a)))
     return out
 
 

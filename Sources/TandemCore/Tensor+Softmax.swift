@@ -31,17 +31,16 @@ extension Tensor {
             nonisolated(unsafe) let s = rows.elementPointer(T.self), d = out.elementPointer(T.self)
             Parallel.forRanges(rows.count / Swift.max(n, 1), costPerItem: n * 8) { range in
                 for r in range {
+                    // Separate passes (max; exp; sum; scale) keep each loop vectorisable.
                     let x = s + r * n, y = d + r * n
-                    var m = -T.infinity
-                    for j in 0..<n where x[j] > m { m = x[j] }
+                    var m = Kernels.reduceRun(x, n, 1, .max)
                     if !m.isFinite { m = m.isNaN ? m : 0 }
-                    var total: T = 0
+                    for j in 0..<n { y[j] = T.exp(x[j] - m) }
+                    let total = Kernels.reduceRun(y, n, 1, .sum)
                     if log {
-                        for j in 0..<n { total += T.exp(x[j] - m) }
                         let lse = m + T.log(total)
                         for j in 0..<n { y[j] = x[j] - lse }
                     } else {
-                        for j in 0..<n { let e = T.exp(x[j] - m); y[j] = e; total += e }
                         let inv = 1 / total
                         for j in 0..<n { y[j] *= inv }
                     }
@@ -64,10 +63,9 @@ extension Kernels {
             nonisolated(unsafe) let d = dx.elementPointer(T.self)
             Parallel.forRanges(yr.count / Swift.max(n, 1), costPerItem: n * 8) { range in
                 for r in range {
-                    let base = r * n
-                    var total: T = 0
-                    for j in 0..<n { total += gp[base + j] }
-                    for j in 0..<n { d[base + j] = gp[base + j] - T.exp(yp[base + j]) * total }
+                    let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
+                    let total = Kernels.reduceRun(gRow, n, 1, .sum)
+                    for j in 0..<n { dRow[j] = gRow[j] - T.exp(yRow[j]) * total }
                 }
             }
         }

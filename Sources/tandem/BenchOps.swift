@@ -60,6 +60,7 @@ enum BenchCases {
         }
         let logits = Tensor.randn([256, 1000], generator: g)
         let upstream = Tensor.randn([256, 1000], generator: g)
+        cases.append(Case(name: "log_softmax_256x1000_fwd") { _ = try logits.logSoftmax(axis: 1) })
         cases.append(Case(name: "log_softmax_256x1000_fwd_bwd") {
             let x = logits.requiringGrad()
             let y = try x.logSoftmax(axis: 1)
@@ -69,6 +70,7 @@ enum BenchCases {
         cases.append(Case(name: "add_16M") { _ = try big1 + big2 })
         cases.append(Case(name: "mul_16M") { _ = try big1 * big2 })
         cases.append(Case(name: "relu_16M") { _ = try big1.relu() })
+        cases.append(Case(name: "exp_16M") { _ = try big1.exp() })
         return cases
     }
 

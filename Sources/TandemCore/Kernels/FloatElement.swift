@@ -39,9 +39,13 @@ enum FastMath {
     /// degree-6 polynomial). Subnormal results are kept; exp(-inf) = 0, exp(+inf) = +inf,
     /// NaN stays NaN.
     @inline(__always) static func exp(_ x: Float) -> Float {
-        let finite = x.isNaN ? 0 : x
-        let clamped = Swift.min(Swift.max(finite, -103.9), 88.72283)
-        let n = (clamped * 1.44269504088896341).rounded(.toNearestOrEven)
+        // NaN passes through min/max and the wrapping integer ops below without trapping,
+        // and is returned by the last select. Everything here is branch-free, so loops vectorise.
+        let clamped = Swift.min(Swift.max(x, -103.9), 88.72283)
+        // Round x·log2(e) to an integer n with the 1.5·2^23 trick; n's bits land in the low
+        // mantissa bits of `shifted`.
+        let shifted = clamped * 1.44269504088896341 + 12_582_912
+        let n = shifted - 12_582_912
         let r = clamped - n * 0.693359375 + n * 2.12194440e-4
         var p: Float = 1.9875691500e-4
         p = p * r + 1.3981999507e-3
@@ -50,14 +54,15 @@ enum FastMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         p = p * r * r + r + 1
-        let k = Int32(n)
+        // 2^n as two factors, so that results down to the subnormal range stay exact.
+        let k = Int32(bitPattern: shifted.bitPattern &- 0x4B40_0000)
         let k1 = k >> 1
-        let k2 = k - k1
-        let s1 = Float(bitPattern: UInt32(bitPattern: k1 &+ 127) << 23)
-        let s2 = Float(bitPattern: UInt32(bitPattern: k2 &+ 127) << 23)
+        let k2 = k &- k1
+        let s1 = Float(bitPattern: UInt32(bitPattern: (k1 &+ 127) << 23))
+        let s2 = Float(bitPattern: UInt32(bitPattern: (k2 &+ 127) << 23))
         var result = p * s1 * s2
         result = x < -103.9 ? 0 : result
         result = x > 88.72283 ? .infinity : result
-        return x.isNaN ? x : result
+        return x != x ? x : result
     }
 }
