@@ -49,6 +49,9 @@ let package = Package(
             name: "TandemCoreTests",
             dependencies: ["TandemCore", "TandemTestSupport"]),
         .testTarget(
+            name: "TandemOptimTests",
+            dependencies: ["TandemOptim", "TandemTestSupport"]),
+        .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),
     ]

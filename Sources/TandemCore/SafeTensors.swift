@@ -5,7 +5,7 @@ import Foundation
 /// then the raw little-endian row-major bytes.
 public enum SafeTensors {
     /// A decoded file: named tensors (in file order) and the string metadata.
-    public struct File {
+    public struct File: Sendable {
         public var tensors: [String: Tensor]
         public var order: [String]
         public var metadata: [String: String]

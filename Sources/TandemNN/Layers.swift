@@ -1,0 +1,59 @@
+import Foundation
+
+/// PyTorch's default initialisation of Linear and Conv weights and biases:
+/// kaiming_uniform(a: √5) = U(-1/√fanIn, 1/√fanIn) for both.
+enum DefaultInit {
+    static func uniform(_ shape: [Int], fanIn: Int, generator: Generator) -> Tensor {
+        let bound = fanIn > 0 ? 1 / Double(fanIn).squareRoot() : 0
+        return Tensor.uniform(shape, low: -bound, high: bound, generator: generator)
+    }
+}
+
+/// `y = x · Wᵀ + b`: `[..., inFeatures] → [..., outFeatures]`. Parameters `weight`
+/// `[outFeatures, inFeatures]` and `bias` `[outFeatures]`.
+public final class Linear: Module {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public var isTraining = true
+
+    /// A layer initialised like PyTorch's `nn.Linear`.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, generator: Generator = .default) {
+        weight = Parameter(DefaultInit.uniform([outFeatures, inFeatures], fanIn: inFeatures, generator: generator))
+        self.bias = bias ? Parameter(DefaultInit.uniform([outFeatures], fanIn: inFeatures, generator: generator)) : nil
+    }
+
+    public var localParameters: [(String, Parameter)] { [("weight", weight)] + (bias.map { [("bias", $0)] } ?? []) }
+
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try Tensor.linear(input, weight: weight.value, bias: bias?.value)
+    }
+}
+
+/// Runs modules in order; children are named "0", "1", ... as in PyTorch.
+public final class Sequential: Module {
+    public let layers: [any Module]
+    public var isTraining = true
+
+    public init(_ layers: [any Module]) { self.layers = layers }
+    public convenience init(_ layers: any Module...) { self.init(layers) }
+
+    public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
+
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try layers.reduce(input) { try $1($0) }
+    }
+}
+
+/// ReLU activation (no parameters).
+public final class ReLU: Module {
+    public var isTraining = true
+    public init() {}
+    public func callAsFunction(_ input: Tensor) throws -> Tensor { try input.relu() }
+}
+
+/// Flattens all dimensions after the first: `[N, ...] → [N, prod(...)]`.
+public final class Flatten: Module {
+    public var isTraining = true
+    public init() {}
+    public func callAsFunction(_ input: Tensor) throws -> Tensor { try input.flatten(start: 1) }
+}
