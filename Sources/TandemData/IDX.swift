@@ -40,26 +40,36 @@ public enum IDX {
 }
 
 /// MNIST from the four IDX files in a folder (gzip or raw names both work).
-public struct MNIST {
+/// Examples are `([1, 28, 28] float32, [] int64)`; with no transform the image is ToTensor +
+/// Normalize(0.1307, 0.3081), computed for a whole batch at once.
+public struct MNIST: Dataset {
     /// Images [N, 28, 28] uint8.
     public let images: Tensor
     /// Labels [N] int64.
     public let labels: Tensor
+    /// A per-example transform of the uint8 image [1, 28, 28]; nil for the default normalisation.
+    public var transform: (any Transform)?
+    /// Seed of random transforms.
+    public var seed: UInt64 = 0
+
+    /// Mean and standard deviation of MNIST's training pixels (scaled to [0, 1]).
+    public static let mean = 0.1307, std = 0.3081
 
     /// Loads the training (60,000) or test (10,000) split from `folder`.
-    public init(folder: String, train: Bool) throws {
+    public init(folder: String, train: Bool, transform: (any Transform)? = nil) throws {
         let prefix = train ? "train" : "t10k"
         func find(_ stem: String) throws -> String {
             for name in [stem + ".gz", stem] {
                 let path = folder + "/" + name
                 if FileManager.default.fileExists(atPath: path) { return path }
             }
-            throw DatasetError.unreadable(path: folder + "/" + stem + "[.gz]", reason: "file not found; pass the folder that holds the MNIST IDX files")
+            throw DatasetError.unreadable(path: folder + "/" + stem + "[.gz]", reason: "file not found; pass the folder that holds the MNIST IDX files (or download them with MNIST.download(to:))")
         }
         let imagePath = try find("\(prefix)-images-idx3-ubyte")
         let labelPath = try find("\(prefix)-labels-idx1-ubyte")
         images = try IDX.load(path: imagePath)
         labels = try IDX.load(path: labelPath).to(.int64)
+        self.transform = transform
         guard images.rank == 3, labels.rank == 1, images.shape[0] == labels.shape[0] else {
             throw DatasetError.corrupt(path: imagePath, reason: "images \(images.shape) do not match labels \(labels.shape)")
         }
@@ -68,10 +78,37 @@ public struct MNIST {
     /// Number of examples.
     public var count: Int { labels.shape[0] }
 
-    /// Images `start..<end` as float32 [n, 1, 28, 28], scaled to [0, 1] and normalised with
-    /// MNIST's mean 0.1307 and std 0.3081 (ToTensor + Normalize).
+    public func example(at index: Int, epoch: Int) throws -> (input: Tensor, target: Tensor) {
+        let raw = try images[index].unsqueeze(0)
+        let input: Tensor
+        if let transform {
+            input = try transform.apply(raw, generator: ExampleSeed.generator(seed: seed, epoch: epoch, index: index))
+        } else {
+            input = try (raw.to(.float32) / 255 - Self.mean) / Self.std
+        }
+        return (input, try labels[index])
+    }
+
+    public func batch(_ indices: [Int], epoch: Int) throws -> (input: Tensor, target: Tensor) {
+        if transform != nil { return try Collate.stack(indices.map { try example(at: $0, epoch: epoch) }) }
+        let index = Tensor(int64: indices)
+        return (try normalized(images.indexSelect(axis: 0, index: index)), try labels.indexSelect(axis: 0, index: index))
+    }
+
+    /// Images `range` as float32 [n, 1, 28, 28], ToTensor + Normalize.
     public func normalizedImages(_ range: Range<Int>) throws -> Tensor {
-        let raw = try images.narrow(axis: 0, start: range.lowerBound, length: range.count).to(.float32)
-        return try ((raw / 255 - 0.1307) / 0.3081).reshape([range.count, 1, 28, 28])
+        try normalized(images.narrow(axis: 0, start: range.lowerBound, length: range.count))
+    }
+
+    private func normalized(_ raw: Tensor) throws -> Tensor {
+        let n = raw.shape[0]
+        var out = Tensor.zeros([n, 1, 28, 28])
+        let scale = Float(1 / (255 * Self.std)), shift = Float(Self.mean / Self.std)
+        try raw.withUnsafeBufferPointer(as: UInt8.self) { src in
+            try out.withUnsafeMutableBufferPointer(as: Float.self) { dst in
+                for i in 0..<dst.count { dst[i] = Float(src[i]) * scale - shift }
+            }
+        }
+        return out
     }
 }
