@@ -35,11 +35,13 @@ let package = Package(
         .target(name: "TandemDistributed", dependencies: ["TandemCore"]),
         // The model zoo.
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
+        // Training driver: loop, checkpoints, metrics, plots, progress.
+        .target(name: "TandemTrain", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemModels"]),
         // The `tandem` command-line tool.
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels",
+                "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels", "TandemTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

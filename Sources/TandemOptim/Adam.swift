@@ -41,6 +41,13 @@ public final class Adam: Optimizer {
         try Adam(parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad, decoupled: true)
     }
 
+    func restore(_ i: Int, step: Int?, expAvg m: Tensor?, expAvgSq v: Tensor?, maxExpAvgSq x: Tensor?) {
+        if let step { steps[i] = step }
+        if let m { expAvg[i] = m }
+        if let v { expAvgSq[i] = v }
+        if let x { maxExpAvgSq[i] = x }
+    }
+
     public func step() throws {
         for (i, p) in parameters.enumerated() {
             guard let grad = p.grad else { continue }

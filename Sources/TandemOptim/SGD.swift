@@ -46,6 +46,8 @@ public final class SGD: Optimizer {
         momentumBuffers = Array(repeating: nil, count: parameters.count)
     }
 
+    func restoreMomentum(_ i: Int, _ buffer: Tensor) throws { momentumBuffers[i] = buffer }
+
     public func step() throws {
         for (i, p) in parameters.enumerated() {
             guard let grad = p.grad else { continue }
