@@ -36,14 +36,14 @@ extension Tensor {
         let labels = target.contiguousStorage()
         let ignore = Int64(ignoreIndex)
         let dtype = logits.dtype
-        let lse = Tensor(uninitializedShape: [rows.count / Swift.max(c, 1)], dtype: dtype)
-        let r = lse.count
+        let r = rows.count / Swift.max(c, 1)
+        let stats = Tensor(uninitializedShape: [r, 2], dtype: dtype)
         var perRow = [Double](repeating: 0, count: r)
         perRow.withUnsafeMutableBufferPointer { lb in
             func run<T: FloatElement>(_: T.Type) {
                 Kernels.crossEntropyForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
                                             ignoreIndex: ignore, smoothing: labelSmoothing,
-                                            lse: lse.elementPointer(T.self), loss: lb.baseAddress!)
+                                            stats: stats.elementPointer(T.self), loss: lb.baseAddress!)
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }
         }
@@ -57,7 +57,7 @@ extension Tensor {
             func run<T: FloatElement>(_: T.Type) {
                 Kernels.crossEntropyBackward(rowsData.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
                                              labels: labels.elementPointer(Int64.self), ignoreIndex: ignore,
-                                             smoothing: labelSmoothing, lse: lse.elementPointer(T.self),
+                                             smoothing: labelSmoothing, stats: stats.elementPointer(T.self),
                                              scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }

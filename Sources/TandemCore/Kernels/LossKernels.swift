@@ -1,14 +1,16 @@
 /// Fused cross-entropy (log-softmax + NLL + label smoothing) and NLL kernels over rows of
 /// C contiguous logits.
 extension Kernels {
-    /// Per-row log-sum-exp and loss of cross entropy on contiguous `[rows, c]` logits.
-    /// `loss[r] = (1-ε)·(lse - x[t]) + ε·(lse - mean_c x)` and 0 for ignored rows (label ==
-    /// ignoreIndex). Labels must already be validated.
+    /// Per-row max and log-sum-exp (shifted by the max) and loss of cross entropy on
+    /// contiguous `[rows, c]` logits: with `z = x - max`, `loss[r] = (1-ε)·(lse(z) - z[t]) +
+    /// ε·(lse(z) - mean_c z)`, 0 for ignored rows (label == ignoreIndex). Keeping the max apart
+    /// (as PyTorch's log_softmax does) keeps float32 accurate for large logits. Labels must
+    /// already be validated. `stats[2r]` = max, `stats[2r+1]` = log Σ exp(z).
     static func crossEntropyForward<T: FloatElement>(
         _ x: UnsafePointer<T>, rows: Int, c: Int, labels: UnsafePointer<Int64>, ignoreIndex: Int64,
-        smoothing: Double, lse: UnsafeMutablePointer<T>, loss: UnsafeMutablePointer<Double>
+        smoothing: Double, stats: UnsafeMutablePointer<T>, loss: UnsafeMutablePointer<Double>
     ) {
-        nonisolated(unsafe) let (xp, lp, sp, op) = (x, labels, lse, loss)
+        nonisolated(unsafe) let (xp, lp, sp, op) = (x, labels, stats, loss)
         Parallel.forRanges(rows, costPerItem: c * 8) { range in
             for r in range {
                 let row = xp + r * c
@@ -17,17 +19,18 @@ extension Kernels {
                 if !m.isFinite { m = m.isNaN ? m : 0 }
                 var total: T = 0
                 for j in 0..<c { total += T.exp(row[j] - m) }
-                let l = m + T.log(total)
-                sp[r] = l
+                let logSum = T.log(total)
+                sp[2 * r] = m
+                sp[2 * r + 1] = logSum
                 let t = lp[r]
                 if t == ignoreIndex {
                     op[r] = 0
                     continue
                 }
-                let ld = l.doubleValue
-                var value = (1 - smoothing) * (ld - row[Int(t)].doubleValue)
+                let ls = logSum.doubleValue
+                var value = (1 - smoothing) * (ls - (row[Int(t)] - m).doubleValue)
                 if smoothing != 0 {
-                    value += smoothing * (ld - laneSum(row, c) / Double(c))
+                    value += smoothing * (ls - laneShiftedSum(row, c, m) / Double(c))
                 }
                 op[r] = value
             }
@@ -37,9 +40,9 @@ extension Kernels {
     /// dx[r, j] = scale[r]·(softmax_j - (1-ε)·[j == t] - ε/C), and 0 for ignored rows.
     static func crossEntropyBackward<T: FloatElement>(
         _ x: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, rows: Int, c: Int, labels: UnsafePointer<Int64>,
-        ignoreIndex: Int64, smoothing: Double, lse: UnsafePointer<T>, scale: UnsafePointer<T>, scaleStride: Int
+        ignoreIndex: Int64, smoothing: Double, stats: UnsafePointer<T>, scale: UnsafePointer<T>, scaleStride: Int
     ) {
-        nonisolated(unsafe) let (xp, dp, lp, sp, gp) = (x, dx, labels, lse, scale)
+        nonisolated(unsafe) let (xp, dp, lp, sp, gp) = (x, dx, labels, stats, scale)
         let uniform = T(smoothing / Double(c))
         let hit = T(1 - smoothing)
         Parallel.forRanges(rows, costPerItem: c * 8) { range in
@@ -50,9 +53,9 @@ extension Kernels {
                     d.update(repeating: 0, count: c)
                     continue
                 }
-                let s = gp[r * scaleStride], l = sp[r]
+                let s = gp[r * scaleStride], m = sp[2 * r], logSum = sp[2 * r + 1]
                 let su = s * uniform
-                for j in 0..<c { d[j] = s * T.exp(row[j] - l) - su }
+                for j in 0..<c { d[j] = s * T.exp((row[j] - m) - logSum) - su }
                 d[Int(t)] -= s * hit
             }
         }

@@ -29,6 +29,27 @@ extension Kernels {
         return total
     }
 
+    /// Σ (p[i] - m) for i in 0..<n.
+    @inline(__always)
+    static func laneShiftedSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var a0: T = 0, a1: T = 0, a2: T = 0, a3: T = 0, a4: T = 0, a5: T = 0, a6: T = 0, a7: T = 0
+            var i = start
+            while i + 8 <= end {
+                a0 += p[i] - m; a1 += p[i + 1] - m; a2 += p[i + 2] - m; a3 += p[i + 3] - m
+                a4 += p[i + 4] - m; a5 += p[i + 5] - m; a6 += p[i + 6] - m; a7 += p[i + 7] - m
+                i += 8
+            }
+            while i < end { a0 += p[i] - m; i += 1 }
+            total += (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).doubleValue
+            start = end
+        }
+        return total
+    }
+
     /// Σ (p[i] - m)² for i in 0..<n.
     @inline(__always)
     static func laneSquaredDeviation<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
