@@ -1,0 +1,410 @@
+/// Fused normalisation kernels: batch norm over [N, C, S] (statistics per channel), and row
+/// norms (layer norm, RMS norm, group norm) over rows of K contiguous elements, with their
+/// hand-written backward passes.
+///
+/// Sums of float32 run in eight independent lanes (so the loop vectorises) and lane totals
+/// are added in Double every 4096 elements, so long sums keep their precision. Per-channel
+/// and per-row statistics are kept in Double.
+extension Kernels {
+    // MARK: - Lane sums
+
+    /// Σ p[i] for i in 0..<n.
+    @inline(__always)
+    static func laneSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int) -> Double {
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var a0: T = 0, a1: T = 0, a2: T = 0, a3: T = 0, a4: T = 0, a5: T = 0, a6: T = 0, a7: T = 0
+            var i = start
+            while i + 8 <= end {
+                a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]
+                a4 += p[i + 4]; a5 += p[i + 5]; a6 += p[i + 6]; a7 += p[i + 7]
+                i += 8
+            }
+            while i < end { a0 += p[i]; i += 1 }
+            total += (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).doubleValue
+            start = end
+        }
+        return total
+    }
+
+    /// Σ (p[i] - m) for i in 0..<n.
+    @inline(__always)
+    static func laneShiftedSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var a0: T = 0, a1: T = 0, a2: T = 0, a3: T = 0, a4: T = 0, a5: T = 0, a6: T = 0, a7: T = 0
+            var i = start
+            while i + 8 <= end {
+                a0 += p[i] - m; a1 += p[i + 1] - m; a2 += p[i + 2] - m; a3 += p[i + 3] - m
+                a4 += p[i + 4] - m; a5 += p[i + 5] - m; a6 += p[i + 6] - m; a7 += p[i + 7] - m
+                i += 8
+            }
+            while i < end { a0 += p[i] - m; i += 1 }
+            total += (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).doubleValue
+            start = end
+        }
+        return total
+    }
+
+    /// Σ (p[i] - m)² for i in 0..<n.
+    @inline(__always)
+    static func laneSquaredDeviation<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var a0: T = 0, a1: T = 0, a2: T = 0, a3: T = 0, a4: T = 0, a5: T = 0, a6: T = 0, a7: T = 0
+            var i = start
+            while i + 8 <= end {
+                let d0 = p[i] - m, d1 = p[i + 1] - m, d2 = p[i + 2] - m, d3 = p[i + 3] - m
+                let d4 = p[i + 4] - m, d5 = p[i + 5] - m, d6 = p[i + 6] - m, d7 = p[i + 7] - m
+                a0 += d0 * d0; a1 += d1 * d1; a2 += d2 * d2; a3 += d3 * d3
+                a4 += d4 * d4; a5 += d5 * d5; a6 += d6 * d6; a7 += d7 * d7
+                i += 8
+            }
+            while i < end { let d = p[i] - m; a0 += d * d; i += 1 }
+            total += (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).doubleValue
+            start = end
+        }
+        return total
+    }
+
+    /// (Σ g[i], Σ g[i]·(x[i] - m)) for i in 0..<n.
+    @inline(__always)
+    static func laneGradSums<T: FloatElement>(_ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, _ m: T)
+        -> (sumG: Double, sumGX: Double)
+    {
+        var totalG: Double = 0, totalGX: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var g0: T = 0, g1: T = 0, g2: T = 0, g3: T = 0
+            var h0: T = 0, h1: T = 0, h2: T = 0, h3: T = 0
+            var i = start
+            while i + 4 <= end {
+                g0 += g[i]; g1 += g[i + 1]; g2 += g[i + 2]; g3 += g[i + 3]
+                h0 += g[i] * (x[i] - m); h1 += g[i + 1] * (x[i + 1] - m)
+                h2 += g[i + 2] * (x[i + 2] - m); h3 += g[i + 3] * (x[i + 3] - m)
+                i += 4
+            }
+            while i < end { g0 += g[i]; h0 += g[i] * (x[i] - m); i += 1 }
+            totalG += ((g0 + g1) + (g2 + g3)).doubleValue
+            totalGX += ((h0 + h1) + (h2 + h3)).doubleValue
+            start = end
+        }
+        return (totalG, totalGX)
+    }
+
+    // MARK: - Batch norm over [N, C, S]
+
+    /// Per-channel mean and Σ(x - mean)² of a contiguous [n, c, s] buffer (two passes per
+    /// channel, parallel over channels). Writes `c` values to each output.
+    static func channelStatistics<T: FloatElement>(
+        _ x: UnsafePointer<T>, n: Int, c: Int, s: Int,
+        mean: UnsafeMutablePointer<Double>, squaredDeviation: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (xp, mp, vp) = (x, mean, squaredDeviation)
+        let m = Double(n * s)
+        if s >= 8 {
+            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+                for ch in range {
+                    var total: Double = 0
+                    for i in 0..<n { total += laneSum(xp + (i * c + ch) * s, s) }
+                    let mu = total / m
+                    let muT = T(mu)
+                    var sq: Double = 0
+                    for i in 0..<n { sq += laneSquaredDeviation(xp + (i * c + ch) * s, s, muT) }
+                    // Correct for the rounding of the mean to T: Σ(x-μ)² = Σ(x-μ')² - M(μ-μ')².
+                    let shift = mu - muT.doubleValue
+                    mp[ch] = mu
+                    vp[ch] = Swift.max(sq - m * shift * shift, 0)
+                }
+            }
+        } else {
+            // Short runs ([N, C] and tiny spatial sizes): walk rows, channels innermost.
+            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+                let lo = range.lowerBound, width = range.count
+                for k in 0..<width { mp[lo + k] = 0; vp[lo + k] = 0 }
+                for i in 0..<n {
+                    for ch in range {
+                        let row = xp + (i * c + ch) * s
+                        var t: Double = 0
+                        for j in 0..<s { t += row[j].doubleValue }
+                        mp[ch] += t
+                    }
+                }
+                for ch in range { mp[ch] /= m }
+                for i in 0..<n {
+                    for ch in range {
+                        let row = xp + (i * c + ch) * s
+                        let mu = mp[ch]
+                        var t: Double = 0
+                        for j in 0..<s { let d = row[j].doubleValue - mu; t += d * d }
+                        vp[ch] += t
+                    }
+                }
+            }
+        }
+    }
+
+    /// y = (x - center[ch])·scale[ch] + shift[ch] over a contiguous [n, c, s] buffer.
+    static func channelAffine<T: FloatElement>(
+        _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int,
+        center: UnsafePointer<T>, scale: UnsafePointer<T>, shift: UnsafePointer<T>
+    ) {
+        nonisolated(unsafe) let (xp, yp, ce, sc, sh) = (x, y, center, scale, shift)
+        Parallel.forRanges(n * c, costPerItem: s) { range in
+            for row in range {
+                let ch = row % c
+                let m = ce[ch], a = sc[ch], b = sh[ch]
+                let src = xp + row * s, dst = yp + row * s
+                for j in 0..<s { dst[j] = (src[j] - m) * a + b }
+            }
+        }
+    }
+
+    /// Per-channel Σg and Σ g·(x - mean[ch]) over a contiguous [n, c, s] pair.
+    static func channelGradSums<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, n: Int, c: Int, s: Int, mean: UnsafePointer<Double>,
+        sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (gp, xp, mp, sg, sgx) = (g, x, mean, sumG, sumGX)
+        if s >= 8 {
+            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+                for ch in range {
+                    let mu = mp[ch]
+                    let muT = T(mu)
+                    var a: Double = 0, b: Double = 0
+                    for i in 0..<n {
+                        let o = (i * c + ch) * s
+                        let r = laneGradSums(gp + o, xp + o, s, muT)
+                        a += r.sumG
+                        b += r.sumGX
+                    }
+                    // Σ g(x - μ) = Σ g(x - μ') - (μ - μ')Σg.
+                    sg[ch] = a
+                    sgx[ch] = b - (mu - muT.doubleValue) * a
+                }
+            }
+        } else {
+            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+                for ch in range { sg[ch] = 0; sgx[ch] = 0 }
+                for i in 0..<n {
+                    for ch in range {
+                        let o = (i * c + ch) * s
+                        let mu = mp[ch]
+                        var a: Double = 0, b: Double = 0
+                        for j in 0..<s {
+                            let gv = gp[o + j].doubleValue
+                            a += gv
+                            b += gv * (xp[o + j].doubleValue - mu)
+                        }
+                        sg[ch] += a
+                        sgx[ch] += b
+                    }
+                }
+            }
+        }
+    }
+
+    /// dx = g·k1[ch] + (x - center[ch])·k2[ch] + k3[ch] over a contiguous [n, c, s] buffer.
+    static func channelLinearCombination<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int,
+        center: UnsafePointer<T>, k1: UnsafePointer<T>, k2: UnsafePointer<T>, k3: UnsafePointer<T>
+    ) {
+        nonisolated(unsafe) let (gp, xp, dp, ce, p1, p2, p3) = (g, x, dx, center, k1, k2, k3)
+        Parallel.forRanges(n * c, costPerItem: s * 2) { range in
+            for row in range {
+                let ch = row % c
+                let m = ce[ch], a = p1[ch], b = p2[ch], e = p3[ch]
+                let o = row * s
+                let gr = gp + o, xr = xp + o, dr = dp + o
+                for j in 0..<s { dr[j] = gr[j] * a + (xr[j] - m) * b + e }
+            }
+        }
+    }
+
+    // MARK: - Row norms (layer norm, RMS norm, group norm)
+
+    /// How a row norm maps its parameters: each row of K = cg·s elements is cg blocks of s
+    /// elements; block `cc` of row `r` uses parameter `(r % groups)·cg + cc`.
+    /// Layer norm: groups 1, cg = K, s = 1. Group norm: cg = C/G, s = spatial size.
+    struct RowNormLayout {
+        let rows: Int
+        let groups: Int
+        let cg: Int
+        let s: Int
+        var k: Int { cg * s }
+        /// Number of parameters (C for group norm, K for layer norm).
+        var params: Int { groups * cg }
+    }
+
+    /// Per-row mean (0 when not centred) and 1/sqrt(var + eps), where var is the biased
+    /// variance (centred) or the mean square (RMS).
+    static func rowStatistics<T: FloatElement>(
+        _ x: UnsafePointer<T>, rows: Int, k: Int, centered: Bool, eps: Double,
+        mean: UnsafeMutablePointer<Double>, rstd: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (xp, mp, rp) = (x, mean, rstd)
+        let kd = Double(Swift.max(k, 1))
+        Parallel.forRanges(rows, costPerItem: k * 2) { range in
+            for r in range {
+                let row = xp + r * k
+                if centered {
+                    let mu = laneSum(row, k) / kd
+                    let muT = T(mu)
+                    let shift = mu - muT.doubleValue
+                    let sq = Swift.max(laneSquaredDeviation(row, k, muT) - kd * shift * shift, 0)
+                    mp[r] = mu
+                    rp[r] = 1 / (sq / kd + eps).squareRoot()
+                } else {
+                    mp[r] = 0
+                    rp[r] = 1 / (laneSquaredDeviation(row, k, 0) / kd + eps).squareRoot()
+                }
+            }
+        }
+    }
+
+    /// y = (x - mean[r])·rstd[r]·w[p] + b[p] for every row (w, b optional).
+    static func rowNormForward<T: FloatElement>(
+        _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, layout: RowNormLayout,
+        mean: UnsafePointer<Double>, rstd: UnsafePointer<Double>,
+        weight: UnsafePointer<T>?, bias: UnsafePointer<T>?
+    ) {
+        nonisolated(unsafe) let (xp, yp, mp, rp, wp, bp) = (x, y, mean, rstd, weight, bias)
+        let k = layout.k, s = layout.s, cg = layout.cg, groups = layout.groups
+        Parallel.forRanges(layout.rows, costPerItem: k) { range in
+            for r in range {
+                let src = xp + r * k, dst = yp + r * k
+                // x̂ = (x - μ')·rstd + (μ' - μ)·rstd, with μ' the mean rounded to T.
+                let muT = T(mp[r])
+                let rs = T(rp[r])
+                let shift = T((muT.doubleValue - mp[r]) * rp[r])
+                if s == 1, groups == 1 {
+                    switch (wp, bp) {
+                    case let (w?, b?): for j in 0..<k { dst[j] = ((src[j] - muT) * rs + shift) * w[j] + b[j] }
+                    case let (w?, nil): for j in 0..<k { dst[j] = ((src[j] - muT) * rs + shift) * w[j] }
+                    case let (nil, b?): for j in 0..<k { dst[j] = (src[j] - muT) * rs + shift + b[j] }
+                    case (nil, nil): for j in 0..<k { dst[j] = (src[j] - muT) * rs + shift }
+                    }
+                } else {
+                    let p0 = (r % groups) * cg
+                    for cc in 0..<cg {
+                        let w: T = wp.map { $0[p0 + cc] } ?? 1
+                        let b: T = bp.map { $0[p0 + cc] } ?? 0
+                        let a = rs * w, e = shift * w + b
+                        let xs = src + cc * s, ys = dst + cc * s
+                        for j in 0..<s { ys[j] = (xs[j] - muT) * a + e }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dx for a row norm: with gw = g·w and x̂ = (x - mean)·rstd,
+    /// dx = rstd·(gw - mean(gw) - x̂·mean(gw·x̂)) (centred) or rstd·(gw - x̂·mean(gw·x̂)) (RMS).
+    static func rowNormBackwardInput<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, layout: RowNormLayout,
+        centered: Bool, mean: UnsafePointer<Double>, rstd: UnsafePointer<Double>, weight: UnsafePointer<T>?
+    ) {
+        nonisolated(unsafe) let (gp, xp, dp, mp, rp, wp) = (g, x, dx, mean, rstd, weight)
+        let k = layout.k, s = layout.s, cg = layout.cg, groups = layout.groups
+        let kd = Double(Swift.max(k, 1))
+        Parallel.forRanges(layout.rows, costPerItem: k * 3) { range in
+            for r in range {
+                let gr = gp + r * k, xr = xp + r * k, dr = dp + r * k
+                let mu = mp[r], rs = rp[r]
+                let muT = T(mu)
+                let p0 = (r % groups) * cg
+                // Σ gw and Σ gw·(x - μ).
+                var sumGW: Double = 0, sumGWX: Double = 0
+                if let w = wp {
+                    if s == 1, groups == 1 {
+                        var a: T = 0, b: T = 0
+                        for j in 0..<k { let v = gr[j] * w[j]; a += v; b += v * (xr[j] - muT) }
+                        sumGW = a.doubleValue
+                        sumGWX = b.doubleValue
+                    } else {
+                        for cc in 0..<cg {
+                            let o = cc * s
+                            let sums = laneGradSums(gr + o, xr + o, s, muT)
+                            let wv = w[p0 + cc].doubleValue
+                            sumGW += wv * sums.sumG
+                            sumGWX += wv * sums.sumGX
+                        }
+                    }
+                } else {
+                    let sums = laneGradSums(gr, xr, k, muT)
+                    sumGW = sums.sumG
+                    sumGWX = sums.sumGX
+                }
+                sumGWX -= (mu - muT.doubleValue) * sumGW
+                // dx = rs·gw - rs·(sumGW/K) - (x - μ)·rs³·sumGWX/K, written around μ' = T(μ).
+                let a = T(rs)
+                let slope = -rs * rs * rs * sumGWX / kd
+                let bx = T(slope)
+                let c0 = T((centered ? -rs * sumGW / kd : 0) + slope * (muT.doubleValue - mu))
+                if let w = wp {
+                    if s == 1, groups == 1 {
+                        for j in 0..<k { dr[j] = gr[j] * w[j] * a + (xr[j] - muT) * bx + c0 }
+                    } else {
+                        for cc in 0..<cg {
+                            let aw = a * w[p0 + cc]
+                            let o = cc * s
+                            for j in o..<(o + s) { dr[j] = gr[j] * aw + (xr[j] - muT) * bx + c0 }
+                        }
+                    }
+                } else {
+                    for j in 0..<k { dr[j] = gr[j] * a + (xr[j] - muT) * bx + c0 }
+                }
+            }
+        }
+    }
+
+    /// dweight[p] = Σ g·x̂ and dbias[p] = Σ g over all elements using parameter p,
+    /// parallel over parameters.
+    static func rowNormBackwardParams<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, layout: RowNormLayout,
+        mean: UnsafePointer<Double>, rstd: UnsafePointer<Double>,
+        dweight: UnsafeMutablePointer<Double>, dbias: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (gp, xp, mp, rp, dw, db) = (g, x, mean, rstd, dweight, dbias)
+        let k = layout.k, s = layout.s, cg = layout.cg, groups = layout.groups
+        let params = layout.params
+        let outer = layout.rows / Swift.max(groups, 1)
+        Parallel.forRanges(params, costPerItem: outer * s * 2) { range in
+            for p in range { dw[p] = 0; db[p] = 0 }
+            if s == 1, groups == 1 {
+                // Layer norm: rows outer, parameters (columns) inner and contiguous.
+                for r in 0..<layout.rows {
+                    let mu = mp[r], rs = rp[r]
+                    let gr = gp + r * k, xr = xp + r * k
+                    for p in range {
+                        let gv = gr[p].doubleValue
+                        dw[p] += gv * (xr[p].doubleValue - mu) * rs
+                        db[p] += gv
+                    }
+                }
+            } else {
+                for p in range {
+                    let gi = p / cg, cc = p % cg
+                    var a: Double = 0, b: Double = 0
+                    for n in 0..<outer {
+                        let r = n * groups + gi
+                        let muT = T(mp[r])
+                        let o = r * k + cc * s
+                        let sums = laneGradSums(gp + o, xp + o, s, muT)
+                        a += sums.sumG
+                        b += (sums.sumGX - (mp[r] - muT.doubleValue) * sums.sumG) * rp[r]
+                    }
+                    db[p] = a
+                    dw[p] = b
+                }
+            }
+        }
+    }
+}
