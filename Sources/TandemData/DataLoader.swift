@@ -122,12 +122,15 @@ public final class DataLoader<D: Dataset>: @unchecked Sendable {
         }
     }
 
-    /// Background workers: worker w makes batches w, w + W, ...; a semaphore bounds how far
-    /// ahead they run; each batch has its own semaphore that the loop waits on.
+    /// Background workers. Each takes a free slot, then claims the lowest batch not yet
+    /// claimed, so batches are started in order and at most `depth` run ahead of the loop
+    /// (claiming in order is what makes this deadlock-free). Each batch has a semaphore that
+    /// the loop waits on.
     final class Pipeline: @unchecked Sendable {
         private let results: Mutex<[Int: Result<Iterator.Batch, any Error>]> = Mutex([:])
         private let ready: [DispatchSemaphore]
         private let slots: DispatchSemaphore
+        private let nextBatch = Atomic<Int>(0)
         private let cancelled = Atomic<Bool>(false)
 
         init(dataset: D, batches: [[Int]], epoch: Int, workers: Int, depth: Int) {
@@ -137,17 +140,19 @@ public final class DataLoader<D: Dataset>: @unchecked Sendable {
             for _ in 0..<depth { slots.signal() }
             for w in 0..<workers {
                 let thread = Thread { [self] in
-                    var k = w
-                    while k < batches.count {
+                    while true {
                         // Wait for room; re-check cancellation regularly so a stopped loop frees us.
                         while slots.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
                             if cancelled.load(ordering: .relaxed) { return }
                         }
-                        if cancelled.load(ordering: .relaxed) { return }
+                        let k = nextBatch.wrappingAdd(1, ordering: .relaxed).oldValue
+                        if cancelled.load(ordering: .relaxed) || k >= batches.count {
+                            slots.signal()
+                            return
+                        }
                         let result = Result { try dataset.batch(batches[k], epoch: epoch) }
                         results.withLock { $0[k] = result }
                         ready[k].signal()
-                        k += workers
                     }
                 }
                 thread.name = "tandem-data-worker-\(w)"

@@ -7,7 +7,10 @@ import TandemData
 struct CountingDataset: Dataset {
     let count: Int
     var failAt: Int? = nil
+    var slowAt: Int? = nil
+    var delay: Double = 0.05
     func example(at index: Int, epoch: Int) throws -> (input: Tensor, target: Tensor) {
+        if index == slowAt { Thread.sleep(forTimeInterval: delay) }
         if index == failAt { throw DatasetError.corrupt(path: "example \(index)", reason: "test failure") }
         return (Tensor([Double(index)], shape: [1]), Tensor(int64: [index], shape: []))
     }
@@ -55,6 +58,17 @@ struct CountingDataset: Dataset {
             #expect(throws: DatasetError.self) { try loader.forEach { _, _ in seen += 1 } }
             #expect(seen == 3, "workers \(workers)")
         }
+    }
+
+    @Test func slowFirstBatchDoesNotDeadlockTheQueue() throws {
+        // Other workers must not take every prefetch slot while batch 0 is still being made.
+        let loader = try DataLoader(CountingDataset(count: 64, slowAt: 0), batchSize: 2, numWorkers: 4, prefetchFactor: 1)
+        #expect(try collect(loader).count == 32)
+    }
+
+    @Test func stuckWorkerTimesOut() throws {
+        let loader = try DataLoader(CountingDataset(count: 8, slowAt: 0, delay: 2), batchSize: 2, numWorkers: 1, timeout: 0.2)
+        #expect { try loader.forEach { _, _ in } } throws: { "\($0)".contains("batch 0") && "\($0)".contains("0.2") }
     }
 
     @Test func stoppingEarlyReleasesWorkers() throws {
