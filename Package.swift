@@ -54,6 +54,9 @@ let package = Package(
             name: "TandemOptimTests",
             dependencies: ["TandemOptim", "TandemTestSupport"]),
         .testTarget(
+            name: "TandemModelsTests",
+            dependencies: ["TandemModels", "TandemOptim", "TandemTestSupport"]),
+        .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),
     ]
