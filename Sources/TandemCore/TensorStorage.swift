@@ -6,7 +6,19 @@ final class TensorStorage: @unchecked Sendable {
     let bytes: UnsafeMutableRawPointer
     let byteCount: Int
 
+    /// glibc returns every block above 128 KB to the kernel on free, so each step of a
+    /// training loop would page-fault its activations in again. Keeping freed blocks in the
+    /// heap (as PyTorch's caching allocators do) removes that cost. Runs once.
+    private static let allocatorTuned: Bool = {
+        #if os(Linux)
+        _ = glibcMallopt(-3, 1 << 30)  // M_MMAP_THRESHOLD
+        _ = glibcMallopt(-1, 1 << 30)  // M_TRIM_THRESHOLD
+        #endif
+        return true
+    }()
+
     init(byteCount: Int) {
+        _ = Self.allocatorTuned
         self.byteCount = byteCount
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
     }
@@ -20,3 +32,9 @@ final class TensorStorage: @unchecked Sendable {
 
     deinit { bytes.deallocate() }
 }
+
+#if os(Linux)
+/// glibc's `mallopt` (declared in malloc.h, which Swift's Glibc module does not export).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif

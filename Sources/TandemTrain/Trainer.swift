@@ -1,0 +1,169 @@
+import Foundation
+import TandemData
+import TandemNN
+import TandemOptim
+
+/// Settings of a classification training run.
+public struct TrainConfig: Sendable {
+    public var epochs = 1
+    /// Stop after this many optimizer steps in total (nil: run all epochs).
+    public var maxSteps: Int? = nil
+    /// Folder for checkpoints, `metrics.jsonl` and `metrics.svg` (nil: write nothing).
+    public var outDir: String? = nil
+    /// Continue from the checkpoint in `outDir` if there is one.
+    public var resume = false
+    /// Show progress (rank 0 only in distributed runs).
+    public var showProgress = true
+    /// Write a metrics line every this many steps.
+    public var logEvery = 10
+    public init() {}
+}
+
+/// What a run achieved.
+public struct TrainResult: Sendable {
+    public var epochs: Int
+    public var steps: Int
+    public var testAccuracy: Double?
+    public var testLoss: Double?
+    public var trainImagesPerSecond: Double
+    public var wallSeconds: Double
+    public var checkpointPath: String?
+}
+
+/// A plain supervised classification loop: cross-entropy loss, an optimizer step per batch,
+/// the schedule stepped once per epoch, evaluation and a checkpoint after each epoch.
+public final class Trainer<Train: Dataset, Test: Dataset> {
+    public let model: any Module
+    public let optimizer: any StatefulOptimizer
+    public let schedule: (any LRSchedule)?
+    public let trainLoader: DataLoader<Train>
+    public let testLoader: DataLoader<Test>?
+    public let config: TrainConfig
+
+    public init(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
+                trainLoader: DataLoader<Train>, testLoader: DataLoader<Test>?, config: TrainConfig) {
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.trainLoader = trainLoader
+        self.testLoader = testLoader
+        self.config = config
+    }
+
+    /// Trains, evaluates and checkpoints; resumes first when asked and a checkpoint exists.
+    public func fit() throws -> TrainResult {
+        var position = Checkpoint.Position(epoch: 0, step: 0)
+        var stepsIntoEpoch = 0
+        if config.resume, let out = config.outDir, FileManager.default.fileExists(atPath: out + "/" + Checkpoint.stateFile) {
+            position = try Checkpoint.load(from: out, model: model, optimizer: optimizer, schedule: schedule)
+            stepsIntoEpoch = position.step - position.epoch * trainLoader.count
+        }
+        var log: MetricsLog?
+        if let out = config.outDir {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            log = try MetricsLog(path: out + "/metrics.jsonl", append: config.resume)
+        }
+        let start = Date()
+        var trainedImages = 0
+        var trainingSeconds = 0.0
+        var result = TrainResult(epochs: position.epoch, steps: position.step, trainImagesPerSecond: 0, wallSeconds: 0)
+        var epoch = position.epoch
+        var step = position.step
+        let stepLimit = config.maxSteps ?? Int.max
+        while epoch < config.epochs && step < stepLimit {
+            model.train()
+            trainLoader.setEpoch(epoch)
+            let progress = Progress(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)", enabled: config.showProgress)
+            let iterator = trainLoader.makeIterator()
+            var batchIndex = 0
+            var runningLoss = 0.0, runningCount = 0
+            let epochStart = Date()
+            var epochImages = 0
+            while step < stepLimit, let (x, y) = try iterator.next() {
+                defer { batchIndex += 1 }
+                if batchIndex < stepsIntoEpoch { continue }  // resuming mid-epoch: these batches were trained
+                let stepStart = Date()
+                optimizer.zeroGrad()
+                let loss = try Tensor.crossEntropy(model(x), target: y)
+                try loss.backward()
+                try optimizer.step()
+                step += 1
+                let lossValue = try loss.item()
+                guard lossValue.isFinite else {
+                    throw TrainError.invalidArgument("loss became \(lossValue) at step \(step); lower the learning rate")
+                }
+                let n = x.shape[0]
+                trainedImages += n
+                epochImages += n
+                trainingSeconds += Date().timeIntervalSince(stepStart)
+                runningLoss += lossValue * Double(n)
+                runningCount += n
+                let rate = Double(epochImages) / Date().timeIntervalSince(epochStart)
+                progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f img/s", lossValue, rate))
+                if step % config.logEvery == 0 {
+                    try log?.write(["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
+                                    "lr": optimizer.learningRate, "images_per_second": rate])
+                }
+            }
+            stepsIntoEpoch = 0
+            let finishedEpoch = batchIndex >= trainLoader.count
+            if finishedEpoch {
+                epoch += 1
+                schedule?.step()
+            }
+            var record: [String: Any] = ["kind": "epoch", "epoch": epoch, "step": step,
+                                         "train_loss": runningCount > 0 ? runningLoss / Double(runningCount) : Double.nan]
+            if testLoader != nil {
+                let (accuracy, testLoss) = try evaluate()
+                result.testAccuracy = accuracy
+                result.testLoss = testLoss
+                record["test_accuracy"] = accuracy
+                record["test_loss"] = testLoss
+            }
+            try log?.write(record)
+            if let out = config.outDir {
+                try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule,
+                                    position: .init(epoch: epoch, step: step), to: out)
+                result.checkpointPath = out + "/" + Checkpoint.modelFile
+                try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
+            }
+        }
+        result.epochs = epoch
+        result.steps = step
+        result.wallSeconds = Date().timeIntervalSince(start)
+        result.trainImagesPerSecond = trainingSeconds > 0 ? Double(trainedImages) / trainingSeconds : 0
+        return result
+    }
+
+    /// Accuracy and mean cross-entropy on the test loader, in evaluation mode without grad.
+    public func evaluate() throws -> (accuracy: Double, loss: Double) {
+        guard let testLoader else { return (.nan, .nan) }
+        model.eval()
+        defer { model.train() }
+        var correct = 0, total = 0
+        var lossSum = 0.0
+        try Tensor.withNoGrad {
+            try testLoader.forEach { x, y in
+                let logits = try model(x)
+                lossSum += try Tensor.crossEntropy(logits, target: y, reduction: .sum).item()
+                correct += try logits.argmax(axis: 1).eq(y).toIntArray().reduce(0, +)
+                total += y.shape[0]
+            }
+        }
+        return (Double(correct) / Double(Swift.max(total, 1)), lossSum / Double(Swift.max(total, 1)))
+    }
+
+    private func writePlot(metricsPath: String, to path: String) throws {
+        let records = try MetricsLog.read(path: metricsPath)
+        let losses = records.filter { $0["kind"] as? String == "step" }.compactMap { r -> (Double, Double)? in
+            guard let s = r["step"] as? Double ?? (r["step"] as? Int).map(Double.init), let l = r["loss"] as? Double else { return nil }
+            return (s, l)
+        }
+        let accuracy = records.filter { $0["kind"] as? String == "epoch" }.compactMap { r -> (Double, Double)? in
+            guard let s = r["step"] as? Double ?? (r["step"] as? Int).map(Double.init), let a = r["test_accuracy"] as? Double else { return nil }
+            return (s, a)
+        }
+        try Plot.writeSVG([Plot.Series(title: "training loss", points: losses),
+                           Plot.Series(title: "test accuracy", points: accuracy)], xLabel: "step", to: path)
+    }
+}

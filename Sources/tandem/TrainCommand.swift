@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import TandemData
+import TandemModels
+import TandemNN
+import TandemOptim
+import TandemTrain
+
+/// `tandem train`: trains one of the zoo's classifiers, like the seed's PyTorch scripts.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train a model (single process).")
+
+    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).") var model: String = "convnet"
+    @Option(help: "Dataset: mnist, cifar10 (default: the model's).") var dataset: String?
+    @Option(help: "Dataset folder (default Data/mnist or Data/cifar-10-batches-bin).") var dataDir: String?
+    @Option(help: "Epochs.") var epochs: Int = 1
+    @Option(help: "Stop after this many steps in total.") var maxSteps: Int?
+    @Option(help: "Batch size.") var batchSize: Int = 64
+    @Option(help: "Learning rate.") var lr: Double = 0.01
+    @Option(help: "SGD momentum.") var momentum: Double = 0.9
+    @Option(help: "Weight decay.") var weightDecay: Double = 0
+    @Option(help: "LR schedule per epoch: none, step (×0.1 each epoch), cosine.") var scheduler: String = "none"
+    @Option(help: "Background data workers.") var numWorkers: Int = 0
+    @Option(help: "Intra-op threads (default: TANDEM_NUM_THREADS or all cores).") var threads: Int?
+    @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
+    @Option(help: "Output folder: checkpoints, metrics.jsonl, metrics.svg.") var out: String?
+    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+    @Flag(help: "Print one final JSON object.") var json = false
+
+    func validate() throws {
+        guard ModelZoo.names.contains(model) else {
+            throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
+        }
+        if let dataset, !["mnist", "cifar10"].contains(dataset) {
+            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist or cifar10")
+        }
+        guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
+        if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps must be positive") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard momentum >= 0, weightDecay >= 0 else { throw ValidationError("--momentum and --weight-decay must be ≥ 0") }
+        guard ["none", "step", "cosine"].contains(scheduler) else {
+            throw ValidationError("unknown --scheduler '\(scheduler)'; choose none, step or cosine")
+        }
+        guard numWorkers >= 0 else { throw ValidationError("--num-workers must be ≥ 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if resume && out == nil { throw ValidationError("--resume needs --out, the folder that holds the checkpoint") }
+    }
+
+    func run() throws {
+        if let threads { Tandem.setNumThreads(threads) }
+        let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
+        let generator = Generator(seed: seed)
+        guard let net = ModelZoo.make(model, generator: generator) else { throw ValidationError("unknown model \(model)") }
+        let optimizer = try SGD(net.parameters(), lr: lr, momentum: momentum, weightDecay: weightDecay)
+        let schedule: (any LRSchedule)? = switch scheduler {
+        case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
+        case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)
+        default: nil
+        }
+        var config = TrainConfig()
+        config.epochs = epochs
+        config.maxSteps = maxSteps
+        config.outDir = out
+        config.resume = resume
+        config.showProgress = !json
+        let result: TrainResult
+        switch datasetName {
+        case "cifar10":
+            let folder = dataDir ?? "Data/cifar-10-batches-bin"
+            var train = try CIFAR10(folder: folder, train: true)
+            train.seed = seed
+            let test = try CIFAR10(folder: folder, train: false)
+            result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
+                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: true, numWorkers: numWorkers, seed: seed),
+                                 testLoader: DataLoader(test, batchSize: 1000, numWorkers: numWorkers), config: config).fit()
+        default:
+            let folder = dataDir ?? "Data/mnist"
+            let train = try MNIST(folder: folder, train: true), test = try MNIST(folder: folder, train: false)
+            result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
+                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: true, numWorkers: numWorkers, seed: seed),
+                                 testLoader: DataLoader(test, batchSize: 1000, numWorkers: numWorkers), config: config).fit()
+        }
+        if json {
+            var object: [String: Any] = [
+                "model": model, "dataset": datasetName, "world_size": 1, "epochs": result.epochs, "steps": result.steps,
+                "train_images_per_second": (result.trainImagesPerSecond * 10).rounded() / 10,
+                "wall_seconds": (result.wallSeconds * 100).rounded() / 100, "threads": Tandem.numThreads,
+                "batch_size": batchSize,
+            ]
+            object["test_accuracy"] = result.testAccuracy
+            object["checkpoint"] = result.checkpointPath
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "trained %d epochs, %d steps: test accuracy %.4f, %.0f train images/s, %.1f s",
+                         result.epochs, result.steps, result.testAccuracy ?? .nan, result.trainImagesPerSecond, result.wallSeconds))
+            if let path = result.checkpointPath { print("checkpoint: \(path)") }
+        }
+    }
+}
+
+/// `tandem eval`: evaluates saved weights (Tandem's or PyTorch's safetensors state dict).
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate saved weights on a test set.")
+
+    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).") var model: String = "convnet"
+    @Option(help: "A safetensors state dict with PyTorch names.") var weights: String
+    @Option(help: "Dataset: mnist, cifar10 (default: the model's).") var dataset: String?
+    @Option(help: "Dataset folder.") var dataDir: String?
+    @Option(help: "Write int64 `predictions` (one per test image) to this safetensors file.") var predictions: String?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard ModelZoo.names.contains(model) else {
+            throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        guard let net = ModelZoo.make(model, generator: Generator(seed: 0)) else { return }
+        try Checkpoint.loadWeights(path: weights, into: net)
+        net.eval()
+        let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
+        var predicted: [Int] = []
+        var correct = 0, total = 0
+        func run<D: Dataset>(_ data: D) throws {
+            try Tensor.withNoGrad {
+                try DataLoader(data, batchSize: 1000).forEach { x, y in
+                    let p = try net(x).argmax(axis: 1)
+                    predicted += p.toIntArray()
+                    correct += try p.eq(y).toIntArray().reduce(0, +)
+                    total += y.shape[0]
+                }
+            }
+        }
+        if datasetName == "cifar10" {
+            try run(CIFAR10(folder: dataDir ?? "Data/cifar-10-batches-bin", train: false))
+        } else {
+            try run(MNIST(folder: dataDir ?? "Data/mnist", train: false))
+        }
+        if let predictions {
+            try SafeTensors.save([("predictions", Tensor(int64: predicted))], to: predictions)
+        }
+        let accuracy = Double(correct) / Double(Swift.max(total, 1))
+        if json {
+            print("{\"model\":\"\(model)\",\"dataset\":\"\(datasetName)\",\"images\":\(total),\"test_accuracy\":\(accuracy)}")
+        } else {
+            print(String(format: "test accuracy %.4f on %d images", accuracy, total))
+        }
+    }
+}
