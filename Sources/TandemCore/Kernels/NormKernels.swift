@@ -11,6 +11,7 @@ extension Kernels {
     /// Σ p[i] for i in 0..<n.
     @inline(__always)
     static func laneSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, 0, squared: false) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -32,6 +33,7 @@ extension Kernels {
     /// Σ (p[i] - m) for i in 0..<n.
     @inline(__always)
     static func laneShiftedSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, unsafeBitCast(m, to: Float.self), squared: false) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -53,6 +55,7 @@ extension Kernels {
     /// Σ (p[i] - m)² for i in 0..<n.
     @inline(__always)
     static func laneSquaredDeviation<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, unsafeBitCast(m, to: Float.self), squared: true) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -78,6 +81,7 @@ extension Kernels {
     static func laneGradSums<T: FloatElement>(_ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, _ m: T)
         -> (sumG: Double, sumGX: Double)
     {
+        if T.self == Float.self { return laneGradSumsFloat(UnsafeRawPointer(g), UnsafeRawPointer(x), n, unsafeBitCast(m, to: Float.self)) }
         var totalG: Double = 0, totalGX: Double = 0
         var start = 0
         while start < n {
@@ -94,6 +98,59 @@ extension Kernels {
             while i < end { g0 += g[i]; h0 += g[i] * (x[i] - m); i += 1 }
             totalG += ((g0 + g1) + (g2 + g3)).doubleValue
             totalGX += ((h0 + h1) + (h2 + h3)).doubleValue
+            start = end
+        }
+        return (totalG, totalGX)
+    }
+
+    /// Σ (p[i] - m) or Σ (p[i] - m)² over n Floats, eight lanes at a time.
+    @inline(__always)
+    static func laneSumFloat(_ p: UnsafeRawPointer, _ n: Int, _ m: Float, squared: Bool) -> Double {
+        let f = p.assumingMemoryBound(to: Float.self)
+        let shift = SIMD8<Float>(repeating: m)
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var lanes = SIMD8<Float>(repeating: 0)
+            var tail: Float = 0
+            var i = start
+            while i + 8 <= end {
+                let d = p.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - shift
+                lanes += squared ? d * d : d
+                i += 8
+            }
+            while i < end { let d = f[i] - m; tail += squared ? d * d : d; i += 1 }
+            total += Double(lanes.sum()) + Double(tail)
+            start = end
+        }
+        return total
+    }
+
+    /// (Σ g[i], Σ g[i]·(x[i] - m)) over n Floats, eight lanes at a time.
+    @inline(__always)
+    static func laneGradSumsFloat(_ g: UnsafeRawPointer, _ x: UnsafeRawPointer, _ n: Int, _ m: Float)
+        -> (sumG: Double, sumGX: Double)
+    {
+        let gf = g.assumingMemoryBound(to: Float.self), xf = x.assumingMemoryBound(to: Float.self)
+        let shift = SIMD8<Float>(repeating: m)
+        var totalG: Double = 0, totalGX: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var lanesG = SIMD8<Float>(repeating: 0), lanesGX = SIMD8<Float>(repeating: 0)
+            var tailG: Float = 0, tailGX: Float = 0
+            var i = start
+            while i + 8 <= end {
+                let gv = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                let xv = x.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                lanesG += gv
+                lanesGX += gv * (xv - shift)
+                i += 8
+            }
+            while i < end { tailG += gf[i]; tailGX += gf[i] * (xf[i] - m); i += 1 }
+            totalG += Double(lanesG.sum()) + Double(tailG)
+            totalGX += Double(lanesGX.sum()) + Double(tailGX)
             start = end
         }
         return (totalG, totalGX)
@@ -224,6 +281,86 @@ extension Kernels {
                 let o = row * s
                 let gr = gp + o, xr = xp + o, dr = dp + o
                 for j in 0..<s { dr[j] = gr[j] * a + (xr[j] - m) * b + e }
+            }
+        }
+    }
+
+    /// Training-mode batch norm forward fused per channel (for S ≥ 8): the channel's mean and
+    /// Σ(x - mean)², then y = x̂·w + b written while the channel is still in cache.
+    /// `weight` and `bias` hold C values each; `mean`/`squaredDeviation` receive C values.
+    static func batchNormTrainingForward<T: FloatElement>(
+        _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int, eps: Double,
+        weight: UnsafePointer<Double>, bias: UnsafePointer<Double>,
+        mean: UnsafeMutablePointer<Double>, squaredDeviation: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (xp, yp, wp, bp, mp, vp) = (x, y, weight, bias, mean, squaredDeviation)
+        let m = Double(n * s)
+        Parallel.forRanges(c, costPerItem: n * s * 4) { range in
+            for ch in range {
+                var total: Double = 0
+                for i in 0..<n { total += laneSum(xp + (i * c + ch) * s, s) }
+                let mu = total / m
+                let muT = T(mu)
+                var sq: Double = 0
+                for i in 0..<n { sq += laneSquaredDeviation(xp + (i * c + ch) * s, s, muT) }
+                let shiftError = mu - muT.doubleValue
+                sq = Swift.max(sq - m * shiftError * shiftError, 0)
+                mp[ch] = mu
+                vp[ch] = sq
+                // y = (x - μ')·a + (b + (μ' - μ)·a), μ' = T(μ).
+                let scale = wp[ch] / (sq / m + eps).squareRoot()
+                let a = T(scale), e = T(bp[ch] - shiftError * scale)
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let src = xp + o, dst = yp + o
+                    for j in 0..<s { dst[j] = (src[j] - muT) * a + e }
+                }
+            }
+        }
+    }
+
+    /// Batch norm backward fused per channel (for S ≥ 8): Σg and Σ g·(x - center) of the
+    /// channel, then dx = a·(g - Σg/M - x̂·Σ(g·x̂)/M) in training mode or dx = a·g in eval mode,
+    /// with a = w·invstd and x̂ = (x - center)·invstd. `sumG`/`sumGX` receive C values.
+    static func batchNormBackward<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int,
+        training: Bool, center: UnsafePointer<Double>, invstd: UnsafePointer<Double>, weight: UnsafePointer<Double>,
+        sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (gp, xp, dp, cp, ip, wp, sg, sgx) = (g, x, dx, center, invstd, weight, sumG, sumGX)
+        let md = Double(n * s)
+        Parallel.forRanges(c, costPerItem: n * s * 4) { range in
+            for ch in range {
+                let mu = cp[ch]
+                let muT = T(mu)
+                let shiftError = mu - muT.doubleValue
+                var a: Double = 0, b: Double = 0
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let r = laneGradSums(gp + o, xp + o, s, muT)
+                    a += r.sumG
+                    b += r.sumGX
+                }
+                b -= shiftError * a  // Σ g(x - μ) = Σ g(x - μ') - (μ - μ')Σg
+                sg[ch] = a
+                sgx[ch] = b
+                let scale = wp[ch] * ip[ch]
+                let k1 = T(scale)
+                var k2: T = 0, k3: T = 0
+                if training {
+                    let slope = -scale * ip[ch] * ip[ch] * b / md
+                    k2 = T(slope)
+                    k3 = T(-scale * a / md - slope * shiftError)
+                }
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let gr = gp + o, xr = xp + o, dr = dp + o
+                    if training {
+                        for j in 0..<s { dr[j] = gr[j] * k1 + (xr[j] - muT) * k2 + k3 }
+                    } else {
+                        for j in 0..<s { dr[j] = gr[j] * k1 }
+                    }
+                }
             }
         }
     }
