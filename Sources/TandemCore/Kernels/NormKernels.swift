@@ -103,6 +103,41 @@ extension Kernels {
         return (totalG, totalGX)
     }
 
+    /// (Σ g[i]·w[i], Σ g[i]·w[i]·(x[i] - m)) for i in 0..<n.
+    @inline(__always)
+    static func laneWeightedGradSums<T: FloatElement>(_ g: UnsafePointer<T>, _ w: UnsafePointer<T>, _ x: UnsafePointer<T>,
+                                                      _ n: Int, _ m: T) -> (Double, Double) {
+        if T.self == Float.self {
+            let gr = UnsafeRawPointer(g), wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x)
+            let gf = gr.assumingMemoryBound(to: Float.self), wf = wr.assumingMemoryBound(to: Float.self)
+            let xf = xr.assumingMemoryBound(to: Float.self), mf = unsafeBitCast(m, to: Float.self)
+            let shift = SIMD8<Float>(repeating: mf)
+            var totalA: Double = 0, totalB: Double = 0
+            var start = 0
+            while start < n {
+                let end = Swift.min(n, start + 4096)
+                var la = SIMD8<Float>(repeating: 0), lb = SIMD8<Float>(repeating: 0)
+                var ta: Float = 0, tb: Float = 0
+                var i = start
+                while i + 8 <= end {
+                    let v = gr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                        * wr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    la += v
+                    lb += v * (xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - shift)
+                    i += 8
+                }
+                while i < end { let v = gf[i] * wf[i]; ta += v; tb += v * (xf[i] - mf); i += 1 }
+                totalA += Double(la.sum()) + Double(ta)
+                totalB += Double(lb.sum()) + Double(tb)
+                start = end
+            }
+            return (totalA, totalB)
+        }
+        var a: Double = 0, b: Double = 0
+        for i in 0..<n { let v = (g[i] * w[i]).doubleValue; a += v; b += v * (x[i] - m).doubleValue }
+        return (a, b)
+    }
+
     /// Σ (p[i] - m) or Σ (p[i] - m)² over n Floats, eight lanes at a time.
     @inline(__always)
     static func laneSumFloat(_ p: UnsafeRawPointer, _ n: Int, _ m: Float, squared: Bool) -> Double {
@@ -461,10 +496,7 @@ extension Kernels {
                 var sumGW: Double = 0, sumGWX: Double = 0
                 if let w = wp {
                     if s == 1, groups == 1 {
-                        var a: T = 0, b: T = 0
-                        for j in 0..<k { let v = gr[j] * w[j]; a += v; b += v * (xr[j] - muT) }
-                        sumGW = a.doubleValue
-                        sumGWX = b.doubleValue
+                        (sumGW, sumGWX) = laneWeightedGradSums(gr, w, xr, k, muT)
                     } else {
                         for cc in 0..<cg {
                             let o = cc * s
@@ -516,15 +548,30 @@ extension Kernels {
         Parallel.forRanges(params, costPerItem: outer * s * 2) { range in
             for p in range { dw[p] = 0; db[p] = 0 }
             if s == 1, groups == 1 {
-                // Layer norm: rows outer, parameters (columns) inner and contiguous.
-                for r in 0..<layout.rows {
-                    let mu = mp[r], rs = rp[r]
-                    let gr = gp + r * k, xr = xp + r * k
-                    for p in range {
-                        let gv = gr[p].doubleValue
-                        dw[p] += gv * (xr[p].doubleValue - mu) * rs
-                        db[p] += gv
+                // Layer norm: rows outer, parameters (columns) inner and contiguous. Column sums
+                // accumulate in T over blocks of rows and are flushed to Double per block.
+                let lo = range.lowerBound, width = range.count
+                let scratch = UnsafeMutablePointer<T>.allocate(capacity: 2 * width)
+                defer { scratch.deallocate() }
+                let sw = scratch, sb = scratch + width
+                var r0 = 0
+                while r0 < layout.rows {
+                    let r1 = Swift.min(layout.rows, r0 + 256)
+                    sw.update(repeating: 0, count: width)
+                    sb.update(repeating: 0, count: width)
+                    for r in r0..<r1 {
+                        let muT = T(mp[r]), rs = T(rp[r])
+                        let gr = gp + r * k + lo, xr = xp + r * k + lo
+                        for j in 0..<width {
+                            sw[j] += gr[j] * ((xr[j] - muT) * rs)
+                            sb[j] += gr[j]
+                        }
                     }
+                    for j in 0..<width {
+                        dw[lo + j] += sw[j].doubleValue
+                        db[lo + j] += sb[j].doubleValue
+                    }
+                    r0 = r1
                 }
             } else {
                 for p in range {
