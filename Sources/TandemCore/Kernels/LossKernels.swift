@@ -70,15 +70,10 @@ extension Kernels {
 
 /// Row helpers of the loss kernels; Float paths use explicit SIMD so that they vectorise.
 extension Kernels {
-    /// e^x for the loss kernels: for Float, the FastMath polynomial with round-to-nearest done
-    /// by adding and subtracting 1.5·2²³ instead of `rounded()` (which is a libm call without
-    /// SSE4.1 and blocks vectorisation); libm for Double. NaN stays NaN, exp(-inf) = 0.
-    @inline(__always)
-    static func lossExp<T: FloatElement>(_ x: T) -> T {
-        if T.self == Float.self { return unsafeBitCast(lossExpFloat(unsafeBitCast(x, to: Float.self)), to: T.self) }
-        return T.exp(x)
-    }
-
+    /// e^x for Float: the FastMath polynomial with round-to-nearest done by adding and
+    /// subtracting 1.5·2²³ instead of `rounded()` (a libm call without SSE4.1, which blocks
+    /// vectorisation). NaN stays NaN, exp(-inf) = 0. Used for row tails; `expFloat8` is the
+    /// eight-lane version.
     @inline(__always)
     static func lossExpFloat(_ x: Float) -> Float {
         // Branch-free so that loops over it vectorise: comparisons are false for NaN, so a NaN

@@ -193,51 +193,33 @@ extension Kernels {
 
     // MARK: - Batch norm over [N, C, S]
 
-    /// Per-channel mean and Σ(x - mean)² of a contiguous [n, c, s] buffer (two passes per
-    /// channel, parallel over channels). Writes `c` values to each output.
+    /// Per-channel mean and Σ(x - mean)² of a contiguous [n, c, s] buffer with short runs
+    /// (s < 8, e.g. [N, C]): rows are walked with channels innermost, parallel over channel
+    /// ranges, accumulating in Double. Runs of 8 or more use `batchNormTrainingForward`.
     static func channelStatistics<T: FloatElement>(
         _ x: UnsafePointer<T>, n: Int, c: Int, s: Int,
         mean: UnsafeMutablePointer<Double>, squaredDeviation: UnsafeMutablePointer<Double>
     ) {
         nonisolated(unsafe) let (xp, mp, vp) = (x, mean, squaredDeviation)
         let m = Double(n * s)
-        if s >= 8 {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+        Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+            for ch in range { mp[ch] = 0; vp[ch] = 0 }
+            for i in 0..<n {
                 for ch in range {
-                    var total: Double = 0
-                    for i in 0..<n { total += laneSum(xp + (i * c + ch) * s, s) }
-                    let mu = total / m
-                    let muT = T(mu)
-                    var sq: Double = 0
-                    for i in 0..<n { sq += laneSquaredDeviation(xp + (i * c + ch) * s, s, muT) }
-                    // Correct for the rounding of the mean to T: Σ(x-μ)² = Σ(x-μ')² - M(μ-μ')².
-                    let shift = mu - muT.doubleValue
-                    mp[ch] = mu
-                    vp[ch] = Swift.max(sq - m * shift * shift, 0)
+                    let row = xp + (i * c + ch) * s
+                    var t: Double = 0
+                    for j in 0..<s { t += row[j].doubleValue }
+                    mp[ch] += t
                 }
             }
-        } else {
-            // Short runs ([N, C] and tiny spatial sizes): walk rows, channels innermost.
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
-                let lo = range.lowerBound, width = range.count
-                for k in 0..<width { mp[lo + k] = 0; vp[lo + k] = 0 }
-                for i in 0..<n {
-                    for ch in range {
-                        let row = xp + (i * c + ch) * s
-                        var t: Double = 0
-                        for j in 0..<s { t += row[j].doubleValue }
-                        mp[ch] += t
-                    }
-                }
-                for ch in range { mp[ch] /= m }
-                for i in 0..<n {
-                    for ch in range {
-                        let row = xp + (i * c + ch) * s
-                        let mu = mp[ch]
-                        var t: Double = 0
-                        for j in 0..<s { let d = row[j].doubleValue - mu; t += d * d }
-                        vp[ch] += t
-                    }
+            for ch in range { mp[ch] /= m }
+            for i in 0..<n {
+                for ch in range {
+                    let row = xp + (i * c + ch) * s
+                    let mu = mp[ch]
+                    var t: Double = 0
+                    for j in 0..<s { let d = row[j].doubleValue - mu; t += d * d }
+                    vp[ch] += t
                 }
             }
         }
@@ -259,45 +241,27 @@ extension Kernels {
         }
     }
 
-    /// Per-channel Σg and Σ g·(x - mean[ch]) over a contiguous [n, c, s] pair.
+    /// Per-channel Σg and Σ g·(x - mean[ch]) over a contiguous [n, c, s] pair with short runs
+    /// (s < 8), accumulating in Double. Runs of 8 or more use `batchNormBackward`.
     static func channelGradSums<T: FloatElement>(
         _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, n: Int, c: Int, s: Int, mean: UnsafePointer<Double>,
         sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>
     ) {
         nonisolated(unsafe) let (gp, xp, mp, sg, sgx) = (g, x, mean, sumG, sumGX)
-        if s >= 8 {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+        Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+            for ch in range { sg[ch] = 0; sgx[ch] = 0 }
+            for i in 0..<n {
                 for ch in range {
+                    let o = (i * c + ch) * s
                     let mu = mp[ch]
-                    let muT = T(mu)
                     var a: Double = 0, b: Double = 0
-                    for i in 0..<n {
-                        let o = (i * c + ch) * s
-                        let r = laneGradSums(gp + o, xp + o, s, muT)
-                        a += r.sumG
-                        b += r.sumGX
+                    for j in 0..<s {
+                        let gv = gp[o + j].doubleValue
+                        a += gv
+                        b += gv * (xp[o + j].doubleValue - mu)
                     }
-                    // Σ g(x - μ) = Σ g(x - μ') - (μ - μ')Σg.
-                    sg[ch] = a
-                    sgx[ch] = b - (mu - muT.doubleValue) * a
-                }
-            }
-        } else {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
-                for ch in range { sg[ch] = 0; sgx[ch] = 0 }
-                for i in 0..<n {
-                    for ch in range {
-                        let o = (i * c + ch) * s
-                        let mu = mp[ch]
-                        var a: Double = 0, b: Double = 0
-                        for j in 0..<s {
-                            let gv = gp[o + j].doubleValue
-                            a += gv
-                            b += gv * (xp[o + j].doubleValue - mu)
-                        }
-                        sg[ch] += a
-                        sgx[ch] += b
-                    }
+                    sg[ch] += a
+                    sgx[ch] += b
                 }
             }
         }
