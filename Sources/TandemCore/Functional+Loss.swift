@@ -37,27 +37,29 @@ extension Tensor {
         let ignore = Int64(ignoreIndex)
         let dtype = logits.dtype
         let r = rows.count / Swift.max(c, 1)
-        let stats = Tensor(uninitializedShape: [r, 2], dtype: dtype)
+        // The softmax is kept for the backward pass only when a gradient will be asked for.
+        let needsGrad = GradMode.enabled && logits.requiresGrad
+        let probs = needsGrad ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
         var perRow = [Double](repeating: 0, count: r)
         perRow.withUnsafeMutableBufferPointer { lb in
             func run<T: FloatElement>(_: T.Type) {
                 Kernels.crossEntropyForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                            ignoreIndex: ignore, smoothing: labelSmoothing,
-                                            stats: stats.elementPointer(T.self), loss: lb.baseAddress!)
+                                            ignoreIndex: ignore, smoothing: labelSmoothing, loss: lb.baseAddress!,
+                                            probs: probs.map { $0.elementPointer(T.self) })
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }
         }
         let kept = labels.toIntArray().reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
         let out = reducedLoss(perRow, reduction: reduction, kept: kept, shape: target.shape, dtype: dtype)
+        guard let probs else { return out }
         let logitsShape = logits.shape
-        let rowsData = rows.detach()
         return Tensor.record(op, out, inputs: [logits]) { g in
             let scale = try lossScale(g, reduction: reduction, kept: kept)
-            let dx = Tensor(uninitializedShape: rowsData.shape, dtype: dtype)
+            let dx = Tensor(uninitializedShape: probs.shape, dtype: dtype)
             func run<T: FloatElement>(_: T.Type) {
-                Kernels.crossEntropyBackward(rowsData.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
+                Kernels.crossEntropyBackward(probs.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
                                              labels: labels.elementPointer(Int64.self), ignoreIndex: ignore,
-                                             smoothing: labelSmoothing, stats: stats.elementPointer(T.self),
+                                             smoothing: labelSmoothing,
                                              scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }

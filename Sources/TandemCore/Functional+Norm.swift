@@ -39,8 +39,14 @@ extension Tensor {
         }
         guard eps >= 0 else { throw TensorError.invalidArgument(op: op, message: "eps must be non-negative, got \(eps)") }
         let m = n * s
-        let center: [Double], invstd: [Double]
+        // Runs of at least 8 elements per (sample, channel) use the kernels fused per channel;
+        // shorter runs ([N, C], tiny spatial sizes) walk rows with channels innermost.
+        let fused = s >= 8
         let xc = x.contiguousStorage()
+        let w = weight?.toDoubleArray() ?? [Double](repeating: 1, count: c)
+        let b = bias?.toDoubleArray() ?? [Double](repeating: 0, count: c)
+        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
+        let center: [Double], invstd: [Double]
         if training {
             guard m > 1 else {
                 throw TensorError.invalidArgument(op: op, message: "expected more than 1 value per channel when training, got input \(x.shape)")
@@ -49,8 +55,14 @@ extension Tensor {
             mean.withUnsafeMutableBufferPointer { mb in
                 sq.withUnsafeMutableBufferPointer { sb in
                     func run<T: FloatElement>(_: T.Type) {
-                        Kernels.channelStatistics(xc.elementPointer(T.self), n: n, c: c, s: s,
-                                                  mean: mb.baseAddress!, squaredDeviation: sb.baseAddress!)
+                        if fused {
+                            Kernels.batchNormTrainingForward(xc.elementPointer(T.self), out.elementPointer(T.self), n: n, c: c, s: s,
+                                                             eps: eps, weight: w, bias: b,
+                                                             mean: mb.baseAddress!, squaredDeviation: sb.baseAddress!)
+                        } else {
+                            Kernels.channelStatistics(xc.elementPointer(T.self), n: n, c: c, s: s,
+                                                      mean: mb.baseAddress!, squaredDeviation: sb.baseAddress!)
+                        }
                     }
                     if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
                 }
@@ -73,24 +85,23 @@ extension Tensor {
             invstd = rv.toDoubleArray().map { 1 / ($0 + eps).squareRoot() }
         }
 
-        let w = weight?.toDoubleArray() ?? [Double](repeating: 1, count: c)
-        let b = bias?.toDoubleArray() ?? [Double](repeating: 0, count: c)
-        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
-        func forward<T: FloatElement>(_: T.Type) {
-            // (x - μ')·a + (b + (μ' - μ)·a) with μ' = T(μ), so the rounding of μ cancels.
-            var centerT = [T](), scale = [T](), shift = [T]()
-            for ch in 0..<c {
-                let cT = T(center[ch])
-                let a: Double = w[ch] * invstd[ch]
-                let correction: Double = (cT.doubleValue - center[ch]) * a
-                centerT.append(cT)
-                scale.append(T(a))
-                shift.append(T(b[ch] + correction))
+        if !(training && fused) {
+            func forward<T: FloatElement>(_: T.Type) {
+                // (x - μ')·a + (b + (μ' - μ)·a) with μ' = T(μ), so the rounding of μ cancels.
+                var centerT = [T](), scale = [T](), shift = [T]()
+                for ch in 0..<c {
+                    let cT = T(center[ch])
+                    let a: Double = w[ch] * invstd[ch]
+                    let correction: Double = (cT.doubleValue - center[ch]) * a
+                    centerT.append(cT)
+                    scale.append(T(a))
+                    shift.append(T(b[ch] + correction))
+                }
+                Kernels.channelAffine(xc.elementPointer(T.self), out.elementPointer(T.self), n: n, c: c, s: s,
+                                      center: centerT, scale: scale, shift: shift)
             }
-            Kernels.channelAffine(xc.elementPointer(T.self), out.elementPointer(T.self), n: n, c: c, s: s,
-                                  center: centerT, scale: scale, shift: shift)
+            if x.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
         }
-        if x.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
 
         var inputs: [Tensor] = [x]
         if let weight { inputs.append(weight) }
@@ -100,41 +111,47 @@ extension Tensor {
         let xData = xc.detach()
         return Tensor.record(op, out, inputs: inputs) { g in
             let gc = g.contiguousStorage()
+            let dx = Tensor(uninitializedShape: shape, dtype: dtype)
             var sumG = [Double](repeating: 0, count: c), sumGX = [Double](repeating: 0, count: c)
             sumG.withUnsafeMutableBufferPointer { ab in
                 sumGX.withUnsafeMutableBufferPointer { bb in
-                    center.withUnsafeBufferPointer { cb in
-                        func run<T: FloatElement>(_: T.Type) {
+                    func run<T: FloatElement>(_: T.Type) {
+                        if fused {
+                            Kernels.batchNormBackward(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
+                                                      n: n, c: c, s: s, training: training, center: center, invstd: invstd,
+                                                      weight: w, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
+                        } else {
                             Kernels.channelGradSums(gc.elementPointer(T.self), xData.elementPointer(T.self), n: n, c: c, s: s,
-                                                    mean: cb.baseAddress!, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
+                                                    mean: center, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
                         }
-                        if dtype == .float64 { run(Double.self) } else { run(Float.self) }
                     }
+                    if dtype == .float64 { run(Double.self) } else { run(Float.self) }
                 }
             }
-            let dx = Tensor(uninitializedShape: shape, dtype: dtype)
-            func backward<T: FloatElement>(_: T.Type) {
-                let md = Double(m)
-                var centerT = [T](), k1 = [T](), k2 = [T](), k3 = [T]()
-                for ch in 0..<c {
-                    let cT = T(center[ch])
-                    let a = w[ch] * invstd[ch]
-                    centerT.append(cT)
-                    k1.append(T(a))
-                    if training {
-                        // dx = a·(g - Σg/M - x̂·Σ(g·x̂)/M), x̂ = (x - μ)·invstd.
-                        let slope = -a * invstd[ch] * invstd[ch] * sumGX[ch] / md
-                        k2.append(T(slope))
-                        k3.append(T(-a * sumG[ch] / md + slope * (cT.doubleValue - center[ch])))
-                    } else {
-                        k2.append(0)
-                        k3.append(0)
+            if !fused {
+                func backward<T: FloatElement>(_: T.Type) {
+                    let md = Double(m)
+                    var centerT = [T](), k1 = [T](), k2 = [T](), k3 = [T]()
+                    for ch in 0..<c {
+                        let cT = T(center[ch])
+                        let a = w[ch] * invstd[ch]
+                        centerT.append(cT)
+                        k1.append(T(a))
+                        if training {
+                            // dx = a·(g - Σg/M - x̂·Σ(g·x̂)/M), x̂ = (x - μ)·invstd.
+                            let slope = -a * invstd[ch] * invstd[ch] * sumGX[ch] / md
+                            k2.append(T(slope))
+                            k3.append(T(-a * sumG[ch] / md + slope * (cT.doubleValue - center[ch])))
+                        } else {
+                            k2.append(0)
+                            k3.append(0)
+                        }
                     }
+                    Kernels.channelLinearCombination(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
+                                                     n: n, c: c, s: s, center: centerT, k1: k1, k2: k2, k3: k3)
                 }
-                Kernels.channelLinearCombination(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
-                                                 n: n, c: c, s: s, center: centerT, k1: k1, k2: k2, k3: k3)
+                if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
             }
-            if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
             var grads: [Tensor?] = [dx]
             if hasWeight { grads.append(Tensor((0..<c).map { sumGX[$0] * invstd[$0] }, shape: [c], dtype: dtype)) }
             if hasBias { grads.append(Tensor(sumG, shape: [c], dtype: dtype)) }

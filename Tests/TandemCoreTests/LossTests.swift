@@ -113,6 +113,28 @@ import TandemTestSupport
         #expect(abs(try l32.item() - l64.item()) < 1e-5)
     }
 
+    @Test func crossEntropyNonFiniteAndNoGrad() throws {
+        // -inf logits of other classes are fine (probability 0); smoothing then sees -inf → inf,
+        // as in PyTorch. A NaN logit makes the loss NaN.
+        let x = Tensor([0, -Float.infinity, 1, 2] as [Float], shape: [1, 4]).requiringGrad()
+        let loss = try Tensor.crossEntropy(x, target: Tensor(int64: [2]))
+        let expected = Foundation.log(1 + Foundation.exp(-1.0) + Foundation.exp(1.0))
+        #expect(abs(try loss.item() - expected) < 1e-6)
+        try loss.backward()
+        let grad = x.grad?.toDoubleArray() ?? []
+        #expect(grad.count == 4 && grad[1] == 0 && grad.allSatisfy { $0.isFinite })
+        #expect(try Tensor.crossEntropy(x.detach(), target: Tensor(int64: [2]), labelSmoothing: 0.1).item() == .infinity)
+        let nan = Tensor([0, .nan, 1] as [Float], shape: [1, 3])
+        #expect(try Tensor.crossEntropy(nan, target: Tensor(int64: [0])).item().isNaN)
+        // Without grad mode no graph is recorded, and the value is the same.
+        let y = Self.randn([8, 6], seed: 14).to(.float32).requiringGrad()
+        let target = Tensor(int64: [0, 1, 2, 3, 4, 5, 0, 1])
+        let withGrad = try Tensor.crossEntropy(y, target: target, labelSmoothing: 0.2)
+        let noGrad = try Tensor.withNoGrad { try Tensor.crossEntropy(y, target: target, labelSmoothing: 0.2) }
+        #expect(withGrad.requiresGrad && !noGrad.requiresGrad)
+        #expect(try withGrad.item() == noGrad.item())
+    }
+
     @Test func crossEntropyLargeMatchesComposition() throws {
         // Enough rows to run in parallel.
         let logits = try Self.randn([512, 100], seed: 6) * 4

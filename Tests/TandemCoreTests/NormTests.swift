@@ -84,8 +84,10 @@ import TandemTestSupport
         #expect(result.passed, "\(result.report)")
     }
 
-    @Test func batchNormEvalGradcheck() throws {
-        let x = Self.randn([3, 2, 10], seed: 5)
+    /// Spatial size 10 runs the fused kernels, [6, 2] the short-run path.
+    @Test(arguments: [[3, 2, 10], [6, 2]])
+    func batchNormEvalGradcheck(_ shape: [Int]) throws {
+        let x = Self.randn(shape, seed: 5)
         let weight = Self.randn([2], seed: 6), bias = Self.randn([2], seed: 7)
         let rmValue = Self.randn([2], seed: 8), rvValue = try Self.randn([2], seed: 9).abs() + 0.5
         let result = try GradCheck.check([x, weight, bias]) { xs in
@@ -93,6 +95,13 @@ import TandemTestSupport
             return try Tensor.batchNorm(xs[0], runningMean: &rm, runningVar: &rv, weight: xs[1], bias: xs[2], training: false)
         }
         #expect(result.passed, "\(result.report)")
+        var paramShape = [Int](repeating: 1, count: shape.count)
+        paramShape[1] = 2
+        let p = { (t: Tensor) in try t.reshape(paramShape) }
+        var rm: Tensor? = rmValue, rv: Tensor? = rvValue
+        let out = try Tensor.batchNorm(x, runningMean: &rm, runningVar: &rv, weight: weight, bias: bias, training: false)
+        let expected = try (x - p(rmValue)) / (p(rvValue) + 1e-5).sqrt() * p(weight) + p(bias)
+        expectClose(out, expected, rtol: 1e-12, atol: 1e-12, "eval out")
     }
 
     /// float32 against the float64 composition on shapes that run in parallel (MNIST ConvNet
@@ -124,7 +133,7 @@ import TandemTestSupport
     }
 
     @Test func batchNormFloat64MatchesComposition() throws {
-        let x = try Self.randn([6, 3, 5, 7], seed: 14).requiringGrad()
+        let x = Self.randn([6, 3, 5, 7], seed: 14).requiringGrad()
         let w = Self.randn([3], seed: 15).requiringGrad()
         var rm: Tensor? = nil, rv: Tensor? = nil
         let out = try Tensor.batchNorm(x, runningMean: &rm, runningVar: &rv, weight: w, bias: nil, training: true)

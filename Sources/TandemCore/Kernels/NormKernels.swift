@@ -11,6 +11,7 @@ extension Kernels {
     /// Σ p[i] for i in 0..<n.
     @inline(__always)
     static func laneSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, 0, squared: false) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -32,6 +33,7 @@ extension Kernels {
     /// Σ (p[i] - m) for i in 0..<n.
     @inline(__always)
     static func laneShiftedSum<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, unsafeBitCast(m, to: Float.self), squared: false) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -53,6 +55,7 @@ extension Kernels {
     /// Σ (p[i] - m)² for i in 0..<n.
     @inline(__always)
     static func laneSquaredDeviation<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int, _ m: T) -> Double {
+        if T.self == Float.self { return laneSumFloat(UnsafeRawPointer(p), n, unsafeBitCast(m, to: Float.self), squared: true) }
         var total: Double = 0
         var start = 0
         while start < n {
@@ -78,6 +81,7 @@ extension Kernels {
     static func laneGradSums<T: FloatElement>(_ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, _ m: T)
         -> (sumG: Double, sumGX: Double)
     {
+        if T.self == Float.self { return laneGradSumsFloat(UnsafeRawPointer(g), UnsafeRawPointer(x), n, unsafeBitCast(m, to: Float.self)) }
         var totalG: Double = 0, totalGX: Double = 0
         var start = 0
         while start < n {
@@ -99,53 +103,123 @@ extension Kernels {
         return (totalG, totalGX)
     }
 
+    /// (Σ g[i]·w[i], Σ g[i]·w[i]·(x[i] - m)) for i in 0..<n.
+    @inline(__always)
+    static func laneWeightedGradSums<T: FloatElement>(_ g: UnsafePointer<T>, _ w: UnsafePointer<T>, _ x: UnsafePointer<T>,
+                                                      _ n: Int, _ m: T) -> (Double, Double) {
+        if T.self == Float.self {
+            let gr = UnsafeRawPointer(g), wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x)
+            let gf = gr.assumingMemoryBound(to: Float.self), wf = wr.assumingMemoryBound(to: Float.self)
+            let xf = xr.assumingMemoryBound(to: Float.self), mf = unsafeBitCast(m, to: Float.self)
+            let shift = SIMD8<Float>(repeating: mf)
+            var totalA: Double = 0, totalB: Double = 0
+            var start = 0
+            while start < n {
+                let end = Swift.min(n, start + 4096)
+                var la = SIMD8<Float>(repeating: 0), lb = SIMD8<Float>(repeating: 0)
+                var ta: Float = 0, tb: Float = 0
+                var i = start
+                while i + 8 <= end {
+                    let v = gr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                        * wr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    la += v
+                    lb += v * (xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - shift)
+                    i += 8
+                }
+                while i < end { let v = gf[i] * wf[i]; ta += v; tb += v * (xf[i] - mf); i += 1 }
+                totalA += Double(la.sum()) + Double(ta)
+                totalB += Double(lb.sum()) + Double(tb)
+                start = end
+            }
+            return (totalA, totalB)
+        }
+        var a: Double = 0, b: Double = 0
+        for i in 0..<n { let v = (g[i] * w[i]).doubleValue; a += v; b += v * (x[i] - m).doubleValue }
+        return (a, b)
+    }
+
+    /// Σ (p[i] - m) or Σ (p[i] - m)² over n Floats, eight lanes at a time.
+    @inline(__always)
+    static func laneSumFloat(_ p: UnsafeRawPointer, _ n: Int, _ m: Float, squared: Bool) -> Double {
+        let f = p.assumingMemoryBound(to: Float.self)
+        let shift = SIMD8<Float>(repeating: m)
+        var total: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var lanes = SIMD8<Float>(repeating: 0)
+            var tail: Float = 0
+            var i = start
+            while i + 8 <= end {
+                let d = p.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - shift
+                lanes += squared ? d * d : d
+                i += 8
+            }
+            while i < end { let d = f[i] - m; tail += squared ? d * d : d; i += 1 }
+            total += Double(lanes.sum()) + Double(tail)
+            start = end
+        }
+        return total
+    }
+
+    /// (Σ g[i], Σ g[i]·(x[i] - m)) over n Floats, eight lanes at a time.
+    @inline(__always)
+    static func laneGradSumsFloat(_ g: UnsafeRawPointer, _ x: UnsafeRawPointer, _ n: Int, _ m: Float)
+        -> (sumG: Double, sumGX: Double)
+    {
+        let gf = g.assumingMemoryBound(to: Float.self), xf = x.assumingMemoryBound(to: Float.self)
+        let shift = SIMD8<Float>(repeating: m)
+        var totalG: Double = 0, totalGX: Double = 0
+        var start = 0
+        while start < n {
+            let end = Swift.min(n, start + 4096)
+            var lanesG = SIMD8<Float>(repeating: 0), lanesGX = SIMD8<Float>(repeating: 0)
+            var tailG: Float = 0, tailGX: Float = 0
+            var i = start
+            while i + 8 <= end {
+                let gv = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                let xv = x.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                lanesG += gv
+                lanesGX += gv * (xv - shift)
+                i += 8
+            }
+            while i < end { tailG += gf[i]; tailGX += gf[i] * (xf[i] - m); i += 1 }
+            totalG += Double(lanesG.sum()) + Double(tailG)
+            totalGX += Double(lanesGX.sum()) + Double(tailGX)
+            start = end
+        }
+        return (totalG, totalGX)
+    }
+
     // MARK: - Batch norm over [N, C, S]
 
-    /// Per-channel mean and Σ(x - mean)² of a contiguous [n, c, s] buffer (two passes per
-    /// channel, parallel over channels). Writes `c` values to each output.
+    /// Per-channel mean and Σ(x - mean)² of a contiguous [n, c, s] buffer with short runs
+    /// (s < 8, e.g. [N, C]): rows are walked with channels innermost, parallel over channel
+    /// ranges, accumulating in Double. Runs of 8 or more use `batchNormTrainingForward`.
     static func channelStatistics<T: FloatElement>(
         _ x: UnsafePointer<T>, n: Int, c: Int, s: Int,
         mean: UnsafeMutablePointer<Double>, squaredDeviation: UnsafeMutablePointer<Double>
     ) {
         nonisolated(unsafe) let (xp, mp, vp) = (x, mean, squaredDeviation)
         let m = Double(n * s)
-        if s >= 8 {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+        Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+            for ch in range { mp[ch] = 0; vp[ch] = 0 }
+            for i in 0..<n {
                 for ch in range {
-                    var total: Double = 0
-                    for i in 0..<n { total += laneSum(xp + (i * c + ch) * s, s) }
-                    let mu = total / m
-                    let muT = T(mu)
-                    var sq: Double = 0
-                    for i in 0..<n { sq += laneSquaredDeviation(xp + (i * c + ch) * s, s, muT) }
-                    // Correct for the rounding of the mean to T: Σ(x-μ)² = Σ(x-μ')² - M(μ-μ')².
-                    let shift = mu - muT.doubleValue
-                    mp[ch] = mu
-                    vp[ch] = Swift.max(sq - m * shift * shift, 0)
+                    let row = xp + (i * c + ch) * s
+                    var t: Double = 0
+                    for j in 0..<s { t += row[j].doubleValue }
+                    mp[ch] += t
                 }
             }
-        } else {
-            // Short runs ([N, C] and tiny spatial sizes): walk rows, channels innermost.
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
-                let lo = range.lowerBound, width = range.count
-                for k in 0..<width { mp[lo + k] = 0; vp[lo + k] = 0 }
-                for i in 0..<n {
-                    for ch in range {
-                        let row = xp + (i * c + ch) * s
-                        var t: Double = 0
-                        for j in 0..<s { t += row[j].doubleValue }
-                        mp[ch] += t
-                    }
-                }
-                for ch in range { mp[ch] /= m }
-                for i in 0..<n {
-                    for ch in range {
-                        let row = xp + (i * c + ch) * s
-                        let mu = mp[ch]
-                        var t: Double = 0
-                        for j in 0..<s { let d = row[j].doubleValue - mu; t += d * d }
-                        vp[ch] += t
-                    }
+            for ch in range { mp[ch] /= m }
+            for i in 0..<n {
+                for ch in range {
+                    let row = xp + (i * c + ch) * s
+                    let mu = mp[ch]
+                    var t: Double = 0
+                    for j in 0..<s { let d = row[j].doubleValue - mu; t += d * d }
+                    vp[ch] += t
                 }
             }
         }
@@ -167,45 +241,27 @@ extension Kernels {
         }
     }
 
-    /// Per-channel Σg and Σ g·(x - mean[ch]) over a contiguous [n, c, s] pair.
+    /// Per-channel Σg and Σ g·(x - mean[ch]) over a contiguous [n, c, s] pair with short runs
+    /// (s < 8), accumulating in Double. Runs of 8 or more use `batchNormBackward`.
     static func channelGradSums<T: FloatElement>(
         _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, n: Int, c: Int, s: Int, mean: UnsafePointer<Double>,
         sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>
     ) {
         nonisolated(unsafe) let (gp, xp, mp, sg, sgx) = (g, x, mean, sumG, sumGX)
-        if s >= 8 {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+        Parallel.forRanges(c, costPerItem: n * s * 2) { range in
+            for ch in range { sg[ch] = 0; sgx[ch] = 0 }
+            for i in 0..<n {
                 for ch in range {
+                    let o = (i * c + ch) * s
                     let mu = mp[ch]
-                    let muT = T(mu)
                     var a: Double = 0, b: Double = 0
-                    for i in 0..<n {
-                        let o = (i * c + ch) * s
-                        let r = laneGradSums(gp + o, xp + o, s, muT)
-                        a += r.sumG
-                        b += r.sumGX
+                    for j in 0..<s {
+                        let gv = gp[o + j].doubleValue
+                        a += gv
+                        b += gv * (xp[o + j].doubleValue - mu)
                     }
-                    // Σ g(x - μ) = Σ g(x - μ') - (μ - μ')Σg.
-                    sg[ch] = a
-                    sgx[ch] = b - (mu - muT.doubleValue) * a
-                }
-            }
-        } else {
-            Parallel.forRanges(c, costPerItem: n * s * 2) { range in
-                for ch in range { sg[ch] = 0; sgx[ch] = 0 }
-                for i in 0..<n {
-                    for ch in range {
-                        let o = (i * c + ch) * s
-                        let mu = mp[ch]
-                        var a: Double = 0, b: Double = 0
-                        for j in 0..<s {
-                            let gv = gp[o + j].doubleValue
-                            a += gv
-                            b += gv * (xp[o + j].doubleValue - mu)
-                        }
-                        sg[ch] += a
-                        sgx[ch] += b
-                    }
+                    sg[ch] += a
+                    sgx[ch] += b
                 }
             }
         }
@@ -224,6 +280,86 @@ extension Kernels {
                 let o = row * s
                 let gr = gp + o, xr = xp + o, dr = dp + o
                 for j in 0..<s { dr[j] = gr[j] * a + (xr[j] - m) * b + e }
+            }
+        }
+    }
+
+    /// Training-mode batch norm forward fused per channel (for S ≥ 8): the channel's mean and
+    /// Σ(x - mean)², then y = x̂·w + b written while the channel is still in cache.
+    /// `weight` and `bias` hold C values each; `mean`/`squaredDeviation` receive C values.
+    static func batchNormTrainingForward<T: FloatElement>(
+        _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int, eps: Double,
+        weight: UnsafePointer<Double>, bias: UnsafePointer<Double>,
+        mean: UnsafeMutablePointer<Double>, squaredDeviation: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (xp, yp, wp, bp, mp, vp) = (x, y, weight, bias, mean, squaredDeviation)
+        let m = Double(n * s)
+        Parallel.forRanges(c, costPerItem: n * s * 4) { range in
+            for ch in range {
+                var total: Double = 0
+                for i in 0..<n { total += laneSum(xp + (i * c + ch) * s, s) }
+                let mu = total / m
+                let muT = T(mu)
+                var sq: Double = 0
+                for i in 0..<n { sq += laneSquaredDeviation(xp + (i * c + ch) * s, s, muT) }
+                let shiftError = mu - muT.doubleValue
+                sq = Swift.max(sq - m * shiftError * shiftError, 0)
+                mp[ch] = mu
+                vp[ch] = sq
+                // y = (x - μ')·a + (b + (μ' - μ)·a), μ' = T(μ).
+                let scale = wp[ch] / (sq / m + eps).squareRoot()
+                let a = T(scale), e = T(bp[ch] - shiftError * scale)
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let src = xp + o, dst = yp + o
+                    for j in 0..<s { dst[j] = (src[j] - muT) * a + e }
+                }
+            }
+        }
+    }
+
+    /// Batch norm backward fused per channel (for S ≥ 8): Σg and Σ g·(x - center) of the
+    /// channel, then dx = a·(g - Σg/M - x̂·Σ(g·x̂)/M) in training mode or dx = a·g in eval mode,
+    /// with a = w·invstd and x̂ = (x - center)·invstd. `sumG`/`sumGX` receive C values.
+    static func batchNormBackward<T: FloatElement>(
+        _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, n: Int, c: Int, s: Int,
+        training: Bool, center: UnsafePointer<Double>, invstd: UnsafePointer<Double>, weight: UnsafePointer<Double>,
+        sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>
+    ) {
+        nonisolated(unsafe) let (gp, xp, dp, cp, ip, wp, sg, sgx) = (g, x, dx, center, invstd, weight, sumG, sumGX)
+        let md = Double(n * s)
+        Parallel.forRanges(c, costPerItem: n * s * 4) { range in
+            for ch in range {
+                let mu = cp[ch]
+                let muT = T(mu)
+                let shiftError = mu - muT.doubleValue
+                var a: Double = 0, b: Double = 0
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let r = laneGradSums(gp + o, xp + o, s, muT)
+                    a += r.sumG
+                    b += r.sumGX
+                }
+                b -= shiftError * a  // Σ g(x - μ) = Σ g(x - μ') - (μ - μ')Σg
+                sg[ch] = a
+                sgx[ch] = b
+                let scale = wp[ch] * ip[ch]
+                let k1 = T(scale)
+                var k2: T = 0, k3: T = 0
+                if training {
+                    let slope = -scale * ip[ch] * ip[ch] * b / md
+                    k2 = T(slope)
+                    k3 = T(-scale * a / md - slope * shiftError)
+                }
+                for i in 0..<n {
+                    let o = (i * c + ch) * s
+                    let gr = gp + o, xr = xp + o, dr = dp + o
+                    if training {
+                        for j in 0..<s { dr[j] = gr[j] * k1 + (xr[j] - muT) * k2 + k3 }
+                    } else {
+                        for j in 0..<s { dr[j] = gr[j] * k1 }
+                    }
+                }
             }
         }
     }
@@ -324,10 +460,7 @@ extension Kernels {
                 var sumGW: Double = 0, sumGWX: Double = 0
                 if let w = wp {
                     if s == 1, groups == 1 {
-                        var a: T = 0, b: T = 0
-                        for j in 0..<k { let v = gr[j] * w[j]; a += v; b += v * (xr[j] - muT) }
-                        sumGW = a.doubleValue
-                        sumGWX = b.doubleValue
+                        (sumGW, sumGWX) = laneWeightedGradSums(gr, w, xr, k, muT)
                     } else {
                         for cc in 0..<cg {
                             let o = cc * s
@@ -379,15 +512,30 @@ extension Kernels {
         Parallel.forRanges(params, costPerItem: outer * s * 2) { range in
             for p in range { dw[p] = 0; db[p] = 0 }
             if s == 1, groups == 1 {
-                // Layer norm: rows outer, parameters (columns) inner and contiguous.
-                for r in 0..<layout.rows {
-                    let mu = mp[r], rs = rp[r]
-                    let gr = gp + r * k, xr = xp + r * k
-                    for p in range {
-                        let gv = gr[p].doubleValue
-                        dw[p] += gv * (xr[p].doubleValue - mu) * rs
-                        db[p] += gv
+                // Layer norm: rows outer, parameters (columns) inner and contiguous. Column sums
+                // accumulate in T over blocks of rows and are flushed to Double per block.
+                let lo = range.lowerBound, width = range.count
+                let scratch = UnsafeMutablePointer<T>.allocate(capacity: 2 * width)
+                defer { scratch.deallocate() }
+                let sw = scratch, sb = scratch + width
+                var r0 = 0
+                while r0 < layout.rows {
+                    let r1 = Swift.min(layout.rows, r0 + 256)
+                    sw.update(repeating: 0, count: width)
+                    sb.update(repeating: 0, count: width)
+                    for r in r0..<r1 {
+                        let muT = T(mp[r]), rs = T(rp[r])
+                        let gr = gp + r * k + lo, xr = xp + r * k + lo
+                        for j in 0..<width {
+                            sw[j] += gr[j] * ((xr[j] - muT) * rs)
+                            sb[j] += gr[j]
+                        }
                     }
+                    for j in 0..<width {
+                        dw[lo + j] += sw[j].doubleValue
+                        db[lo + j] += sb[j].doubleValue
+                    }
+                    r0 = r1
                 }
             } else {
                 for p in range {
