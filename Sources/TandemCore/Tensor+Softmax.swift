@@ -31,12 +31,11 @@ extension Tensor {
             nonisolated(unsafe) let s = rows.elementPointer(T.self), d = out.elementPointer(T.self)
             Parallel.forRanges(rows.count / Swift.max(n, 1), costPerItem: n * 8) { range in
                 for r in range {
-                    // Separate passes (max; exp; sum; scale) keep each loop vectorisable.
+                    // Separate passes (max; exp and sum; scale), each vectorised.
                     let x = s + r * n, y = d + r * n
-                    var m = Kernels.reduceRun(x, n, 1, .max)
+                    var m = Kernels.rowMax(x, n)
                     if !m.isFinite { m = m.isNaN ? m : 0 }
-                    for j in 0..<n { y[j] = T.exp(x[j] - m) }
-                    let total = Kernels.reduceRun(y, n, 1, .sum)
+                    let total = Kernels.rowExpSumStoring(x, y, n, m)
                     if log {
                         let lse = m + T.log(total)
                         for j in 0..<n { y[j] = x[j] - lse }

@@ -65,4 +65,30 @@ enum FastMath {
         result = x > 88.72283 ? .infinity : result
         return x != x ? x : result
     }
+
+    /// `exp` on eight lanes, for kernels written with explicit SIMD.
+    @inline(__always)
+    static func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var clamped = x.replacing(with: -103.9, where: x .< -103.9)
+        clamped.replace(with: 88.72283, where: clamped .> 88.72283)
+        let shifted = clamped * 1.44269504088896341 + 12582912
+        let n = shifted - 12582912
+        let k = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let r = clamped - n * 0.693359375 + n * 2.12194440e-4
+        var poly = SIMD8<Float>(repeating: 1.9875691500e-4)
+        poly = poly * r + 1.3981999507e-3
+        poly = poly * r + 8.3334519073e-3
+        poly = poly * r + 4.1665795894e-2
+        poly = poly * r + 1.6666665459e-1
+        poly = poly * r + 5.0000001201e-1
+        poly = poly * r * r + r + 1
+        let k1 = k &>> 1
+        let k2 = k &- k1
+        let s1 = unsafeBitCast((k1 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        let s2 = unsafeBitCast((k2 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        var result = poly * s1 * s2
+        result.replace(with: 0, where: x .< -103.9)
+        result.replace(with: .infinity, where: x .> 88.72283)
+        return result
+    }
 }

@@ -70,38 +70,6 @@ extension Kernels {
 
 /// Row helpers of the loss kernels; Float paths use explicit SIMD so that they vectorise.
 extension Kernels {
-    /// e^x for Float: the FastMath polynomial with round-to-nearest done by adding and
-    /// subtracting 1.5·2²³ instead of `rounded()` (a libm call without SSE4.1, which blocks
-    /// vectorisation). NaN stays NaN, exp(-inf) = 0. Used for row tails; `expFloat8` is the
-    /// eight-lane version.
-    @inline(__always)
-    static func lossExpFloat(_ x: Float) -> Float {
-        // Branch-free so that loops over it vectorise: comparisons are false for NaN, so a NaN
-        // input flows through the clamps and the polynomial and comes out NaN.
-        var clamped = x < -103.9 ? -103.9 : x
-        clamped = clamped > 88.72283 ? 88.72283 : clamped
-        // n = round(x·log2 e): adding 1.5·2²³ leaves n in the low mantissa bits.
-        let shifted = clamped * 1.44269504088896341 + 12582912
-        let n = shifted - 12582912
-        let k = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
-        let r = clamped - n * 0.693359375 + n * 2.12194440e-4
-        var p: Float = 1.9875691500e-4
-        p = p * r + 1.3981999507e-3
-        p = p * r + 8.3334519073e-3
-        p = p * r + 4.1665795894e-2
-        p = p * r + 1.6666665459e-1
-        p = p * r + 5.0000001201e-1
-        p = p * r * r + r + 1
-        let k1 = k >> 1
-        let k2 = k &- k1
-        let s1 = Float(bitPattern: UInt32(bitPattern: k1 &+ 127) << 23)
-        let s2 = Float(bitPattern: UInt32(bitPattern: k2 &+ 127) << 23)
-        var result = p * s1 * s2
-        result = x < -103.9 ? 0 : result
-        result = x > 88.72283 ? .infinity : result
-        return result
-    }
-
     /// The maximum of a row, ignoring NaN (a NaN then propagates through the exp sum).
     @inline(__always)
     static func rowMax<T: FloatElement>(_ p: UnsafePointer<T>, _ n: Int) -> T {
@@ -159,11 +127,11 @@ extension Kernels {
         let raw = UnsafeRawPointer(p)
         let shift = SIMD8<Float>(repeating: m)
         while j + 8 <= n {
-            lanes += expFloat8(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
+            lanes += FastMath.exp8(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
             j += 8
         }
         var total = lanes.sum()
-        while j < n { total += lossExpFloat(p[j] - m); j += 1 }
+        while j < n { total += FastMath.exp(p[j] - m); j += 1 }
         return total
     }
 
@@ -173,41 +141,16 @@ extension Kernels {
         let raw = UnsafeRawPointer(p), dst = UnsafeMutableRawPointer(out)
         let shift = SIMD8<Float>(repeating: m)
         while j + 8 <= n {
-            let e = expFloat8(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
+            let e = FastMath.exp8(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
             dst.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
             lanes += e
             j += 8
         }
         var total = lanes.sum()
-        while j < n { let e = lossExpFloat(p[j] - m); out[j] = e; total += e; j += 1 }
+        while j < n { let e = FastMath.exp(p[j] - m); out[j] = e; total += e; j += 1 }
         return total
     }
 
-    /// `lossExpFloat` on eight lanes.
-    @inline(__always)
-    static func expFloat8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        var clamped = x.replacing(with: -103.9, where: x .< -103.9)
-        clamped.replace(with: 88.72283, where: clamped .> 88.72283)
-        let shifted = clamped * 1.44269504088896341 + 12582912
-        let n = shifted - 12582912
-        let k = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
-        let r = clamped - n * 0.693359375 + n * 2.12194440e-4
-        var poly = SIMD8<Float>(repeating: 1.9875691500e-4)
-        poly = poly * r + 1.3981999507e-3
-        poly = poly * r + 8.3334519073e-3
-        poly = poly * r + 4.1665795894e-2
-        poly = poly * r + 1.6666665459e-1
-        poly = poly * r + 5.0000001201e-1
-        poly = poly * r * r + r + 1
-        let k1 = k &>> 1
-        let k2 = k &- k1
-        let s1 = unsafeBitCast((k1 &+ 127) &<< 23, to: SIMD8<Float>.self)
-        let s2 = unsafeBitCast((k2 &+ 127) &<< 23, to: SIMD8<Float>.self)
-        var result = poly * s1 * s2
-        result.replace(with: 0, where: x .< -103.9)
-        result.replace(with: .infinity, where: x .> 88.72283)
-        return result
-    }
 }
 
 extension Kernels {
