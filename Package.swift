@@ -57,6 +57,9 @@ let package = Package(
             name: "TandemModelsTests",
             dependencies: ["TandemModels", "TandemOptim", "TandemTestSupport"]),
         .testTarget(
+            name: "TandemTrainTests",
+            dependencies: ["TandemTrain", "TandemTestSupport"]),
+        .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),
     ]
