@@ -65,3 +65,20 @@ import TandemTestSupport
         #expect(throws: TensorError.self) { try StepLR(SGD([p], lr: 0.1), stepSize: 0) }
     }
 }
+
+@Suite struct ClipGradTests {
+    @Test func clipsToMaxNormAndReportsTheOriginal() throws {
+        let a = Parameter(Tensor.zeros([2])), b = Parameter(Tensor.zeros([1]))
+        try a.value.setGrad(Tensor([3, 0] as [Float]))
+        try b.value.setGrad(Tensor([4] as [Float]))
+        let norm = try ClipGrad.clipGradNorm([a, b], maxNorm: 1)
+        #expect(Swift.abs(norm - 5) < 1e-9)
+        let clipped = (a.grad!.toDoubleArray() + b.grad!.toDoubleArray()).map { $0 * $0 }.reduce(0, +).squareRoot()
+        #expect(Swift.abs(clipped - 1) < 1e-5)
+        // Below the limit nothing changes.
+        #expect(try ClipGrad.clipGradNorm([a, b], maxNorm: 10) < 1.0001)
+        #expect(Swift.abs(a.grad!.toDoubleArray()[0] - 0.6) < 1e-5)
+        try b.value.setGrad(Tensor([.infinity] as [Float]))
+        #expect(throws: TensorError.self) { try ClipGrad.clipGradNorm([a, b], maxNorm: 1, errorIfNonfinite: true) }
+    }
+}

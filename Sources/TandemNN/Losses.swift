@@ -1,0 +1,42 @@
+/// Cross-entropy over class logits `[N, C]` (or `[N, C, d...]`) and int64 targets `[N]`
+/// (or `[N, d...]`), with PyTorch's reduction, ignore index and label smoothing.
+public struct CrossEntropyLoss {
+    public var reduction: Reduction
+    public var ignoreIndex: Int
+    public var labelSmoothing: Double
+    public init(reduction: Reduction = .mean, ignoreIndex: Int = -100, labelSmoothing: Double = 0) {
+        self.reduction = reduction; self.ignoreIndex = ignoreIndex; self.labelSmoothing = labelSmoothing
+    }
+    public func callAsFunction(_ logits: Tensor, _ target: Tensor) throws -> Tensor {
+        try Tensor.crossEntropy(logits, target: target, reduction: reduction, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
+    }
+}
+
+/// Negative log-likelihood of log-probabilities `[N, C]` at int64 targets `[N]`.
+public struct NLLLoss {
+    public var reduction: Reduction
+    public var ignoreIndex: Int
+    public init(reduction: Reduction = .mean, ignoreIndex: Int = -100) { self.reduction = reduction; self.ignoreIndex = ignoreIndex }
+    public func callAsFunction(_ logProbs: Tensor, _ target: Tensor) throws -> Tensor {
+        try Tensor.nllLoss(logProbs: logProbs, target: target, reduction: reduction, ignoreIndex: ignoreIndex)
+    }
+}
+
+/// Mean squared error between equally shaped tensors.
+public struct MSELoss {
+    public var reduction: Reduction
+    public init(reduction: Reduction = .mean) { self.reduction = reduction }
+    public func callAsFunction(_ input: Tensor, _ target: Tensor) throws -> Tensor {
+        try Tensor.mseLoss(input, target, reduction: reduction)
+    }
+}
+
+/// Binary cross-entropy on logits (numerically stable), with an optional positive-class weight.
+public struct BCEWithLogitsLoss {
+    public var reduction: Reduction
+    public var posWeight: Tensor?
+    public init(reduction: Reduction = .mean, posWeight: Tensor? = nil) { self.reduction = reduction; self.posWeight = posWeight }
+    public func callAsFunction(_ logits: Tensor, _ target: Tensor) throws -> Tensor {
+        try Tensor.binaryCrossEntropyWithLogits(logits, target, reduction: reduction, posWeight: posWeight)
+    }
+}
