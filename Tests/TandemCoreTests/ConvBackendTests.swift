@@ -1,6 +1,8 @@
+import Dispatch
 import Testing
 @testable import TandemCore
 import TandemTestSupport
+import Synchronization
 
 /// The oneDNN float32 path against the im2col reference, called directly.
 @Suite struct ConvBackendTests {
@@ -56,6 +58,32 @@ import TandemTestSupport
                                                     needWeight: false, needBias: true)
             #expect(Closeness.mismatch(try #require(biasOnly.bias), try #require(ref.bias), rtol: 1e-4, atol: 1e-3) == nil)
         }
+    }
+
+    /// Cached primitives run from many threads at once (user-managed scratchpads).
+    @Test func concurrentCallsAgree() throws {
+        let geo = Self.geometries[1]
+        let g = Generator(seed: 32)
+        let x = Tensor.randn(geo.inputShape, generator: g)
+        let w = try Tensor.randn(geo.weightShape, generator: g) * 0.05
+        let gy = Tensor.randn(geo.outputShape, generator: g)
+        let reference = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: nil)
+        let refGrads = Kernels.convBackwardIm2col(geo, input: x, weight: w, gradOut: gy, needInput: true, needWeight: true,
+                                                  needBias: false)
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<3 {
+                guard let fast = Kernels.convForwardDNNL(geo, input: x, weight: w, bias: nil, keep: true), let saved = fast.saved
+                else { failures.withLock { $0 += 1 }; return }
+                let grads = Kernels.convBackwardDNNL(saved, input: x, weight: w, gradOut: gy, needInput: true, needWeight: true,
+                                                     needBias: false)
+                let ok = Closeness.mismatch(fast.out, reference, rtol: 1e-4, atol: 1e-5) == nil
+                    && grads.input.map { Closeness.mismatch($0, refGrads.input!, rtol: 1e-4, atol: 1e-4) == nil } == true
+                    && grads.weight.map { Closeness.mismatch($0, refGrads.weight!, rtol: 1e-4, atol: 1e-3) == nil } == true
+                if !ok { failures.withLock { $0 += 1 } }
+            }
+        }
+        #expect(failures.withLock { $0 } == 0)
     }
 
     /// Plans are cached per geometry and thread count.

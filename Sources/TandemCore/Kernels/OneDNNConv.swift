@@ -15,6 +15,7 @@ enum DNNL {
     enum Arg {
         static let src: Int32 = 1, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
         static let diffSrc: Int32 = 129, diffDst: Int32 = 145, diffWeights: Int32 = 161, diffBias: Int32 = 169
+        static let scratchpad: Int32 = 80
     }
 
     /// The CPU engine, or nil when oneDNN cannot create one.
@@ -28,6 +29,25 @@ enum DNNL {
     }
 
     static let engine: Engine? = Engine()
+
+    /// Primitive attributes with a user-managed scratchpad. Debian's oneDNN is built without
+    /// `DNNL_ENABLE_CONCURRENT_EXEC`, so its library scratchpad is thread-local to the thread
+    /// that created the primitive; cached primitives run on any thread, so each execution
+    /// passes its own scratchpad instead.
+    final class Attributes: @unchecked Sendable {
+        let handle: dnnl_primitive_attr_t
+        init?() {
+            var attr: dnnl_primitive_attr_t?
+            guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+            guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else {
+                dnnl_primitive_attr_destroy(attr)
+                return nil
+            }
+            handle = attr
+        }
+    }
+
+    static let attributes: Attributes? = Attributes()
 
     /// Sets the calling thread's OpenMP team size to Tandem's thread count (OpenMP keeps it
     /// per thread, and Tandem's callers may run on any thread).
@@ -63,8 +83,12 @@ enum DNNL {
     }
 
     /// Runs `primitive` on memory objects wrapping the given pointers, and waits.
-    static func execute(_ primitive: dnnl_primitive_t, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) -> Bool {
+    static func execute(_ primitive: Primitive, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) -> Bool {
         guard let engine else { return false }
+        let scratchpad = primitive.scratchpadBytes > 0 ? Buffer(bytes: primitive.scratchpadBytes) : nil
+        var args = args
+        if let scratchpad { args.append((Arg.scratchpad, primitive.scratchpad, scratchpad.pointer)) }
+        defer { withExtendedLifetime(scratchpad) {} }
         var memories: [dnnl_memory_t] = []
         defer { for m in memories { dnnl_memory_destroy(m) } }
         var execArgs: [dnnl_exec_arg_t] = []
@@ -79,7 +103,7 @@ enum DNNL {
         guard dnnl_stream_create(&stream, engine.handle, dnnl_stream_default_flags.rawValue) == dnnl_success,
               let stream else { return false }
         defer { dnnl_stream_destroy(stream) }
-        let status = dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs)
+        let status = dnnl_primitive_execute(primitive.handle, stream, Int32(execArgs.count), execArgs)
         return status == dnnl_success && dnnl_stream_wait(stream) == dnnl_success
     }
 
@@ -100,6 +124,9 @@ enum DNNL {
     final class Primitive: @unchecked Sendable {
         let pd: dnnl_primitive_desc_t
         let handle: dnnl_primitive_t
+        /// The scratchpad layout and size (0 when none is needed).
+        let scratchpad: dnnl_memory_desc_t
+        let scratchpadBytes: Int
         /// Takes ownership of `pd`; nil (and `pd` destroyed) when the primitive cannot be made.
         init?(pd: dnnl_primitive_desc_t) {
             var primitive: dnnl_primitive_t?
@@ -109,6 +136,8 @@ enum DNNL {
             }
             self.pd = pd
             handle = primitive
+            scratchpad = DNNL.query(pd, dnnl_query_scratchpad_md) ?? dnnl_memory_desc_t()
+            scratchpadBytes = DNNL.byteSize(scratchpad)
         }
         deinit {
             dnnl_primitive_destroy(handle)
@@ -125,7 +154,8 @@ enum DNNL {
             guard let engine else { return nil }
             var f = from, t = to
             var pd: dnnl_primitive_desc_t?
-            guard dnnl_reorder_primitive_desc_create(&pd, &f, engine.handle, &t, engine.handle, nil) == dnnl_success,
+            guard let attributes = DNNL.attributes,
+                  dnnl_reorder_primitive_desc_create(&pd, &f, engine.handle, &t, engine.handle, attributes.handle) == dnnl_success,
                   let pd, let primitive = Primitive(pd: pd) else { return nil }
             self.from = from
             self.to = to
@@ -133,7 +163,7 @@ enum DNNL {
         }
 
         func run(_ source: UnsafeMutableRawPointer, _ destination: UnsafeMutableRawPointer) -> Bool {
-            execute(primitive.handle, [(Arg.src, from, source), (Arg.dst, to, destination)])
+            execute(primitive, [(Arg.src, from, source), (Arg.dst, to, destination)])
         }
     }
 
@@ -207,9 +237,15 @@ final class DNNLConvPlan: @unchecked Sendable {
     private var backwardDataState: Lazy<BackwardData> = .notYet
     private var backwardWeightsState: Lazy<BackwardWeights> = .notYet
 
-    private var strides: [Int64] { [Int64(geo.strideH), Int64(geo.strideW)] }
-    private var dilates: [Int64] { [Int64(geo.dilationH - 1), Int64(geo.dilationW - 1)] }
-    private var padding: [Int64] { [Int64(geo.padH), Int64(geo.padW)] }
+    private var strides: [Int64] { Self.strides(geo) }
+    private var dilates: [Int64] { Self.dilates(geo) }
+    private var padding: [Int64] { Self.padding(geo) }
+    private static func strides(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.strideH), Int64(geo.strideW)] }
+    /// oneDNN counts dilation from 0 (no dilation), PyTorch from 1.
+    private static func dilates(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.dilationH - 1), Int64(geo.dilationW - 1)] }
+    /// Symmetric padding: oneDNN checks `(H + padL + padR − span) / stride + 1 == Hout` with
+    /// floor division, the same output size as PyTorch's.
+    private static func padding(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.padH), Int64(geo.padW)] }
 
     private static func weightDims(_ geo: ConvGeometry) -> [Int] {
         geo.groups == 1 ? geo.weightShape
@@ -217,7 +253,7 @@ final class DNNLConvPlan: @unchecked Sendable {
     }
 
     init?(geo: ConvGeometry, hasBias: Bool) {
-        guard let engine = DNNL.engine else { return nil }
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes else { return nil }
         self.geo = geo
         self.hasBias = hasBias
         let wDims = Self.weightDims(geo)
@@ -231,8 +267,7 @@ final class DNNLConvPlan: @unchecked Sendable {
         plainSrc = ps; plainWeights = pw; plainDst = pd; plainBias = pb
         var desc = dnnl_convolution_desc_t()
         var bias = pb
-        let (s, d, p) = ([Int64(geo.strideH), Int64(geo.strideW)], [Int64(geo.dilationH - 1), Int64(geo.dilationW - 1)],
-                         [Int64(geo.padH), Int64(geo.padW)])
+        let (s, d, p) = (Self.strides(geo), Self.dilates(geo), Self.padding(geo))
         let status = hasBias
             ? dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &anySrc,
                                                          &anyWeights, &bias, &anyDst, s, d, p, p)
@@ -240,7 +275,8 @@ final class DNNLConvPlan: @unchecked Sendable {
                                                          &anyWeights, nil, &anyDst, s, d, p, p)
         var pdHandle: dnnl_primitive_desc_t?
         guard status == dnnl_success,
-              dnnl_primitive_desc_create(&pdHandle, &desc, nil, engine.handle, nil) == dnnl_success, let pdHandle else { return nil }
+              dnnl_primitive_desc_create(&pdHandle, &desc, attributes.handle, engine.handle, nil) == dnnl_success,
+              let pdHandle else { return nil }
         guard !DNNL.isReference(pdHandle) else { dnnl_primitive_desc_destroy(pdHandle); return nil }
         guard let forward = DNNL.Primitive(pd: pdHandle),
               let src = DNNL.query(pdHandle, dnnl_query_src_md),
@@ -281,7 +317,7 @@ final class DNNLConvPlan: @unchecked Sendable {
     }
 
     private func makeBackwardData() -> BackwardData? {
-        guard let engine = DNNL.engine,
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
               var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
               var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any),
               var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
@@ -290,7 +326,7 @@ final class DNNLConvPlan: @unchecked Sendable {
         var pd: dnnl_primitive_desc_t?
         guard dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &anySrc, &anyWeights, &anyDst,
                                                                strides, dilates, p, p) == dnnl_success,
-              dnnl_primitive_desc_create(&pd, &desc, nil, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
+              dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
         guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
         guard let primitive = DNNL.Primitive(pd: pd),
               let diffSrc = DNNL.query(pd, dnnl_query_diff_src_md),
@@ -318,7 +354,7 @@ final class DNNLConvPlan: @unchecked Sendable {
 
     private func makeBackwardWeights(src wantedSrc: dnnl_memory_desc_t, diffDst wantedDiffDst: dnnl_memory_desc_t)
         -> BackwardWeights? {
-        guard let engine = DNNL.engine,
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
               var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any) else { return nil }
         var srcDesc = wantedSrc, diffDstDesc = wantedDiffDst
         var desc = dnnl_convolution_desc_t()
@@ -331,7 +367,7 @@ final class DNNLConvPlan: @unchecked Sendable {
                                                                   &diffDstDesc, strides, dilates, p, p)
         var pd: dnnl_primitive_desc_t?
         guard status == dnnl_success,
-              dnnl_primitive_desc_create(&pd, &desc, nil, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
+              dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
         guard !DNNL.isReference(pd), let primitive = DNNL.Primitive(pd: pd) else {
             dnnl_primitive_desc_destroy(pd)
             return nil
@@ -395,7 +431,7 @@ extension Kernels {
         var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.src, src), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
         if let bias { args.append((DNNL.Arg.bias, plan.plainBias, UnsafeMutableRawPointer(bias.elementPointer(Float.self)))) }
-        guard DNNL.execute(plan.forward.handle, args), plan.dstOut.finish(dst, y) else { return nil }
+        guard DNNL.execute(plan.forward, args), plan.dstOut.finish(dst, y) else { return nil }
         withExtendedLifetime(dstBuffer) {}
         return (out, keep ? DNNLConvSaved(plan: plan, src: srcBuffer, weights: wBuffer) : nil)
     }
@@ -422,7 +458,7 @@ extension Kernels {
             }
             if case let (wp, wBuffer)? = weights, case let (dd, ddBuffer)? = bd.diffDstIn.convert(gy) {
                 let (ds, dsBuffer) = bd.diffSrcOut.target(gxp)
-                if DNNL.execute(bd.primitive.handle, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
+                if DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
                                                       (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
                    bd.diffSrcOut.finish(ds, gxp) {
                     gradInput = gx
@@ -457,7 +493,7 @@ extension Kernels {
                 if plan.hasBias {
                     args.append((DNNL.Arg.diffBias, plan.plainBias, UnsafeMutableRawPointer(gb.elementPointer(Float.self))))
                 }
-                if DNNL.execute(bw.primitive.handle, args), bw.diffWeightsOut.finish(dw, gwp) {
+                if DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gwp) {
                     gradWeight = gw
                     if plan.hasBias && needBias { gradBias = gb }
                 }
