@@ -105,13 +105,23 @@ extension Tensor {
         let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
         let b = bias?.contiguousStorage().detach()
         let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
-        let out = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: b)
+        let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
+        let out: Tensor
+        var saved: DNNLConvSaved?
+        if let fast = Kernels.convForwardDNNL(geo, input: x, weight: w, bias: b, keep: recording) {
+            (out, saved) = fast
+        } else {
+            out = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: b)
+        }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         let hasBias = bias != nil
         return record(op, out, inputs: inputs) { g in
             let gy = g.contiguousStorage()
-            let grads = Kernels.convBackwardIm2col(geo, input: x, weight: w, gradOut: gy, needInput: needInput,
-                                                   needWeight: needWeight, needBias: needBias)
+            let grads = saved.map {
+                Kernels.convBackwardDNNL($0, input: x, weight: w, gradOut: gy, needInput: needInput,
+                                         needWeight: needWeight, needBias: needBias)
+            } ?? Kernels.convBackwardIm2col(geo, input: x, weight: w, gradOut: gy, needInput: needInput,
+                                            needWeight: needWeight, needBias: needBias)
             return hasBias ? [grads.input, grads.weight, grads.bias] : [grads.input, grads.weight]
         }
     }

@@ -26,6 +26,23 @@ import TandemTestSupport
         #expect(z.toFloatArray() == [-5])
     }
 
+    /// The vectorised 2×2/stride-2 float32 path (rows of ≥ 8 windows, odd widths) against the
+    /// general float64 loop, with many ties and a few NaNs.
+    @Test(arguments: [[2, 3, 28, 28], [1, 2, 10, 19], [1, 1, 4, 17]])
+    func maxPool2x2FastPathMatchesGeneralLoop(shape: [Int]) throws {
+        var values = Tensor.randn(shape, dtype: .float64, generator: Generator(seed: 5)).toDoubleArray()
+            .map { ($0 * 2).rounded() / 2 }
+        for i in stride(from: 7, to: values.count, by: 97) { values[i] = .nan }
+        let x32 = Tensor(values, shape: shape).requiringGrad()
+        let x64 = Tensor(values, shape: shape, dtype: .float64).requiringGrad()
+        let y32 = try x32.maxPool2d(kernelSize: [2]), y64 = try x64.maxPool2d(kernelSize: [2])
+        #expect(Closeness.mismatch(y32, y64, rtol: 0, atol: 0, "out") == nil)
+        let up = Tensor.randn(y32.shape, generator: Generator(seed: 6))
+        try (y32 * up).sum().backward()
+        try (y64 * up.to(.float64)).sum().backward()
+        #expect(Closeness.mismatch(try #require(x32.grad), try #require(x64.grad), rtol: 1e-6, atol: 1e-7, "grad") == nil)
+    }
+
     @Test func avgPoolValues() throws {
         let x = Tensor((1...9).map(Float.init), shape: [1, 1, 3, 3])
         let incl = try x.avgPool2d(kernelSize: [3], stride: [1], padding: [1])

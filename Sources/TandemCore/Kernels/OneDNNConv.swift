@@ -1,0 +1,517 @@
+import CDNNL
+import Foundation
+import Synchronization
+
+/// float32 convolution on oneDNN (Debian's libdnnl 2.6, C API).
+///
+/// Primitives are created once per (geometry, bias, thread count) and cached. They use
+/// `format_tag_any`, so oneDNN picks its blocked layouts; Tandem's NCHW/OIHW tensors are
+/// reordered in and out, and the blocked source and weights of a forward pass are kept
+/// for its backward pass. Backward primitives are created on the first backward pass of a
+/// geometry. Whatever oneDNN refuses (creation or execution) returns nil and the caller
+/// falls back to im2col.
+enum DNNL {
+    /// Argument indices of `dnnl_types.h` (the `DNNL_ARG_*` macros).
+    enum Arg {
+        static let src: Int32 = 1, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
+        static let diffSrc: Int32 = 129, diffDst: Int32 = 145, diffWeights: Int32 = 161, diffBias: Int32 = 169
+        static let scratchpad: Int32 = 80
+    }
+
+    /// The CPU engine, or nil when oneDNN cannot create one.
+    final class Engine: @unchecked Sendable {
+        let handle: dnnl_engine_t
+        init?() {
+            var engine: dnnl_engine_t?
+            guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
+            handle = engine
+        }
+    }
+
+    static let engine: Engine? = Engine()
+
+    /// Primitive attributes with a user-managed scratchpad. Debian's oneDNN is built without
+    /// `DNNL_ENABLE_CONCURRENT_EXEC`, so its library scratchpad is thread-local to the thread
+    /// that created the primitive; cached primitives run on any thread, so each execution
+    /// passes its own scratchpad instead.
+    final class Attributes: @unchecked Sendable {
+        let handle: dnnl_primitive_attr_t
+        init?() {
+            var attr: dnnl_primitive_attr_t?
+            guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+            guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else {
+                dnnl_primitive_attr_destroy(attr)
+                return nil
+            }
+            handle = attr
+        }
+    }
+
+    static let attributes: Attributes? = Attributes()
+
+    /// Sets the calling thread's OpenMP team size to Tandem's thread count (OpenMP keeps it
+    /// per thread, and Tandem's callers may run on any thread).
+    @inline(__always) static func syncThreads() -> Int {
+        let n = Tandem.numThreads
+        omp_set_num_threads(Int32(n))
+        return n
+    }
+
+    /// A 64-byte-aligned buffer in one of oneDNN's layouts.
+    final class Buffer: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
+        init(bytes: Int) { pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 64), alignment: 64) }
+        deinit { pointer.deallocate() }
+    }
+
+    /// A float32 memory descriptor in a fixed format.
+    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t? {
+        var md = dnnl_memory_desc_t()
+        let d = dims.map(Int64.init)
+        guard dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag) == dnnl_success else { return nil }
+        return md
+    }
+
+    static func equal(_ a: dnnl_memory_desc_t, _ b: dnnl_memory_desc_t) -> Bool {
+        var a = a, b = b
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+
+    static func byteSize(_ md: dnnl_memory_desc_t) -> Int {
+        var md = md
+        return Int(dnnl_memory_desc_get_size(&md))
+    }
+
+    /// Runs `primitive` on memory objects wrapping the given pointers, and waits.
+    static func execute(_ primitive: Primitive, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) -> Bool {
+        guard let engine else { return false }
+        let scratchpad = primitive.scratchpadBytes > 0 ? Buffer(bytes: primitive.scratchpadBytes) : nil
+        var args = args
+        if let scratchpad { args.append((Arg.scratchpad, primitive.scratchpad, scratchpad.pointer)) }
+        defer { withExtendedLifetime(scratchpad) {} }
+        var memories: [dnnl_memory_t] = []
+        defer { for m in memories { dnnl_memory_destroy(m) } }
+        var execArgs: [dnnl_exec_arg_t] = []
+        for (arg, desc, pointer) in args {
+            var md = desc
+            var memory: dnnl_memory_t?
+            guard dnnl_memory_create(&memory, &md, engine.handle, pointer) == dnnl_success, let memory else { return false }
+            memories.append(memory)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory))
+        }
+        var stream: dnnl_stream_t?
+        guard dnnl_stream_create(&stream, engine.handle, dnnl_stream_default_flags.rawValue) == dnnl_success,
+              let stream else { return false }
+        defer { dnnl_stream_destroy(stream) }
+        let status = dnnl_primitive_execute(primitive.handle, stream, Int32(execArgs.count), execArgs)
+        return status == dnnl_success && dnnl_stream_wait(stream) == dnnl_success
+    }
+
+    /// True when oneDNN fell back to a reference (naive loop) implementation, which is slower
+    /// than im2col + GEMM.
+    static func isReference(_ pd: dnnl_primitive_desc_t) -> Bool {
+        var info: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
+        return String(cString: info).hasPrefix("ref")
+    }
+
+    /// The queried memory descriptor of a primitive descriptor.
+    static func query(_ pd: dnnl_primitive_desc_t, _ what: dnnl_query_t) -> dnnl_memory_desc_t? {
+        dnnl_primitive_desc_query_md(pd, what, 0)?.pointee
+    }
+
+    /// A primitive with its descriptor.
+    final class Primitive: @unchecked Sendable {
+        let pd: dnnl_primitive_desc_t
+        let handle: dnnl_primitive_t
+        /// The scratchpad layout and size (0 when none is needed).
+        let scratchpad: dnnl_memory_desc_t
+        let scratchpadBytes: Int
+        /// Takes ownership of `pd`; nil (and `pd` destroyed) when the primitive cannot be made.
+        init?(pd: dnnl_primitive_desc_t) {
+            var primitive: dnnl_primitive_t?
+            guard dnnl_primitive_create(&primitive, pd) == dnnl_success, let primitive else {
+                dnnl_primitive_desc_destroy(pd)
+                return nil
+            }
+            self.pd = pd
+            handle = primitive
+            scratchpad = DNNL.query(pd, dnnl_query_scratchpad_md) ?? dnnl_memory_desc_t()
+            scratchpadBytes = DNNL.byteSize(scratchpad)
+        }
+        deinit {
+            dnnl_primitive_destroy(handle)
+            dnnl_primitive_desc_destroy(pd)
+        }
+    }
+
+    /// A reorder between two layouts of the same tensor.
+    final class Reorder: @unchecked Sendable {
+        let from: dnnl_memory_desc_t, to: dnnl_memory_desc_t
+        let primitive: Primitive
+
+        init?(from: dnnl_memory_desc_t, to: dnnl_memory_desc_t) {
+            guard let engine else { return nil }
+            var f = from, t = to
+            var pd: dnnl_primitive_desc_t?
+            guard let attributes = DNNL.attributes,
+                  dnnl_reorder_primitive_desc_create(&pd, &f, engine.handle, &t, engine.handle, attributes.handle) == dnnl_success,
+                  let pd, let primitive = Primitive(pd: pd) else { return nil }
+            self.from = from
+            self.to = to
+            self.primitive = primitive
+        }
+
+        func run(_ source: UnsafeMutableRawPointer, _ destination: UnsafeMutableRawPointer) -> Bool {
+            execute(primitive, [(Arg.src, from, source), (Arg.dst, to, destination)])
+        }
+    }
+
+    /// How data moves between a plain layout and a primitive's layout: nothing to do
+    /// (`.same`) or a reorder. nil when oneDNN cannot reorder.
+    enum Conversion {
+        case same
+        case reorder(Reorder)
+
+        init?(from: dnnl_memory_desc_t, to: dnnl_memory_desc_t) {
+            if DNNL.equal(from, to) { self = .same; return }
+            guard let r = Reorder(from: from, to: to) else { return nil }
+            self = .reorder(r)
+        }
+
+        /// The data in the target layout: `source` itself, or a new buffer.
+        func convert(_ source: UnsafeMutableRawPointer) -> (UnsafeMutableRawPointer, Buffer?)? {
+            switch self {
+            case .same: return (source, nil)
+            case .reorder(let r):
+                let buffer = Buffer(bytes: DNNL.byteSize(r.to))
+                guard r.run(source, buffer.pointer) else { return nil }
+                return (buffer.pointer, buffer)
+            }
+        }
+
+        /// Where a primitive should write so that `finish` lands the result at `destination`.
+        func target(_ destination: UnsafeMutableRawPointer) -> (UnsafeMutableRawPointer, Buffer?) {
+            switch self {
+            case .same: return (destination, nil)
+            case .reorder(let r): let b = Buffer(bytes: DNNL.byteSize(r.from)); return (b.pointer, b)
+            }
+        }
+
+        /// Moves a result written to `target` into `destination` (plain).
+        func finish(_ target: UnsafeMutableRawPointer, _ destination: UnsafeMutableRawPointer) -> Bool {
+            switch self {
+            case .same: return true
+            case .reorder(let r): return r.run(target, destination)
+            }
+        }
+    }
+}
+
+/// The cached oneDNN primitives of one convolution geometry.
+final class DNNLConvPlan: @unchecked Sendable {
+    struct Key: Hashable { var geo: ConvGeometry; var hasBias: Bool; var threads: Int }
+
+    let geo: ConvGeometry
+    let hasBias: Bool
+    let plainSrc: dnnl_memory_desc_t, plainWeights: dnnl_memory_desc_t, plainDst: dnnl_memory_desc_t
+    let plainBias: dnnl_memory_desc_t
+    let forward: DNNL.Primitive
+    let src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, dst: dnnl_memory_desc_t
+    let srcIn: DNNL.Conversion, weightsIn: DNNL.Conversion, dstOut: DNNL.Conversion
+
+    struct BackwardData {
+        let primitive: DNNL.Primitive
+        let diffDst: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, diffSrc: dnnl_memory_desc_t
+        let diffDstIn: DNNL.Conversion, weightsIn: DNNL.Conversion, diffSrcOut: DNNL.Conversion
+    }
+
+    struct BackwardWeights {
+        let primitive: DNNL.Primitive
+        let src: dnnl_memory_desc_t, diffDst: dnnl_memory_desc_t, diffWeights: dnnl_memory_desc_t
+        let srcIn: DNNL.Conversion, diffDstIn: DNNL.Conversion, diffWeightsOut: DNNL.Conversion
+    }
+
+    private enum Lazy<T> { case notYet, made(T), refused }
+    private let lock = NSLock()
+    private var backwardDataState: Lazy<BackwardData> = .notYet
+    private var backwardWeightsState: Lazy<BackwardWeights> = .notYet
+
+    private var strides: [Int64] { Self.strides(geo) }
+    private var dilates: [Int64] { Self.dilates(geo) }
+    private var padding: [Int64] { Self.padding(geo) }
+    private static func strides(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.strideH), Int64(geo.strideW)] }
+    /// oneDNN counts dilation from 0 (no dilation), PyTorch from 1.
+    private static func dilates(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.dilationH - 1), Int64(geo.dilationW - 1)] }
+    /// Symmetric padding: oneDNN checks `(H + padL + padR − span) / stride + 1 == Hout` with
+    /// floor division, the same output size as PyTorch's.
+    private static func padding(_ geo: ConvGeometry) -> [Int64] { [Int64(geo.padH), Int64(geo.padW)] }
+
+    private static func weightDims(_ geo: ConvGeometry) -> [Int] {
+        geo.groups == 1 ? geo.weightShape
+                        : [geo.groups, geo.outPerGroup, geo.inPerGroup, geo.kernelH, geo.kernelW]
+    }
+
+    init?(geo: ConvGeometry, hasBias: Bool) {
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes else { return nil }
+        self.geo = geo
+        self.hasBias = hasBias
+        let wDims = Self.weightDims(geo)
+        guard let ps = DNNL.memoryDesc(geo.inputShape, dnnl_nchw),
+              let pw = DNNL.memoryDesc(wDims, geo.groups == 1 ? dnnl_oihw : dnnl_goihw),
+              let pd = DNNL.memoryDesc(geo.outputShape, dnnl_nchw),
+              let pb = DNNL.memoryDesc([geo.outChannels], dnnl_x),
+              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
+              var anyWeights = DNNL.memoryDesc(wDims, dnnl_format_tag_any),
+              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+        plainSrc = ps; plainWeights = pw; plainDst = pd; plainBias = pb
+        var desc = dnnl_convolution_desc_t()
+        var bias = pb
+        let (s, d, p) = (Self.strides(geo), Self.dilates(geo), Self.padding(geo))
+        let status = hasBias
+            ? dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &anySrc,
+                                                         &anyWeights, &bias, &anyDst, s, d, p, p)
+            : dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &anySrc,
+                                                         &anyWeights, nil, &anyDst, s, d, p, p)
+        var pdHandle: dnnl_primitive_desc_t?
+        guard status == dnnl_success,
+              dnnl_primitive_desc_create(&pdHandle, &desc, attributes.handle, engine.handle, nil) == dnnl_success,
+              let pdHandle else { return nil }
+        guard !DNNL.isReference(pdHandle) else { dnnl_primitive_desc_destroy(pdHandle); return nil }
+        guard let forward = DNNL.Primitive(pd: pdHandle),
+              let src = DNNL.query(pdHandle, dnnl_query_src_md),
+              let weights = DNNL.query(pdHandle, dnnl_query_weights_md),
+              let dst = DNNL.query(pdHandle, dnnl_query_dst_md),
+              let srcIn = DNNL.Conversion(from: ps, to: src),
+              let weightsIn = DNNL.Conversion(from: pw, to: weights),
+              let dstOut = DNNL.Conversion(from: dst, to: pd) else { return nil }
+        self.forward = forward
+        self.src = src; self.weights = weights; self.dst = dst
+        self.srcIn = srcIn; self.weightsIn = weightsIn; self.dstOut = dstOut
+    }
+
+    /// The backward-data primitive, made on first use; nil when oneDNN refuses it.
+    func backwardData() -> BackwardData? {
+        lock.lock(); defer { lock.unlock() }
+        switch backwardDataState {
+        case .made(let b): return b
+        case .refused: return nil
+        case .notYet:
+            let made = makeBackwardData()
+            backwardDataState = made.map { .made($0) } ?? .refused
+            return made
+        }
+    }
+
+    /// The backward-weights primitive (with the bias gradient when the plan has a bias).
+    func backwardWeights() -> BackwardWeights? {
+        lock.lock(); defer { lock.unlock() }
+        switch backwardWeightsState {
+        case .made(let b): return b
+        case .refused: return nil
+        case .notYet:
+            let made = makeBackwardWeights()
+            backwardWeightsState = made.map { .made($0) } ?? .refused
+            return made
+        }
+    }
+
+    private func makeBackwardData() -> BackwardData? {
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
+              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
+              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any),
+              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+        var desc = dnnl_convolution_desc_t()
+        let p = padding
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &anySrc, &anyWeights, &anyDst,
+                                                               strides, dilates, p, p) == dnnl_success,
+              dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
+        guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+        guard let primitive = DNNL.Primitive(pd: pd),
+              let diffSrc = DNNL.query(pd, dnnl_query_diff_src_md),
+              let weights = DNNL.query(pd, dnnl_query_weights_md),
+              let diffDst = DNNL.query(pd, dnnl_query_diff_dst_md),
+              let diffDstIn = DNNL.Conversion(from: plainDst, to: diffDst),
+              let weightsIn = DNNL.Conversion(from: plainWeights, to: weights),
+              let diffSrcOut = DNNL.Conversion(from: diffSrc, to: plainSrc) else { return nil }
+        return BackwardData(primitive: primitive, diffDst: diffDst, weights: weights, diffSrc: diffSrc, diffDstIn: diffDstIn,
+                            weightsIn: weightsIn, diffSrcOut: diffSrcOut)
+    }
+
+    /// Tries the forward pass's source and destination layouts first (no extra reorders), then
+    /// plain layouts when the forward source is plain, then lets oneDNN choose.
+    private func makeBackwardWeights() -> BackwardWeights? {
+        guard let anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
+              let anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+        if let made = makeBackwardWeights(src: src, diffDst: dst) { return made }
+        // The forward pass kept a few-channel source unblocked: blocking it here would pad the
+        // channels to the vector width (8× the work for one channel). Plain layouts run
+        // oneDNN's GEMM-based kernel instead.
+        if DNNL.equal(src, plainSrc), let made = makeBackwardWeights(src: plainSrc, diffDst: plainDst) { return made }
+        return makeBackwardWeights(src: anySrc, diffDst: anyDst)
+    }
+
+    private func makeBackwardWeights(src wantedSrc: dnnl_memory_desc_t, diffDst wantedDiffDst: dnnl_memory_desc_t)
+        -> BackwardWeights? {
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
+              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any) else { return nil }
+        var srcDesc = wantedSrc, diffDstDesc = wantedDiffDst
+        var desc = dnnl_convolution_desc_t()
+        var bias = plainBias
+        let p = padding
+        let status = hasBias
+            ? dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &srcDesc, &anyWeights, &bias,
+                                                                  &diffDstDesc, strides, dilates, p, p)
+            : dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &srcDesc, &anyWeights, nil,
+                                                                  &diffDstDesc, strides, dilates, p, p)
+        var pd: dnnl_primitive_desc_t?
+        guard status == dnnl_success,
+              dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
+        guard !DNNL.isReference(pd), let primitive = DNNL.Primitive(pd: pd) else {
+            dnnl_primitive_desc_destroy(pd)
+            return nil
+        }
+        guard let src = DNNL.query(pd, dnnl_query_src_md),
+              let diffWeights = DNNL.query(pd, dnnl_query_diff_weights_md),
+              let diffDst = DNNL.query(pd, dnnl_query_diff_dst_md),
+              let srcIn = DNNL.Conversion(from: plainSrc, to: src),
+              let diffDstIn = DNNL.Conversion(from: plainDst, to: diffDst),
+              let diffWeightsOut = DNNL.Conversion(from: diffWeights, to: plainWeights) else { return nil }
+        return BackwardWeights(primitive: primitive, src: src, diffDst: diffDst, diffWeights: diffWeights, srcIn: srcIn,
+                               diffDstIn: diffDstIn, diffWeightsOut: diffWeightsOut)
+    }
+
+    // MARK: Cache
+
+    private enum Entry { case plan(DNNLConvPlan), refused }
+    private static let cache = Mutex<[Key: Entry]>([:])
+    /// Plans kept before the cache is emptied (shapes in training loops repeat; this bounds odd workloads).
+    static let cacheLimit = 512
+
+    /// The plan for `geo`, made on first use; nil when oneDNN cannot run it.
+    static func plan(for geo: ConvGeometry, hasBias: Bool, threads: Int) -> DNNLConvPlan? {
+        let key = Key(geo: geo, hasBias: hasBias, threads: threads)
+        if let entry = cache.withLock({ $0[key] }) {
+            if case .plan(let p) = entry { return p }
+            return nil
+        }
+        let made = DNNLConvPlan(geo: geo, hasBias: hasBias)
+        cache.withLock { table in
+            if table.count >= cacheLimit { table.removeAll() }
+            table[key] = made.map { .plan($0) } ?? .refused
+        }
+        return made
+    }
+}
+
+/// What a oneDNN forward pass keeps for its backward pass: the plan and the source and
+/// weights in the plan's layouts (buffers, or nil when the plain tensors are used as is).
+struct DNNLConvSaved: @unchecked Sendable {
+    let plan: DNNLConvPlan
+    let src: DNNL.Buffer?
+    let weights: DNNL.Buffer?
+}
+
+extension Kernels {
+    /// float32 forward on oneDNN: nil when oneDNN cannot run this geometry. Tensors are
+    /// contiguous float32; `keep` asks for what the backward pass needs.
+    static func convForwardDNNL(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?,
+                                keep: Bool) -> (out: Tensor, saved: DNNLConvSaved?)? {
+        guard input.dtype == .float32, geo.batch > 0 else { return nil }
+        let threads = DNNL.syncThreads()
+        guard let plan = DNNLConvPlan.plan(for: geo, hasBias: bias != nil, threads: threads) else { return nil }
+        let out = Tensor(uninitializedShape: geo.outputShape, dtype: .float32)
+        let x = UnsafeMutableRawPointer(input.elementPointer(Float.self))
+        let w = UnsafeMutableRawPointer(weight.elementPointer(Float.self))
+        let y = UnsafeMutableRawPointer(out.elementPointer(Float.self))
+        guard case let (src, srcBuffer)? = plan.srcIn.convert(x),
+              case let (wts, wBuffer)? = plan.weightsIn.convert(w) else { return nil }
+        let (dst, dstBuffer) = plan.dstOut.target(y)
+        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+            [(DNNL.Arg.src, plan.src, src), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
+        if let bias { args.append((DNNL.Arg.bias, plan.plainBias, UnsafeMutableRawPointer(bias.elementPointer(Float.self)))) }
+        guard DNNL.execute(plan.forward, args), plan.dstOut.finish(dst, y) else { return nil }
+        withExtendedLifetime(dstBuffer) {}
+        return (out, keep ? DNNLConvSaved(plan: plan, src: srcBuffer, weights: wBuffer) : nil)
+    }
+
+    /// float32 backward on oneDNN, falling back to im2col for any part oneDNN refuses.
+    static func convBackwardDNNL(_ saved: DNNLConvSaved, input: Tensor, weight: Tensor, gradOut: Tensor,
+                                 needInput: Bool, needWeight: Bool, needBias: Bool)
+        -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+        let plan = saved.plan, geo = plan.geo
+        _ = DNNL.syncThreads()
+        let gy = UnsafeMutableRawPointer(gradOut.elementPointer(Float.self))
+        var gradInput: Tensor?, gradWeight: Tensor?, gradBias: Tensor?
+        var convertedDiffDst: (desc: dnnl_memory_desc_t, pointer: UnsafeMutableRawPointer, buffer: DNNL.Buffer?)?
+
+        if needInput, let bd = plan.backwardData() {
+            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: .float32)
+            let gxp = UnsafeMutableRawPointer(gx.elementPointer(Float.self))
+            let w = UnsafeMutableRawPointer(weight.elementPointer(Float.self))
+            var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+            if DNNL.equal(bd.weights, plan.weights) {
+                weights = saved.weights.map { ($0.pointer, $0) } ?? (w, nil)
+            } else {
+                weights = bd.weightsIn.convert(w)
+            }
+            if case let (wp, wBuffer)? = weights, case let (dd, ddBuffer)? = bd.diffDstIn.convert(gy) {
+                let (ds, dsBuffer) = bd.diffSrcOut.target(gxp)
+                if DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
+                                                      (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
+                   bd.diffSrcOut.finish(ds, gxp) {
+                    gradInput = gx
+                }
+                withExtendedLifetime((wBuffer, dsBuffer)) {}
+                convertedDiffDst = (bd.diffDst, dd, ddBuffer)
+            }
+        }
+
+        if needWeight, let bw = plan.backwardWeights() {
+            let gw = Tensor(uninitializedShape: geo.weightShape, dtype: .float32)
+            let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: .float32)
+            let gwp = UnsafeMutableRawPointer(gw.elementPointer(Float.self))
+            let x = UnsafeMutableRawPointer(input.elementPointer(Float.self))
+            var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+            if DNNL.equal(bw.src, plan.src) {
+                src = saved.src.map { ($0.pointer, $0) } ?? (x, nil)
+            } else {
+                src = bw.srcIn.convert(x)
+            }
+            var diffDst: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+            if let c = convertedDiffDst, DNNL.equal(c.desc, bw.diffDst) {
+                diffDst = (c.pointer, c.buffer)
+            } else {
+                diffDst = bw.diffDstIn.convert(gy)
+            }
+            if case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = diffDst {
+                let (dw, dwBuffer) = bw.diffWeightsOut.target(gwp)
+                var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+                    [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, dd),
+                     (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
+                if plan.hasBias {
+                    args.append((DNNL.Arg.diffBias, plan.plainBias, UnsafeMutableRawPointer(gb.elementPointer(Float.self))))
+                }
+                if DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gwp) {
+                    gradWeight = gw
+                    if plan.hasBias && needBias { gradBias = gb }
+                }
+                withExtendedLifetime((sBuffer, ddBuffer, dwBuffer)) {}
+            }
+        }
+        withExtendedLifetime(convertedDiffDst?.buffer) {}
+
+        let missingInput = needInput && gradInput == nil
+        let missingWeight = needWeight && gradWeight == nil
+        let missingBias = needBias && gradBias == nil
+        if missingInput || missingWeight || missingBias {
+            let rest = convBackwardIm2col(geo, input: input, weight: weight, gradOut: gradOut, needInput: missingInput,
+                                          needWeight: missingWeight, needBias: missingBias)
+            gradInput = gradInput ?? rest.input
+            gradWeight = gradWeight ?? rest.weight
+            gradBias = gradBias ?? rest.bias
+        }
+        return (gradInput, gradWeight, gradBias)
+    }
+}
