@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TandemCore
 
 @main
@@ -7,6 +8,16 @@ struct TandemCommand: ParsableCommand {
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
         subcommands: [TrainCommand.self, EvalCommand.self, BenchCommand.self])
+
+    static func main() {
+        ProcessEnvironment.ensurePassiveOpenMP()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
