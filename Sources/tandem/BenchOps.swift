@@ -51,6 +51,21 @@ enum BenchCases {
             let a = Tensor.randn([n, n], generator: g), b = Tensor.randn([n, n], generator: g)
             cases.append(Case(name: "sgemm_\(n)") { _ = try Tensor.matmul(a, b) })
         }
+        for (name, cin, cout, hw) in [("conv_mnist1_fwd_bwd", 1, 16, 28), ("conv_mnist2_fwd_bwd", 16, 32, 14)] {
+            let x = Tensor.randn([64, cin, hw, hw], generator: g)
+            let w = Tensor.randn([cout, cin, 5, 5], generator: g), b = Tensor.randn([cout], generator: g)
+            let up = Tensor.randn([64, cout, hw, hw], generator: g)
+            // The first layer's input needs no gradient (as in training); the second's does.
+            let input = cin > 1 ? x.requiringGrad() : x
+            cases.append(Case(name: name) {
+                let out = try Tensor.conv2d(input, weight: w.requiringGrad(), bias: b.requiringGrad(), padding: [2])
+                try out.backward(up)
+            })
+        }
+        let poolInput = Tensor.randn([64, 16, 28, 28], generator: g), poolUp = Tensor.randn([64, 16, 14, 14], generator: g)
+        cases.append(Case(name: "maxpool_64x16x28x28_fwd_bwd") {
+            try poolInput.requiringGrad().maxPool2d(kernelSize: [2]).backward(poolUp)
+        })
         for (name, shape) in [("bn_stats_64x16x28x28", [64, 16, 28, 28]), ("bn_stats_64x32x14x14", [64, 32, 14, 14])] {
             let x = Tensor.randn(shape, generator: g)
             cases.append(Case(name: name) {
