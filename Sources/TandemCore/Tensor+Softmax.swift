@@ -4,7 +4,7 @@ extension Tensor {
     public func softmax(axis: Int) throws -> Tensor {
         try Kernels.requireFloat(self, "softmax")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "softmax")
-        let out = try softmaxRows(axis: a, log: false)
+        let (out, _) = try softmaxRows(axis: a, log: false, keepProbabilities: false)
         return Tensor.record("softmax", out, inputs: [self]) { g in
             // dx = y * (g - sum(g * y))
             let y = out
@@ -17,18 +17,21 @@ extension Tensor {
     public func logSoftmax(axis: Int) throws -> Tensor {
         try Kernels.requireFloat(self, "logSoftmax")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "logSoftmax")
-        let out = try softmaxRows(axis: a, log: true)
+        // With a graph, keep softmax = exp(out) from the forward pass: backward then needs no exp.
+        let (out, probabilities) = try softmaxRows(axis: a, log: true, keepProbabilities: GradMode.enabled && requiresGrad)
         return Tensor.record("logSoftmax", out, inputs: [self]) { g in
-            [try Kernels.logSoftmaxBackward(g, out: out, axis: a)]
+            [try Kernels.logSoftmaxBackward(g, out: out, probabilities: probabilities, axis: a)]
         }
     }
 
-    private func softmaxRows(axis a: Int, log: Bool) throws -> Tensor {
+    private func softmaxRows(axis a: Int, log: Bool, keepProbabilities: Bool) throws -> (Tensor, Tensor?) {
         let rows = try movedToLast(a)
         let n = rank == 0 ? 1 : shape[a]
         let out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
+        let probabilities = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
         func run<T: FloatElement>(_: T.Type) {
             nonisolated(unsafe) let s = rows.elementPointer(T.self), d = out.elementPointer(T.self)
+            nonisolated(unsafe) let prob = probabilities?.elementPointer(T.self)
             Parallel.forRanges(rows.count / Swift.max(n, 1), costPerItem: n * 8) { range in
                 for r in range {
                     // Separate passes (max; exp and sum; scale), each vectorised.
@@ -37,6 +40,10 @@ extension Tensor {
                     if !m.isFinite { m = m.isNaN ? m : 0 }
                     let total = Kernels.rowExpSumStoring(x, y, n, m)
                     if log {
+                        if let prob {
+                            let p = prob + r * n, inv = 1 / total
+                            for j in 0..<n { p[j] = y[j] * inv }
+                        }
                         let lse = m + T.log(total)
                         for j in 0..<n { y[j] = x[j] - lse }
                     } else {
@@ -47,13 +54,32 @@ extension Tensor {
             }
         }
         if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-        return try out.movedBack(from: a, shape: shape)
+        return (try out.movedBack(from: a, shape: shape), try probabilities?.movedBack(from: a, shape: shape))
     }
 }
 
 extension Kernels {
     /// dx = g - exp(y) * sum(g) along the axis, for y = logSoftmax(x).
-    static func logSoftmaxBackward(_ g: Tensor, out: Tensor, axis a: Int) throws -> Tensor {
+    /// `probabilities` (softmax, if the forward kept it) replaces exp(out).
+    static func logSoftmaxBackward(_ g: Tensor, out: Tensor, probabilities: Tensor?, axis a: Int) throws -> Tensor {
+        if let probabilities {
+            let gr = try g.movedToLast(a), pr = try probabilities.movedToLast(a)
+            let n = out.rank == 0 ? 1 : out.shape[a]
+            let dx = Tensor(uninitializedShape: pr.shape, dtype: out.dtype)
+            func run<T: FloatElement>(_: T.Type) {
+                nonisolated(unsafe) let gp = gr.elementPointer(T.self), pp = pr.elementPointer(T.self)
+                nonisolated(unsafe) let d = dx.elementPointer(T.self)
+                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2) { range in
+                    for r in range {
+                        let gRow = gp + r * n, pRow = pp + r * n, dRow = d + r * n
+                        let total = Kernels.reduceRun(gRow, n, 1, .sum)
+                        for j in 0..<n { dRow[j] = gRow[j] - pRow[j] * total }
+                    }
+                }
+            }
+            if out.dtype == .float64 { run(Double.self) } else { run(Float.self) }
+            return try dx.movedBack(from: a, shape: out.shape)
+        }
         let gr = try g.movedToLast(a), yr = try out.movedToLast(a)
         let n = out.rank == 0 ? 1 : out.shape[a]
         let dx = Tensor(uninitializedShape: yr.shape, dtype: out.dtype)
@@ -64,11 +90,35 @@ extension Kernels {
                 for r in range {
                     let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
                     let total = Kernels.reduceRun(gRow, n, 1, .sum)
-                    for j in 0..<n { dRow[j] = gRow[j] - T.exp(yRow[j]) * total }
+                    if T.self == Float.self {
+                        Kernels.subtractScaledExpFloat(
+                            UnsafeRawPointer(gRow).assumingMemoryBound(to: Float.self),
+                            UnsafeRawPointer(yRow).assumingMemoryBound(to: Float.self),
+                            UnsafeMutableRawPointer(dRow).assumingMemoryBound(to: Float.self), n, Float(total.doubleValue))
+                    } else {
+                        for j in 0..<n { dRow[j] = gRow[j] - T.exp(yRow[j]) * total }
+                    }
                 }
             }
         }
         if out.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return try dx.movedBack(from: a, shape: out.shape)
+    }
+}
+
+extension Kernels {
+    /// d[j] = g[j] - exp(y[j]) · total, eight lanes at a time.
+    static func subtractScaledExpFloat(_ g: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                                       _ d: UnsafeMutablePointer<Float>, _ n: Int, _ total: Float) {
+        let gr = UnsafeRawPointer(g), yr = UnsafeRawPointer(y), dr = UnsafeMutableRawPointer(d)
+        let scale = SIMD8<Float>(repeating: total)
+        var j = 0
+        while j + 8 <= n {
+            let e = FastMath.exp8(yr.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self))
+            let v = gr.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - e * scale
+            dr.storeBytes(of: v, toByteOffset: j * 4, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < n { d[j] = g[j] - FastMath.exp(y[j]) * total; j += 1 }
     }
 }
