@@ -73,3 +73,15 @@ import TandemTestSupport
         #expect(x.grad?.toFloatArray() == [0, 8, 12])
     }
 }
+
+@Suite struct GraphQueryTests {
+    @Test func reachableLeaves() throws {
+        let a = Tensor([1] as [Float]).requiringGrad(), b = Tensor([2] as [Float]).requiringGrad()
+        let c = Tensor([3] as [Float]).requiringGrad()
+        let y = try a * b + 1
+        let ids = y.reachableLeafIDs()
+        #expect(ids.contains(a.leafID!) && ids.contains(b.leafID!) && !ids.contains(c.leafID!))
+        #expect(a.leafID == a.detach().requiringGrad().leafID ? false : true)
+        #expect(Tensor([1] as [Float]).leafID == nil)
+    }
+}
