@@ -29,12 +29,24 @@ public final class Linear: Module {
     }
 }
 
+/// A module whose children can be swapped (e.g. by `convertSyncBatchNorm`).
+public protocol ReplaceableChildren: Module {
+    /// Replaces the direct child called `name`; unknown names are ignored.
+    func replaceChild(named name: String, with module: any Module)
+}
+
 /// Runs modules in order; children are named "0", "1", ... as in PyTorch.
-public final class Sequential: Module {
-    public let layers: [any Module]
+public final class Sequential: Module, ReplaceableChildren {
+    public private(set) var layers: [any Module]
+
+    public func replaceChild(named name: String, with module: any Module) {
+        if let i = Int(name), layers.indices.contains(i) { layers[i] = module }
+    }
+
     public var isTraining = true
 
     public init(_ layers: [any Module]) { self.layers = layers }
+
     public convenience init(_ layers: any Module...) { self.init(layers) }
 
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
