@@ -2,7 +2,7 @@
 /// statistics in training (running statistics updated with `momentum`), running statistics
 /// in evaluation. Parameters `weight`, `bias` `[C]`; buffers `running_mean`, `running_var`
 /// `[C]`, `num_batches_tracked` (int64 scalar), named as in PyTorch.
-public class BatchNorm: Module {
+open class BatchNorm: Module {
     public let weight: Parameter?
     public let bias: Parameter?
     public let runningMean: Buffer
@@ -28,7 +28,7 @@ public class BatchNorm: Module {
         [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
     }
 
-    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+    open func callAsFunction(_ input: Tensor) throws -> Tensor {
         var mean: Tensor? = runningMean.value, variance: Tensor? = runningVar.value
         let out = try Tensor.batchNorm(input, runningMean: &mean, runningVar: &variance, weight: weight?.value,
                                        bias: bias?.value, training: isTraining, momentum: momentum, eps: eps)
