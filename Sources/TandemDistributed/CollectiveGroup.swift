@@ -29,11 +29,14 @@ final class CollectiveGroup: ProcessGroup {
 
     // MARK: running operations
 
-    private func run<R: Sendable>(_ op: String, timeout: Duration?, signature: String?,
+    /// Runs `body` on the group's serial queue (collectives, in issue order) or, for
+    /// point-to-point operations (`serial: false`), on a thread of its own so that a send and
+    /// the matching receive can both be pending.
+    private func run<R: Sendable>(_ op: String, timeout: Duration?, signature: String?, serial: Bool = true,
                                   _ body: @escaping @Sendable (Duration) throws -> R) -> Work<R> {
         let work = Work<R>()
         let t = timeout ?? self.timeout
-        queue.async { [self] in
+        let job: @Sendable () -> Void = { [self] in
             if let cause = broken.withLock({ $0 }) {
                 work.complete(.failure(DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)))
                 return
@@ -50,6 +53,11 @@ final class CollectiveGroup: ProcessGroup {
             } catch {
                 work.complete(.failure(error))
             }
+        }
+        if serial {
+            queue.async(execute: job)
+        } else {
+            Thread(block: job).start()
         }
         return work
     }
@@ -202,7 +210,7 @@ final class CollectiveGroup: ProcessGroup {
     }
 
     func sendAsync(_ tensor: Tensor, to dst: Int, tag: Int, timeout: Duration?) -> Work<Void> {
-        run("send", timeout: timeout, signature: nil) { [self] t in
+        run("send", timeout: timeout, signature: nil, serial: false) { [self] t in
             try check("send", tensor)
             try checkRank("send", dst, "destination")
             guard dst != rank else { throw DistributedError.invalidArgument(operation: "send", message: "rank \(rank) cannot send to itself") }
@@ -211,7 +219,7 @@ final class CollectiveGroup: ProcessGroup {
     }
 
     func recvAsync(_ tensor: Tensor, from src: Int, tag: Int, timeout: Duration?) -> Work<Tensor> {
-        run("recv", timeout: timeout, signature: nil) { [self] t in
+        run("recv", timeout: timeout, signature: nil, serial: false) { [self] t in
             try check("recv", tensor)
             try checkRank("recv", src, "source")
             guard src != rank else { throw DistributedError.invalidArgument(operation: "recv", message: "rank \(rank) cannot receive from itself") }

@@ -6,7 +6,7 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [TrainCommand.self, EvalCommand.self, DemoCommand.self, BenchCommand.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, DemoCommand.self, BenchCommand.self, RunCommand.self, DistSelfTestCommand.self])
 }
 
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
