@@ -46,9 +46,11 @@ final class CollectiveGroup: ProcessGroup {
                 work.complete(.success(try body(t)))
             } catch let e as TransportError {
                 broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
+                // With two ranks the failed peer can only be the other one.
+                let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
                 let error: DistributedError = e.isTimeout
-                    ? .timeout(operation: op, group: name, rank: rank, peer: e.peer, after: t)
-                    : .collectiveFailed(operation: op, group: name, rank: rank, peer: e.peer, message: e.message)
+                    ? .timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
+                    : .collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
                 work.complete(.failure(error))
             } catch {
                 work.complete(.failure(error))

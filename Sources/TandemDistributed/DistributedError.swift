@@ -8,6 +8,8 @@ public enum DistributedError: Error, CustomStringConvertible, Sendable {
     case collectiveFailed(operation: String, group: String, rank: Int, peer: Int?, message: String)
     /// An operation did not complete within its timeout.
     case timeout(operation: String, group: String, rank: Int, peer: Int?, after: Duration)
+    /// Not every rank arrived at the rendezvous within the timeout; `missing` lists those that did not.
+    case rendezvousIncomplete(group: String, rank: Int, worldSize: Int, missing: [Int], after: Duration)
     /// The group had failed before: a context cannot be reused after an error.
     case groupBroken(operation: String, group: String, rank: Int, cause: String)
     /// A bad argument (rank ≥ world size, wrong dtype, mismatched shapes, ...).
@@ -41,6 +43,10 @@ public enum DistributedError: Error, CustomStringConvertible, Sendable {
             return "\(op) timed out after \(format(after)) in process group '\(group)' on rank \(rank)\(who). "
                 + "Make sure every rank calls the same collectives in the same order and that no rank is stuck; "
                 + "raise the timeout if the work is legitimately slow."
+        case let .rendezvousIncomplete(group, rank, worldSize, missing, after):
+            return "rendezvous of process group '\(group)' failed on rank \(rank): rank(s) \(missing.map(String.init).joined(separator: ", ")) "
+                + "of \(worldSize) did not arrive within \(format(after)). Check that all \(worldSize) processes started, "
+                + "that WORLD_SIZE matches the number of processes, and that they use the same master address and port."
         case let .groupBroken(op, group, rank, cause):
             return "\(op) cannot run: process group '\(group)' on rank \(rank) failed earlier (\(cause)). "
                 + "A group cannot be reused after an error; create a new one (restart the job)."

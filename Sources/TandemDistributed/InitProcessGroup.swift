@@ -139,11 +139,22 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             operation: "initProcessGroup",
             message: "mismatched world sizes: rank \(info.rank) was started with world size \(info.worldSize) but another rank registered \(agreed). Start every rank with the same WORLD_SIZE")
     }
+    // Two processes must not claim the same rank.
+    if try store.add("tandem/rank/\(info.rank)", 1) > 1 {
+        throw DistributedError.invalidArgument(
+            operation: "initProcessGroup",
+            message: "rank \(info.rank) was claimed by two processes. Give every process its own RANK in 0..<\(info.worldSize) (and use a fresh file for file://)")
+    }
     do {
         let transport = try GlooTransport(store: store, prefix: "gloo/default", rank: info.rank, worldSize: info.worldSize,
                                           timeout: timeout, iface: iface ?? "", hostname: hostname)
         return CollectiveGroup(transport: transport, name: "default", timeout: timeout)
     } catch let e as TransportError {
+        // Gloo registers each rank's address under gloo/default/<rank>: name the ranks that never came.
+        let missing = (0..<info.worldSize).filter { (try? store.check(["gloo/default/\($0)"])) == false }
+        if !missing.isEmpty {
+            throw DistributedError.rendezvousIncomplete(group: "default", rank: info.rank, worldSize: info.worldSize, missing: missing, after: timeout)
+        }
         if e.isTimeout {
             throw DistributedError.timeout(operation: "initProcessGroup (Gloo rendezvous)", group: "default", rank: info.rank, peer: nil, after: timeout)
         }
