@@ -23,6 +23,16 @@ public struct RendezvousInfo: Sendable, Equatable {
     public var port: Int = 0
     /// The shared file for `file://`.
     public var path: String = ""
+
+    /// Creates rendezvous parameters.
+    public init(rank: Int, worldSize: Int, kind: String, host: String = "", port: Int = 0, path: String = "") {
+        self.rank = rank
+        self.worldSize = worldSize
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.path = path
+    }
 }
 
 /// Resolves `initMethod` (`env://`, `tcp://HOST:PORT`, `file:///path`) with explicit `rank` and
