@@ -142,8 +142,15 @@ struct RunCommand: ParsableCommand {
         while remaining > 0 {
             exited.wait()
             remaining -= 1
-            if failure == nil, let bad = children.first(where: { !$0.process.isRunning && !succeeded($0.process) }) {
-                failure = "rank \(bad.rank) (local rank \(bad.rank - node * nprocPerNode), pid \(bad.process.processIdentifier)) \(describe(bad.process))"
+            if failure == nil, children.contains(where: { !$0.process.isRunning && !succeeded($0.process) }) {
+                // Let the peers of a dead rank notice and exit, then name the root cause first
+                // (a rank killed by a signal before ranks that exited with an error).
+                Thread.sleep(forTimeInterval: 0.2)
+                let failed = children.filter { !$0.process.isRunning && !succeeded($0.process) }
+                    .sorted { ($0.process.terminationReason == .uncaughtSignal ? 0 : 1, $0.rank) < ($1.process.terminationReason == .uncaughtSignal ? 0 : 1, $1.rank) }
+                failure = failed.map {
+                    "rank \($0.rank) (local rank \($0.rank - node * nprocPerNode), pid \($0.process.processIdentifier)) \(describe($0.process))"
+                }.joined(separator: "; then ")
                 stop(children.map(\.process))
             }
         }
