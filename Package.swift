@@ -32,7 +32,12 @@ let package = Package(
         // Datasets, samplers and the DataLoader.
         .target(name: "TandemData", dependencies: ["TandemCore", "CZlib"]),
         // Process groups, rendezvous and collectives.
-        .target(name: "TandemDistributed", dependencies: ["TandemCore"]),
+        .target(name: "TandemDistributed", dependencies: ["TandemCore", "CGloo"]),
+        // Tiny C API over Gloo (C++); catches every C++ exception.
+        .target(
+            name: "CGloo",
+            path: "Sources/CGloo",
+            linkerSettings: [.linkedLibrary("gloo"), .linkedLibrary("pthread")]),
         // The model zoo.
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
         // Training driver: loop, checkpoints, metrics, plots, progress.
@@ -62,5 +67,9 @@ let package = Package(
         .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),
-    ]
+        .testTarget(
+            name: "TandemDistributedTests",
+            dependencies: ["TandemDistributed", "TandemTestSupport"]),
+    ],
+    cxxLanguageStandard: .cxx17
 )

@@ -1,0 +1,61 @@
+// CGloo: a minimal C API over Gloo (C++), for Swift. Every function catches every C++
+// exception and reports it as a non-zero return code plus a message in `err`.
+// No logic lives here beyond translating calls.
+#ifndef TANDEM_CGLOO_H
+#define TANDEM_CGLOO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Opaque Gloo context (one per process group).
+typedef struct tg_gloo_context tg_gloo_context;
+
+/// Key-value store callbacks used for Gloo's rendezvous. Each returns 0 on success or
+/// writes a message into `err` (capacity `errlen`) and returns non-zero.
+typedef struct tg_gloo_store {
+    void *ctx;
+    int (*set)(void *ctx, const char *key, const void *data, size_t len, char *err, size_t errlen);
+    /// `*data` must be allocated with malloc; the shim frees it.
+    int (*get)(void *ctx, const char *key, void **data, size_t *len, char *err, size_t errlen);
+    int (*wait)(void *ctx, const char *const *keys, size_t nkeys, int64_t timeout_ms, char *err, size_t errlen);
+} tg_gloo_store;
+
+enum { TG_DTYPE_F32 = 0, TG_DTYPE_F64 = 1, TG_DTYPE_I64 = 2 };
+enum { TG_OP_SUM = 0, TG_OP_PRODUCT = 1, TG_OP_MIN = 2, TG_OP_MAX = 3 };
+
+/// Creates a context: a TCP device bound to `iface` (if non-empty) or `hostname`, then a
+/// full-mesh rendezvous through `store` (all keys under `prefix`).
+int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int size,
+                   int64_t timeout_ms, const char *iface, const char *hostname,
+                   tg_gloo_context **out, char *err, size_t errlen);
+void tg_gloo_destroy(tg_gloo_context *ctx);
+
+int tg_gloo_allreduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op,
+                      int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_reduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op, int root,
+                   int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_broadcast(tg_gloo_context *ctx, void *buf, size_t bytes, int root,
+                      int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_allgather(tg_gloo_context *ctx, const void *in, void *out, size_t bytes,
+                      int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_gather(tg_gloo_context *ctx, const void *in, void *out, size_t bytes, int root,
+                   int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_scatter(tg_gloo_context *ctx, void *const *inputs, void *out, size_t bytes, int root,
+                    int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_barrier(tg_gloo_context *ctx, int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_send(tg_gloo_context *ctx, const void *buf, size_t bytes, int dst, uint32_t tag,
+                 int64_t timeout_ms, char *err, size_t errlen);
+int tg_gloo_recv(tg_gloo_context *ctx, void *buf, size_t bytes, int src, uint32_t tag,
+                 int64_t timeout_ms, char *err, size_t errlen);
+
+/// Ignores SIGPIPE for the whole process (a dead peer must produce an error, not a signal).
+void tg_ignore_sigpipe(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

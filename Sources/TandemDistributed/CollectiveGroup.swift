@@ -1,0 +1,265 @@
+import Dispatch
+import Foundation
+import Synchronization
+import TandemCore
+
+/// The process group over any transport: validates arguments, runs operations in issue order
+/// on a serial queue, converts transport failures into `DistributedError`s, and marks itself
+/// broken after a failure (a Gloo context cannot be reused after an error).
+final class CollectiveGroup: ProcessGroup {
+    let transport: any Transport
+    let name: String
+    let timeout: Duration
+    let debugChecks: Bool
+    private let queue: DispatchQueue
+    private let broken = Mutex<String?>(nil)
+    private let subgroupCount = Mutex(0)
+
+    var rank: Int { transport.rank }
+    var worldSize: Int { transport.worldSize }
+    var backendName: String { transport.backendName }
+
+    init(transport: any Transport, name: String, timeout: Duration, debugChecks: Bool? = nil) {
+        self.transport = transport
+        self.name = name
+        self.timeout = timeout
+        self.debugChecks = debugChecks ?? (ProcessInfo.processInfo.environment["TANDEM_DISTRIBUTED_DEBUG"]?.uppercased() == "DETAIL")
+        self.queue = DispatchQueue(label: "tandem.distributed.\(name).rank\(transport.rank)")
+    }
+
+    // MARK: running operations
+
+    /// Runs `body` on the group's serial queue (collectives, in issue order) or, for
+    /// point-to-point operations (`serial: false`), on a thread of its own so that a send and
+    /// the matching receive can both be pending.
+    private func run<R: Sendable>(_ op: String, timeout: Duration?, signature: String?, serial: Bool = true,
+                                  _ body: @escaping @Sendable (Duration) throws -> R) -> Work<R> {
+        let work = Work<R>()
+        let t = timeout ?? self.timeout
+        let job: @Sendable () -> Void = { [self] in
+            if let cause = broken.withLock({ $0 }) {
+                work.complete(.failure(DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)))
+                return
+            }
+            do {
+                if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
+                work.complete(.success(try body(t)))
+            } catch let e as TransportError {
+                broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
+                // With two ranks the failed peer can only be the other one.
+                let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
+                let error: DistributedError = e.isTimeout
+                    ? .timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
+                    : .collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
+                work.complete(.failure(error))
+            } catch {
+                work.complete(.failure(error))
+            }
+        }
+        if serial {
+            queue.async(execute: job)
+        } else {
+            Thread(block: job).start()
+        }
+        return work
+    }
+
+    /// TANDEM_DISTRIBUTED_DEBUG=DETAIL: all ranks exchange what they are about to call and
+    /// report the first mismatch instead of hanging.
+    private func checkSignature(_ op: String, _ signature: String, timeout: Duration) throws {
+        let width = 256
+        var mine = Array("\(op) \(signature)".utf8.prefix(width))
+        mine += [UInt8](repeating: 0, count: width - mine.count)
+        var all = [UInt8](repeating: 0, count: width * worldSize)
+        try mine.withUnsafeBytes { i in try all.withUnsafeMutableBytes { o in try transport.allGather(i, o, timeout: timeout) } }
+        let decoded = (0..<worldSize).map { r in
+            String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if let bad = decoded.firstIndex(where: { $0 != decoded[0] }) {
+            throw DistributedError.invalidArgument(
+                operation: op,
+                message: "collective mismatch in process group '\(name)' (TANDEM_DISTRIBUTED_DEBUG=DETAIL): rank 0 called "
+                    + "'\(decoded[0])' but rank \(bad) called '\(decoded[bad])'. Every rank must call the same collectives "
+                    + "in the same order with the same shapes and dtypes.")
+        }
+    }
+
+    private func check(_ op: String, _ t: Tensor) throws {
+        guard supportedDTypes.contains(t.dtype) else {
+            throw DistributedError.invalidArgument(operation: op, message: "dtype \(t.dtype) is not supported; use float32, float64 or int64")
+        }
+    }
+
+    private func checkRank(_ op: String, _ r: Int, _ what: String) throws {
+        guard (0..<worldSize).contains(r) else {
+            throw DistributedError.invalidArgument(
+                operation: op, message: "\(what) \(r) is not a rank of process group '\(name)' (world size \(worldSize))")
+        }
+    }
+
+    private func sig(_ t: Tensor, _ extra: String = "") -> String { "\(t.dtype) \(t.shape)\(extra)" }
+
+    private func failed<R>(_ error: any Error) -> Work<R> { Work(completed: .failure(error)) }
+
+    // MARK: collectives
+
+    func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
+        run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
+            try check("allReduce", tensor)
+            var out = tensor
+            let n = worldSize
+            try withMutableBytes(&out) { buf in
+                try transport.allReduce(buf, count: tensor.count, dtype: tensor.dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: tensor.count, dtype: tensor.dtype, by: n) }
+            }
+            return out
+        }
+    }
+
+    func reduceAsync(_ tensor: Tensor, root: Int, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
+        run("reduce", timeout: timeout, signature: sig(tensor, " \(op) root=\(root)")) { [self] t in
+            try check("reduce", tensor)
+            try checkRank("reduce", root, "root")
+            var out = tensor
+            let n = worldSize, me = rank
+            try withMutableBytes(&out) { buf in
+                try transport.reduce(buf, count: tensor.count, dtype: tensor.dtype, op: op, root: root, timeout: t)
+                if op == .average && me == root { divideInPlace(buf, count: tensor.count, dtype: tensor.dtype, by: n) }
+            }
+            return me == root ? out : tensor
+        }
+    }
+
+    func broadcastAsync(_ tensor: Tensor, root: Int, timeout: Duration?) -> Work<Tensor> {
+        run("broadcast", timeout: timeout, signature: sig(tensor, " root=\(root)")) { [self] t in
+            try check("broadcast", tensor)
+            try checkRank("broadcast", root, "root")
+            var out = tensor
+            try withMutableBytes(&out) { try transport.broadcast($0, root: root, timeout: t) }
+            return out
+        }
+    }
+
+    func allGatherAsync(_ tensor: Tensor, timeout: Duration?) -> Work<[Tensor]> {
+        run("allGather", timeout: timeout, signature: sig(tensor)) { [self] t in
+            try check("allGather", tensor)
+            var all = Tensor.zeros([worldSize * tensor.count], dtype: tensor.dtype)
+            try withBytes(tensor) { input in
+                try withMutableBytes(&all) { try transport.allGather(input, $0, timeout: t) }
+            }
+            return try split(all, like: tensor)
+        }
+    }
+
+    func gatherAsync(_ tensor: Tensor, root: Int, timeout: Duration?) -> Work<[Tensor]> {
+        run("gather", timeout: timeout, signature: sig(tensor, " root=\(root)")) { [self] t in
+            try check("gather", tensor)
+            try checkRank("gather", root, "root")
+            let isRoot = rank == root
+            var all = Tensor.zeros([isRoot ? worldSize * tensor.count : 0], dtype: tensor.dtype)
+            try withBytes(tensor) { input in
+                try withMutableBytes(&all) { try transport.gather(input, isRoot ? $0 : nil, root: root, timeout: t) }
+            }
+            return isRoot ? try split(all, like: tensor) : []
+        }
+    }
+
+    func scatterAsync(_ tensor: Tensor, scatterList: [Tensor], root: Int, timeout: Duration?) -> Work<Tensor> {
+        run("scatter", timeout: timeout, signature: sig(tensor, " root=\(root)")) { [self] t in
+            try check("scatter", tensor)
+            try checkRank("scatter", root, "root")
+            var out = tensor
+            if rank == root {
+                guard scatterList.count == worldSize,
+                      scatterList.allSatisfy({ $0.shape == tensor.shape && $0.dtype == tensor.dtype }) else {
+                    throw DistributedError.invalidArgument(
+                        operation: "scatter",
+                        message: "the root must pass \(worldSize) tensors of shape \(tensor.shape) and dtype \(tensor.dtype), got \(scatterList.map(\.shape))")
+                }
+                let flat = try Tensor.cat(scatterList.map { try $0.reshape([-1]) }, axis: 0)
+                try withBytes(flat) { input in
+                    try withMutableBytes(&out) { try transport.scatter(input, $0, root: root, timeout: t) }
+                }
+            } else {
+                try withMutableBytes(&out) { try transport.scatter(nil, $0, root: root, timeout: t) }
+            }
+            return out
+        }
+    }
+
+    func reduceScatterAsync(_ inputList: [Tensor], op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
+        let first = inputList.first ?? Tensor.zeros([0])
+        return run("reduceScatter", timeout: timeout, signature: sig(first, " x\(inputList.count) \(op)")) { [self] t in
+            try check("reduceScatter", first)
+            guard inputList.count == worldSize,
+                  inputList.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
+                throw DistributedError.invalidArgument(
+                    operation: "reduceScatter",
+                    message: "pass \(worldSize) tensors of one shape and dtype (one per rank), got \(inputList.map(\.shape))")
+            }
+            var flat = try Tensor.cat(inputList.map { try $0.reshape([-1]) }, axis: 0)
+            let n = worldSize, total = flat.count
+            try withMutableBytes(&flat) { buf in
+                try transport.allReduce(buf, count: total, dtype: first.dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: total, dtype: first.dtype, by: n) }
+            }
+            return try split(flat, like: first)[rank]
+        }
+    }
+
+    func barrierAsync(timeout: Duration?) -> Work<Void> {
+        run("barrier", timeout: timeout, signature: "") { [self] t in try transport.barrier(timeout: t) }
+    }
+
+    func sendAsync(_ tensor: Tensor, to dst: Int, tag: Int, timeout: Duration?) -> Work<Void> {
+        run("send", timeout: timeout, signature: nil, serial: false) { [self] t in
+            try check("send", tensor)
+            try checkRank("send", dst, "destination")
+            guard dst != rank else { throw DistributedError.invalidArgument(operation: "send", message: "rank \(rank) cannot send to itself") }
+            try withBytes(tensor) { try transport.send($0, to: dst, tag: tag, timeout: t) }
+        }
+    }
+
+    func recvAsync(_ tensor: Tensor, from src: Int, tag: Int, timeout: Duration?) -> Work<Tensor> {
+        run("recv", timeout: timeout, signature: nil, serial: false) { [self] t in
+            try check("recv", tensor)
+            try checkRank("recv", src, "source")
+            guard src != rank else { throw DistributedError.invalidArgument(operation: "recv", message: "rank \(rank) cannot receive from itself") }
+            var out = tensor
+            try withMutableBytes(&out) { try transport.recv($0, from: src, tag: tag, timeout: t) }
+            return out
+        }
+    }
+
+    func newGroup(ranks: [Int], timeout: Duration?) throws -> (any ProcessGroup)? {
+        let sorted = Array(Set(ranks)).sorted()
+        guard !sorted.isEmpty, sorted.count == ranks.count, sorted.allSatisfy({ (0..<worldSize).contains($0) }) else {
+            throw DistributedError.invalidArgument(
+                operation: "newGroup", message: "ranks \(ranks) must be distinct ranks of process group '\(name)' (world size \(worldSize))")
+        }
+        let index = subgroupCount.withLock { n -> Int in n += 1; return n }
+        let subName = "\(name).\(index)"
+        let t = timeout ?? self.timeout
+        // Runs in issue order with this group's collectives.
+        let work: Work<(any Transport)?> = run("newGroup", timeout: t, signature: "\(sorted)") { [self] t in
+            try transport.subTransport(ranks: sorted, name: subName, timeout: t)
+        }
+        guard let sub = try work.wait() else { return nil }
+        return CollectiveGroup(transport: sub, name: subName, timeout: t, debugChecks: debugChecks)
+    }
+
+    func destroy() {
+        queue.sync {
+            broken.withLock { $0 = $0 ?? "the group was destroyed" }
+            transport.close()
+        }
+    }
+
+    deinit { transport.close() }
+
+    private func split(_ flat: Tensor, like t: Tensor) throws -> [Tensor] {
+        let n = worldSize
+        if t.count == 0 { return Array(repeating: t, count: n) }
+        return try flat.chunk(n, axis: 0).map { try $0.reshape(t.shape) }
+    }
+}

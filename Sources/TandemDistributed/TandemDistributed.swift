@@ -1,5 +1,0 @@
-import TandemCore
-
-/// Namespace of the TandemDistributed module. Its contents arrive with the issue that builds them;
-/// the target exists now so that dependencies point one way from the start.
-public enum TandemDistributed {}

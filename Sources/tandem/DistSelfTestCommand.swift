@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import TandemCore
+import TandemDistributed
+
+/// `tandem dist-selftest` (hidden): a worker that tests spawn as real processes. Every rank builds
+/// deterministic tensors, runs collectives and checks the results against values computed locally.
+/// Exit codes: 0 ok, 2 a distributed error (printed), 3 a wrong result.
+struct DistSelfTestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dist-selftest", abstract: "Run and check collectives (a worker for the distributed tests).",
+        shouldDisplay: false)
+
+    @Option(help: "Init method: env://, tcp://HOST:PORT or file:///path.") var initMethod: String = "env://"
+    @Option(help: "Rank (default: from the environment).") var rank: Int?
+    @Option(help: "World size (default: from the environment).") var worldSize: Int?
+    @Option(help: "Timeout of the group and every operation, in milliseconds.") var timeoutMs: Int = 10_000
+    @Option(help: "allreduce, broadcast, allgather, barrier, reduce, gather, scatter, reducescatter, sendrecv or all.") var op: String = "all"
+    @Option(help: "Reduce op for allreduce/reduce/reducescatter (sum, product, min, max, average); 'all' tries each.") var reduceOp: String = "all"
+    @Option(help: "float32, float64 or int64.") var dtype: String = "float32"
+    @Option(help: "Elements per tensor.") var count: Int = 1000
+    @Option(help: "Repetitions.") var iterations: Int = 1
+    @Option(help: "This rank kills itself with SIGKILL ...") var dieRank: Int?
+    @Option(help: "... before this iteration.") var dieAfter: Int = 0
+    @Flag(help: "Time allreduce (sum) and print one JSON line per size on rank 0.") var bench = false
+
+    func run() throws {
+        do {
+            try body()
+        } catch let e as DistributedError {
+            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private func value(_ r: Int, _ i: Int) -> Double { Double(i % 13 + r + 1) }
+
+    private func tensor(rank r: Int, count: Int, dtype: DType, offset: Int = 0) -> Tensor {
+        Tensor((0..<count).map { value(r, $0) + Double(offset) }, shape: [count], dtype: dtype)
+    }
+
+    private func doubles(_ t: Tensor) throws -> [Double] {
+        switch t.dtype {
+        case .float32: return try t.withUnsafeBufferPointer(as: Float.self) { $0.map(Double.init) }
+        case .float64: return try t.withUnsafeBufferPointer(as: Double.self) { Array($0) }
+        default: return try t.withUnsafeBufferPointer(as: Int64.self) { $0.map(Double.init) }
+        }
+    }
+
+    private func expectedReduce(_ op: ReduceOp, world: Int, count: Int, dtype: DType) -> [Double] {
+        // value(r, i) depends on i only through i % 13: compute the 13 distinct results once.
+        let period = (0..<13).map { i -> Double in
+            var acc = value(0, i)
+            for r in 1..<max(world, 1) {
+                let v = value(r, i)
+                switch op {
+                case .sum, .average: acc += v
+                case .product: acc *= v
+                case .min: acc = Swift.min(acc, v)
+                case .max: acc = Swift.max(acc, v)
+                }
+            }
+            guard op == .average else { return acc }
+            switch dtype {
+            case .float32: return Double(Float(acc) / Float(world))
+            case .int64: return Double(Int64(acc) / Int64(world))
+            default: return acc / Double(world)
+            }
+        }
+        return (0..<count).map { period[$0 % 13] }
+    }
+
+    private func expect(_ what: String, _ got: Tensor, _ want: [Double], rank r: Int) throws {
+        let g = try doubles(got)
+        if g != want {
+            let i = zip(g, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
+            let gi = i < g.count ? "\(g[i])" : "missing", wi = i < want.count ? "\(want[i])" : "missing"
+            FileHandle.standardError.write(Data("MISMATCH rank \(r) \(what): element \(i) is \(gi), expected \(wi) (\(g.count) vs \(want.count) elements)\n".utf8))
+            throw ExitCode(3)
+        }
+    }
+
+    private func body() throws {
+        guard let dt = DType(rawValue: dtype) else { throw ValidationError("unknown dtype \(dtype)") }
+        let timeout = Duration.milliseconds(timeoutMs)
+        let pg = try initProcessGroup(backend: .gloo, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
+        let r = pg.rank, w = pg.worldSize
+        if bench { return try runBench(pg, dtype: dt) }
+        let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv"] : [op]
+        let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
+        let mine = tensor(rank: r, count: count, dtype: dt)
+        var expected = [ReduceOp: [Double]]()
+        if !Set(ops).isDisjoint(with: ["allreduce", "reduce", "reducescatter"]) {
+            for rop in reduceOps + [.sum] { expected[rop] = expectedReduce(rop, world: w, count: count, dtype: dt) }
+        }
+        for iteration in 0..<iterations {
+            if let dieRank, dieRank == r, iteration == dieAfter { kill(getpid(), SIGKILL) }
+            for name in ops {
+                switch name {
+                case "allreduce":
+                    for rop in reduceOps {
+                        try expect("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
+                    }
+                case "broadcast":
+                    let root = w - 1
+                    try expect("broadcast", try pg.broadcast(mine, root: root), (0..<count).map { value(root, $0) }, rank: r)
+                case "allgather":
+                    let all = try pg.allGather(mine)
+                    try expect("allGather", try Tensor.cat(all, axis: 0), (0..<w).flatMap { q in (0..<count).map { value(q, $0) } }, rank: r)
+                case "barrier":
+                    try pg.barrier()
+                case "reduce":
+                    for rop in reduceOps {
+                        let got = try pg.reduce(mine, root: 0, op: rop)
+                        if r == 0 { try expect("reduce \(rop)", got, expected[rop]!, rank: r) }
+                    }
+                case "gather":
+                    let all = try pg.gather(mine, root: 0)
+                    if r == 0 {
+                        try expect("gather", try Tensor.cat(all, axis: 0), (0..<w).flatMap { q in (0..<count).map { value(q, $0) } }, rank: r)
+                    }
+                case "scatter":
+                    let list = r == 0 ? (0..<w).map { tensor(rank: 0, count: count, dtype: dt, offset: 100 * $0) } : []
+                    try expect("scatter", try pg.scatter(Tensor.zeros([count], dtype: dt), scatterList: list, root: 0),
+                               (0..<count).map { value(0, $0) + Double(100 * r) }, rank: r)
+                case "reducescatter":
+                    let list = (0..<w).map { _ in mine }
+                    try expect("reduceScatter sum", try pg.reduceScatter(list, op: .sum), expected[.sum]!, rank: r)
+                case "sendrecv":
+                    if w >= 2 {
+                        let next = (r + 1) % w, prev = (r + w - 1) % w
+                        let s = pg.sendAsync(mine, to: next, tag: 7, timeout: nil)
+                        let got = try pg.recvAsync(Tensor.zeros([count], dtype: dt), from: prev, tag: 7, timeout: nil).wait()
+                        try s.wait()
+                        try expect("send/recv", got, (0..<count).map { value(prev, $0) }, rank: r)
+                    }
+                default:
+                    throw ValidationError("unknown op \(name)")
+                }
+            }
+        }
+        print("dist-selftest rank \(r)/\(w): ok (\(ops.joined(separator: ",")); \(dt) x \(count); \(iterations) iteration(s))")
+        pg.destroy()
+    }
+
+    private func runBench(_ pg: any ProcessGroup, dtype: DType) throws {
+        let bytesPerElement = dtype.byteSize
+        for bytes in [1024, 1 << 20, 25 << 20, 100 << 20] where count <= 0 || bytes <= count * bytesPerElement {
+            let n = bytes / bytesPerElement
+            let t = Tensor.ones([n], dtype: dtype)
+            let reps = bytes >= (25 << 20) ? 10 : 50
+            for _ in 0..<3 { _ = try pg.allReduce(t) }
+            var times = [Double]()
+            for _ in 0..<reps {
+                let start = ContinuousClock.now
+                _ = try pg.allReduce(t)
+                let d = ContinuousClock.now - start
+                times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+            }
+            times.sort()
+            if pg.rank == 0 {
+                print("{\"op\":\"allreduce\",\"backend\":\"gloo\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Synchronization
+
+/// `tandem run`: the `torchrun` equivalent. Starts `--nproc-per-node` copies of a program on this
+/// node with RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and
+/// TANDEM_NUM_THREADS set, prefixes their output with the rank, and when one fails stops the
+/// others and exits non-zero naming the rank and how it died.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Launch a distributed job on this node (like torchrun).",
+        discussion: "Example: tandem run --nproc-per-node 2 -- ./my-train --epochs 1")
+
+    @Option(help: "Processes on this node.") var nprocPerNode: Int = 1
+    @Option(help: "Number of nodes.") var nnodes: Int = 1
+    @Option(help: "This node's index, 0..<nnodes.") var nodeRank: Int = 0
+    @Option(help: "Address of the node running rank 0.") var masterAddr: String = "127.0.0.1"
+    @Option(help: "Port of the rendezvous store on the master (0: a free port; one node only).") var masterPort: Int = 29500
+    @Option(help: "Restart the whole local group this many times after a failure.") var maxRestarts: Int = 0
+    @Option(help: "Seconds to wait for the other ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
+    @Flag(help: "One node, 127.0.0.1 and a free port.") var standalone = false
+    @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.") var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else { throw ValidationError("give the program to run after --, e.g. tandem run --nproc-per-node 2 -- ./train") }
+        guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
+        guard nnodes >= 1 else { throw ValidationError("--nnodes must be at least 1") }
+        guard (0..<nnodes).contains(nodeRank) else { throw ValidationError("--node-rank must be in 0..<\(nnodes) (--nnodes)") }
+        guard (0...65535).contains(masterPort) else { throw ValidationError("--master-port must be in 0...65535") }
+        guard masterPort != 0 || nnodes == 1 || standalone else {
+            throw ValidationError("--master-port 0 (a free port) works only on one node; give every node the same port")
+        }
+        guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must not be negative") }
+    }
+
+    func run() throws {
+        let nodes = standalone ? 1 : nnodes
+        let node = standalone ? 0 : nodeRank
+        let addr = standalone ? "127.0.0.1" : masterAddr
+        let port = (standalone || masterPort == 0) ? try freePort() : masterPort
+        let executable = try resolve(command[0])
+        let world = nodes * nprocPerNode
+        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / nprocPerNode)
+        let output = OutputSink()
+        var attempt = 0
+        while true {
+            let failure = try launch(executable: executable, arguments: Array(command.dropFirst()), world: world, node: node,
+                                     addr: addr, port: port, threads: threads, output: output)
+            guard let failure else { return }
+            if attempt < maxRestarts {
+                attempt += 1
+                output.log("tandem run: \(failure); restarting the local group (restart \(attempt) of \(maxRestarts))")
+                continue
+            }
+            output.log("tandem run: \(failure); stopped the other ranks.")
+            throw ExitCode(1)
+        }
+    }
+
+    private func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw ValidationError("cannot find a free port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    private func resolve(_ program: String) throws -> URL {
+        if program.contains("/") { return URL(fileURLWithPath: program) }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let path = "\(dir)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: path) { return URL(fileURLWithPath: path) }
+        }
+        throw ValidationError("program '\(program)' not found in PATH")
+    }
+
+    /// Runs one local group; returns nil when every rank exits 0, else a description of the first failure.
+    private func launch(executable: URL, arguments: [String], world: Int, node: Int, addr: String, port: Int,
+                        threads: Int, output: OutputSink) throws -> String? {
+        let exited = DispatchSemaphore(value: 0)
+        var children: [(rank: Int, process: Process, readers: DispatchGroup)] = []
+        for local in 0..<nprocPerNode {
+            let rank = node * nprocPerNode + local
+            let p = Process()
+            p.executableURL = executable
+            p.arguments = arguments
+            var env = ProcessInfo.processInfo.environment
+            env["RANK"] = String(rank)
+            env["LOCAL_RANK"] = String(local)
+            env["WORLD_SIZE"] = String(world)
+            env["LOCAL_WORLD_SIZE"] = String(nprocPerNode)
+            env["GROUP_RANK"] = String(node)
+            env["MASTER_ADDR"] = addr
+            env["MASTER_PORT"] = String(port)
+            env["TANDEM_NUM_THREADS"] = String(threads)
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            p.terminationHandler = { _ in exited.signal() }
+            let readers = DispatchGroup()
+            for (pipe, toStderr) in [(out, false), (err, true)] {
+                readers.enter()
+                let handle = pipe.fileHandleForReading
+                let thread = Thread {
+                    var pending = Data()
+                    while true {
+                        let chunk = handle.availableData
+                        if chunk.isEmpty { break }
+                        pending.append(chunk)
+                        while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            output.line(rank: rank, pending[pending.startIndex..<nl], toStderr: toStderr)
+                            pending = Data(pending[(nl + 1)...])
+                        }
+                    }
+                    if !pending.isEmpty { output.line(rank: rank, pending, toStderr: toStderr) }
+                    readers.leave()
+                }
+                thread.start()
+            }
+            do {
+                try p.run()
+            } catch {
+                for c in children { c.process.terminate() }
+                throw ValidationError("cannot start \(executable.path): \(error)")
+            }
+            try? out.fileHandleForWriting.close()
+            try? err.fileHandleForWriting.close()
+            children.append((rank, p, readers))
+        }
+        var failure: String?
+        var remaining = children.count
+        while remaining > 0 {
+            exited.wait()
+            remaining -= 1
+            if failure == nil, children.contains(where: { !$0.process.isRunning && !succeeded($0.process) }) {
+                // Let the peers of a dead rank notice and exit, then name the root cause first
+                // (a rank killed by a signal before ranks that exited with an error).
+                Thread.sleep(forTimeInterval: 0.2)
+                let failed = children.filter { !$0.process.isRunning && !succeeded($0.process) }
+                    .sorted { ($0.process.terminationReason == .uncaughtSignal ? 0 : 1, $0.rank) < ($1.process.terminationReason == .uncaughtSignal ? 0 : 1, $1.rank) }
+                failure = failed.map {
+                    "rank \($0.rank) (local rank \($0.rank - node * nprocPerNode), pid \($0.process.processIdentifier)) \(describe($0.process))"
+                }.joined(separator: "; then ")
+                stop(children.map(\.process))
+            }
+        }
+        for c in children { _ = c.readers.wait(timeout: .now() + 2) }
+        return failure
+    }
+
+    private func succeeded(_ p: Process) -> Bool { p.terminationReason == .exit && p.terminationStatus == 0 }
+
+    private func describe(_ p: Process) -> String {
+        if p.terminationReason == .uncaughtSignal {
+            let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+                                          8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"]
+            let s = p.terminationStatus
+            return "was killed by signal \(s) (\(names[s] ?? "signal \(s)"))"
+        }
+        return "exited with code \(p.terminationStatus)"
+    }
+
+    /// SIGTERM to every running process, then SIGKILL after the grace period.
+    private func stop(_ processes: [Process]) {
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(stopGrace)
+        while processes.contains(where: \.isRunning) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Serializes the children's prefixed output lines.
+final class OutputSink: Sendable {
+    private let lock = Mutex(())
+
+    func line(rank: Int, _ text: Data, toStderr: Bool) {
+        var data = Data("[rank \(rank)] ".utf8)
+        data.append(text)
+        data.append(UInt8(ascii: "\n"))
+        lock.withLock { _ in (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(data) }
+    }
+
+    func log(_ message: String) {
+        lock.withLock { _ in FileHandle.standardError.write(Data((message + "\n").utf8)) }
+    }
+}

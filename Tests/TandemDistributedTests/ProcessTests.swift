@@ -1,0 +1,240 @@
+import Foundation
+import Glibc
+import Synchronization
+import XCTest
+
+/// The result of a spawned process.
+struct Spawned {
+    var status: Int32
+    var signaled: Bool
+    var stdout: String
+    var stderr: String
+    var seconds: Double
+}
+
+/// The built `tandem` executable, next to the test bundle.
+func tandemExecutable() throws -> String {
+    var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tandem").path,
+                      Bundle.main.bundleURL.appendingPathComponent("tandem").path,
+                      Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("tandem").path]
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    candidates.append(root.appendingPathComponent(".build/debug/tandem").path)
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw XCTSkip("the tandem executable was not built (looked in \(candidates))")
+    }
+    return found
+}
+
+/// Collected output of one pipe.
+final class Sink: Sendable {
+    let data = Mutex(Data())
+    var text: String { String(decoding: data.withLock { $0 }, as: UTF8.self) }
+}
+
+/// Starts processes; `wait` collects their output, killing any still running after `limit`.
+final class Launch {
+    private var processes: [(Process, Pipe, Pipe, Date)] = []
+
+    func start(_ arguments: [String], environment: [String: String] = [:]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try tandemExecutable())
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "TANDEM_DISTRIBUTED_DEBUG"] { env[k] = nil }
+        env.merge(environment) { $1 }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        processes.append((p, out, err, Date()))
+    }
+
+    var pids: [Int32] { processes.map { $0.0.processIdentifier } }
+
+    func wait(limit: Double = 30) -> [Spawned] {
+        let deadline = Date().addingTimeInterval(limit)
+        let outputs = processes.map { _, out, err, _ -> (Sink, Sink, DispatchGroup) in
+            let o = Sink(), e = Sink(), g = DispatchGroup()
+            for (pipe, sink) in [(out, o), (err, e)] {
+                g.enter()
+                let handle = pipe.fileHandleForReading
+                Thread {
+                    let data = handle.readDataToEndOfFile()
+                    sink.data.withLock { $0 = data }
+                    g.leave()
+                }.start()
+            }
+            return (o, e, g)
+        }
+        for (p, _, _, _) in processes {
+            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        return zip(processes, outputs).map { entry, o in
+            let (p, _, _, started) = entry
+            p.waitUntilExit()
+            _ = o.2.wait(timeout: .now() + 5)
+            return Spawned(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+                           stdout: o.0.text, stderr: o.1.text,
+                           seconds: Date().timeIntervalSince(started))
+        }
+    }
+}
+
+/// Real processes on 127.0.0.1 through Gloo: every collective, the three init methods,
+/// dtypes and sizes, and the failure cases.
+final class ProcessTests: XCTestCase {
+    private func run(_ arguments: [String], limit: Double = 30) throws -> Spawned {
+        let l = Launch()
+        try l.start(arguments)
+        return l.wait(limit: limit)[0]
+    }
+
+    private func tandemRun(nproc: Int, _ worker: [String], limit: Double = 30) throws -> Spawned {
+        let exe = try tandemExecutable()
+        return try run(["run", "--standalone", "--nproc-per-node", String(nproc), "--", exe, "dist-selftest", "--timeout-ms", "5000"] + worker, limit: limit)
+    }
+
+    private func assertAllRanksOK(_ r: Spawned, nproc: Int, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 0, "stdout:\n\(r.stdout)\nstderr:\n\(r.stderr)", file: file, line: line)
+        for rank in 0..<nproc {
+            XCTAssertTrue(r.stdout.contains("[rank \(rank)] dist-selftest rank \(rank)/\(nproc): ok"), r.stdout + r.stderr, file: file, line: line)
+        }
+    }
+
+    func testEnvInitTwoProcessesEveryCollectiveAndDType() throws {
+        for (dtype, count) in [("float32", 1), ("float64", 1000), ("int64", 257)] {
+            assertAllRanksOK(try tandemRun(nproc: 2, ["--dtype", dtype, "--count", String(count)]), nproc: 2)
+        }
+    }
+
+    func testEnvInitFourProcesses() throws {
+        assertAllRanksOK(try tandemRun(nproc: 4, ["--dtype", "float32", "--count", "1000"]), nproc: 4)
+        assertAllRanksOK(try tandemRun(nproc: 4, ["--dtype", "int64", "--count", "3"]), nproc: 4)
+    }
+
+    func testLargeAllReduce() throws {
+        // 1M float32 = 4 MB: sum, average and max.
+        for op in ["sum", "average", "max"] {
+            assertAllRanksOK(try tandemRun(nproc: 2, ["--op", "allreduce", "--reduce-op", op, "--count", "1000000"]), nproc: 2)
+        }
+        // 512K float64 = 4 MB broadcast and all-gather on 4 processes.
+        assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "broadcast", "--dtype", "float64", "--count", "524288"]), nproc: 4)
+        assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "allgather", "--dtype", "float64", "--count", "131072"]), nproc: 4)
+    }
+
+    private func direct(world: Int, initMethod: String, extra: [String] = [], perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
+        let l = Launch()
+        for r in 0..<world {
+            try l.start(["dist-selftest", "--init-method", initMethod, "--rank", String(r), "--world-size", String(world),
+                         "--timeout-ms", "5000"] + extra + perRank(r))
+        }
+        return l.wait(limit: 30)
+    }
+
+    func testTCPInit() throws {
+        for world in [2, 4] {
+            let results = try direct(world: world, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--dtype", "int64", "--count", "100"])
+            for (r, s) in results.enumerated() {
+                XCTAssertEqual(s.status, 0, s.stderr)
+                XCTAssertTrue(s.stdout.contains("rank \(r)/\(world): ok"), s.stdout + s.stderr)
+            }
+        }
+    }
+
+    func testFileInit() throws {
+        for world in [2, 4] {
+            let path = NSTemporaryDirectory() + "tandem-file-init-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let results = try direct(world: world, initMethod: "file://\(path)", extra: ["--dtype", "float64", "--count", "10"])
+            for (r, s) in results.enumerated() {
+                XCTAssertEqual(s.status, 0, s.stderr)
+                XCTAssertTrue(s.stdout.contains("rank \(r)/\(world): ok"), s.stdout + s.stderr)
+            }
+        }
+    }
+
+    func testKilledRankMakesTheSurvivorFailWithinTheTimeout() throws {
+        // Rank 1 SIGKILLs itself in the middle of a series of all-reduces; rank 0 must fail fast.
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "100000", "--iterations", "100000",
+                                         "--timeout-ms", "3000"],
+                                 perRank: { $0 == 1 ? ["--die-rank", "1", "--die-after", "5"] : [] })
+        XCTAssertTrue(results[1].signaled)
+        XCTAssertEqual(results[1].status, SIGKILL)
+        XCTAssertEqual(results[0].status, 2, results[0].stderr)
+        XCTAssertTrue(results[0].stderr.contains("allReduce"), results[0].stderr)
+        XCTAssertTrue(results[0].stderr.contains("process group 'default' on rank 0"), results[0].stderr)
+        XCTAssertTrue(results[0].stderr.contains("peer rank 1") || results[0].stderr.contains("rank 1"), results[0].stderr)
+        XCTAssertLessThan(results[0].seconds, 15)
+    }
+
+    func testRunReportsTheDeadRank() throws {
+        let r = try tandemRun(nproc: 2, ["--op", "allreduce", "--reduce-op", "sum", "--count", "1000", "--iterations", "100000",
+                                         "--die-rank", "1", "--die-after", "3"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("rank 1"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("SIGKILL"), r.stderr)
+        XCTAssertLessThan(r.seconds, 15)
+    }
+
+    func testRunReportsExitCodeAndRestarts() throws {
+        // A child that exits 3 on rank 1: reported with its exit code, after one restart.
+        let r = try run(["run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--",
+                         "/bin/sh", "-c", "echo hello from $RANK of $WORLD_SIZE local $LOCAL_RANK/$LOCAL_WORLD_SIZE threads $TANDEM_NUM_THREADS; [ $RANK = 1 ] && exit 3; exit 0"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("[rank 0] hello from 0 of 2 local 0/2"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("[rank 1] hello from 1 of 2 local 1/2"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("restart 1 of 1"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 1 (local rank 1"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("exited with code 3"), r.stderr)
+    }
+
+    func testBadInputsAreTypedErrorsWithoutHanging() throws {
+        // Rank ≥ world size.
+        var s = try run(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(freePort())", "--rank", "2", "--world-size", "2"])
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("rank 2 is not below world size 2"), s.stderr)
+        // Missing environment variable.
+        s = try run(["dist-selftest", "--init-method", "env://"])
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("RANK is not set"), s.stderr)
+        // Unreachable master: a short timeout, then a clear error.
+        s = try run(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(freePort())", "--rank", "1", "--world-size", "2", "--timeout-ms", "700"])
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("cannot reach the rendezvous store"), s.stderr)
+        XCTAssertLessThan(s.seconds, 10)
+        // Port in use.
+        let port = freePort()
+        let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(blocker) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(blocker, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(blocker, 1)
+        s = try run(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(port)", "--rank", "0", "--world-size", "2", "--timeout-ms", "700"])
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("already in use"), s.stderr)
+        // A missing rank: the rendezvous names it.
+        s = try run(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(freePort())", "--rank", "0", "--world-size", "3", "--timeout-ms", "700"])
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("rank(s) 1, 2 of 3 did not arrive"), s.stderr)
+        // Unknown network interface.
+        let l = Launch()
+        try l.start(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(freePort())", "--rank", "0", "--world-size", "1"],
+                    environment: ["GLOO_SOCKET_IFNAME": "nosuch0"])
+        s = l.wait()[0]
+        XCTAssertEqual(s.status, 2)
+        XCTAssertTrue(s.stderr.contains("'nosuch0' from GLOO_SOCKET_IFNAME does not exist"), s.stderr)
+    }
+
+    func testMismatchedWorldSizes() throws {
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--timeout-ms", "1500"],
+                                 perRank: { $0 == 1 ? ["--world-size", "3"] : [] })
+        XCTAssertTrue(results.allSatisfy { $0.status == 2 }, results.map(\.stderr).joined())
+        XCTAssertTrue(results.contains { $0.stderr.contains("mismatched world sizes") }, results.map(\.stderr).joined())
+    }
+}
