@@ -38,10 +38,12 @@ let package = Package(
             name: "CGloo",
             path: "Sources/CGloo",
             linkerSettings: [.linkedLibrary("gloo"), .linkedLibrary("pthread")]),
+        // Data-parallel training: DistributedDataParallel, SyncBatchNorm, distributed evaluation.
+        .target(name: "TandemParallel", dependencies: ["TandemNN", "TandemData", "TandemDistributed"]),
         // The model zoo.
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
         // Training driver: loop, checkpoints, metrics, plots, progress.
-        .target(name: "TandemTrain", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemModels"]),
+        .target(name: "TandemTrain", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel"]),
         // The `tandem` command-line tool.
         .executableTarget(
             name: "tandem",
@@ -64,6 +66,9 @@ let package = Package(
         .testTarget(
             name: "TandemTrainTests",
             dependencies: ["TandemTrain", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemParallelTests",
+            dependencies: ["TandemParallel", "TandemModels", "TandemOptim", "TandemTestSupport"]),
         .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),

@@ -1,0 +1,285 @@
+import Foundation
+import Synchronization
+import TandemDistributed
+import TandemNN
+
+/// Errors of data-parallel training, naming the rank and what to fix.
+public enum DataParallelError: Error, CustomStringConvertible {
+    case modelMismatch(rank: Int, message: String)
+    case unusedParameters(rank: Int, names: [String])
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .modelMismatch(rank, message):
+            return "DistributedDataParallel (rank \(rank)): the ranks hold different models: \(message); build the same model on every rank"
+        case let .unusedParameters(rank, names):
+            return "DistributedDataParallel (rank \(rank)): the previous backward pass gave no gradient to \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? " and \(names.count - 8) more" : ""); pass findUnusedParameters: true if the model does not use every parameter each step"
+        case let .invalidArgument(message): return "DistributedDataParallel: \(message)"
+        }
+    }
+}
+
+/// Data-parallel training across processes, like `torch.nn.parallel.DistributedDataParallel`.
+///
+/// At construction every rank checks that all ranks hold the same parameter names and shapes,
+/// then takes rank 0's parameters and buffers. Parameters are grouped into buckets in reverse
+/// registration order (the first bucket capped at 1 MB, the rest at `bucketCapMB`). During
+/// backward, a parameter's gradient hook copies its gradient into its bucket; a full bucket
+/// starts an asynchronous all-reduce at once (buckets start in the same order on every rank)
+/// while backward goes on; when the last bucket has started, backward waits for all of them
+/// and writes the averaged gradients back. With `worldSize == 1` nothing is communicated.
+///
+/// `module` is the wrapped model; `stateDict()` carries no `module.` prefix.
+public final class DistributedDataParallel: Module {
+    /// The wrapped model.
+    public let module: any Module
+    public let processGroup: any ProcessGroup
+    public let broadcastBuffers: Bool
+    public let findUnusedParameters: Bool
+    public var isTraining: Bool {
+        get { module.isTraining }
+        set { module.train(newValue) }
+    }
+
+    struct Bucket {
+        var members: [Int]          // parameter indices
+        var offsets: [Int]          // element offset of each member in the flat buffer
+        var flat: Tensor
+        var ready = 0
+        var work: Work<Tensor>?
+    }
+
+    private let named: [(String, Parameter)]
+    private var buckets: [Bucket] = []
+    private var bucketOf: [Int] = []       // parameter index -> bucket index
+    private var readyFlags: [Bool] = []
+    private var nextToLaunch = 0
+    private var syncEnabled = true
+    private var inIteration = false
+    private var failure: (any Error)?
+
+    /// Wraps `module`. Throws if the ranks' models differ or a collective fails.
+    public init(_ module: any Module, processGroup: any ProcessGroup, bucketCapMB: Double = 25,
+                broadcastBuffers: Bool = true, findUnusedParameters: Bool = false) throws {
+        guard bucketCapMB > 0 else { throw DataParallelError.invalidArgument("bucketCapMB must be positive") }
+        self.module = module
+        self.processGroup = processGroup
+        self.broadcastBuffers = broadcastBuffers
+        self.findUnusedParameters = findUnusedParameters
+        named = module.namedParameters()
+        readyFlags = Array(repeating: false, count: named.count)
+        guard processGroup.worldSize > 1 else { return }
+        try verifySameModel()
+        try broadcastState()
+        buildBuckets(capBytes: Int(bucketCapMB * 1_048_576))
+        for (i, (_, p)) in named.enumerated() {
+            try p.value.registerHook { [weak self] gradient in self?.gradientReady(i, gradient) }
+        }
+    }
+
+    public var children: [(String, any Module)] { [] }
+    public var localParameters: [(String, Parameter)] { module.namedParameters() }
+    public var localBuffers: [(String, Buffer)] { module.namedBuffers() }
+
+    /// The inner model's state dict (PyTorch names, no `module.` prefix).
+    public func stateDict() -> [(String, Tensor)] { module.stateDict() }
+
+    /// Loads into the inner model; a `module.` prefix on names is stripped.
+    public func loadStateDict(_ state: [String: Tensor], strict: Bool = true) throws {
+        try module.loadStateDict(state, strict: strict)
+    }
+
+    /// Runs the model. Starts a new iteration: checks that the last backward pass reduced
+    /// every bucket, re-broadcasts buffers from rank 0, and marks unused parameters ready.
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        guard processGroup.worldSize > 1 else { return try module(input) }
+        if let failure { throw failure }
+        if inIteration && syncEnabled && module.isTraining && nextToLaunch > 0 && nextToLaunch < buckets.count {
+            let missing = named.indices.filter { !readyFlags[$0] }.map { named[$0].0 }
+            throw DataParallelError.unusedParameters(rank: processGroup.rank, names: missing)
+        }
+        resetIteration()
+        if broadcastBuffers && module.isTraining { try broadcastBufferValues() }
+        let output = try module(input)
+        if module.isTraining && GradMode.enabled {
+            inIteration = true
+            if findUnusedParameters && syncEnabled {
+                let reached = output.reachableLeafIDs()
+                for (i, (_, p)) in named.enumerated() where p.value.leafID.map({ !reached.contains($0) }) ?? true {
+                    markReady(i, gradient: nil)
+                }
+            }
+        }
+        return output
+    }
+
+    /// Runs `body` (forward and backward of micro-batches) without gradient synchronisation;
+    /// gradients accumulate locally and the next synchronised backward reduces the total.
+    public func noSync<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = syncEnabled
+        syncEnabled = false
+        defer { syncEnabled = previous }
+        return try body()
+    }
+
+    // MARK: - Construction
+
+    private func verifySameModel() throws {
+        let description = named.map { "\($0.0)\($0.1.shape)" }.joined(separator: ";")
+        let mine = Array(description.utf8).map(Double.init)
+        let length = try processGroup.broadcast(Tensor([Double(mine.count)], shape: [1], dtype: .float64), root: 0)
+        let rootLength = Int(try length.item())
+        var mismatch = 0.0
+        var message = ""
+        if rootLength != mine.count && processGroup.rank != 0 {
+            mismatch = 1
+        }
+        let padded = Tensor((mine + [Double](repeating: 0, count: Swift.max(0, rootLength - mine.count))).prefix(rootLength).map { $0 },
+                            shape: [rootLength], dtype: .float64)
+        let rootBytes = try processGroup.broadcast(padded, root: 0).toDoubleArray().map { UInt8($0) }
+        let rootDescription = String(decoding: rootBytes, as: UTF8.self)
+        if rootDescription != description {
+            mismatch = 1
+            let theirs = rootDescription.split(separator: ";"), ours = description.split(separator: ";")
+            let i = Array(zip(theirs, ours)).firstIndex { $0.0 != $0.1 } ?? Swift.min(theirs.count, ours.count)
+            let a = i < theirs.count ? String(theirs[i]) : "nothing", b = i < ours.count ? String(ours[i]) : "nothing"
+            message = "parameter \(i) is \(b) here but \(a) on rank 0"
+        }
+        // Every rank learns whether any rank differs, so they fail together instead of hanging.
+        let any = try processGroup.allReduce(Tensor([mismatch], shape: [1], dtype: .float64), op: .max)
+        if try any.item() > 0 {
+            throw DataParallelError.modelMismatch(rank: processGroup.rank, message: message.isEmpty ? "another rank's parameters differ from rank 0's" : message)
+        }
+    }
+
+    private func broadcastState() throws {
+        for (_, p) in named {
+            let value = try processGroup.broadcast(p.value.detach(), root: 0)
+            try p.value.copyValues(from: value)
+        }
+        try broadcastBufferValues()
+    }
+
+    private func broadcastBufferValues() throws {
+        for (_, b) in module.namedBuffers() where b.value.dtype == .float32 || b.value.dtype == .float64 || b.value.dtype == .int64 {
+            b.value = try processGroup.broadcast(b.value, root: 0)
+        }
+    }
+
+    private func buildBuckets(capBytes: Int) {
+        bucketOf = Array(repeating: 0, count: named.count)
+        var current: [Int] = []
+        var bytes = 0
+        var cap = Swift.min(capBytes, 1_048_576)
+        func close() {
+            guard !current.isEmpty else { return }
+            var offsets: [Int] = []
+            var total = 0
+            for i in current { offsets.append(total); total += named[i].1.value.count }
+            let dtype = named[current[0]].1.value.dtype
+            for i in current { bucketOf[i] = buckets.count }
+            buckets.append(Bucket(members: current, offsets: offsets, flat: Tensor.zeros([total], dtype: dtype)))
+            current = []
+            bytes = 0
+            cap = capBytes
+        }
+        for i in named.indices.reversed() {
+            let p = named[i].1.value
+            if let first = current.first, named[first].1.value.dtype != p.dtype { close() }
+            current.append(i)
+            bytes += p.count * p.dtype.byteSize
+            if bytes >= cap { close() }
+        }
+        close()
+    }
+
+    // MARK: - Per iteration
+
+    private func resetIteration() {
+        for b in buckets.indices { buckets[b].ready = 0; buckets[b].work = nil }
+        for i in readyFlags.indices { readyFlags[i] = false }
+        nextToLaunch = 0
+        inIteration = false
+    }
+
+    private func gradientReady(_ index: Int, _ gradient: Tensor) {
+        guard syncEnabled, processGroup.worldSize > 1, failure == nil, !readyFlags[index] else { return }
+        markReady(index, gradient: gradient)
+    }
+
+    /// Copies a gradient (nil: zeros, for an unused parameter) into its bucket and launches
+    /// every consecutive full bucket; after the last one, waits and writes gradients back.
+    private func markReady(_ index: Int, gradient: Tensor?) {
+        readyFlags[index] = true
+        let b = bucketOf[index]
+        let k = buckets[b].members.firstIndex(of: index)!
+        let offset = buckets[b].offsets[k]
+        do {
+            let n = named[index].1.value.count
+            if let gradient {
+                let dtype = buckets[b].flat.dtype
+                let source = gradient.to(dtype)
+                try copy(source, into: &buckets[b].flat, at: offset, count: n)
+            } else {
+                try zero(&buckets[b].flat, at: offset, count: n)
+            }
+            buckets[b].ready += 1
+            while nextToLaunch < buckets.count && buckets[nextToLaunch].ready == buckets[nextToLaunch].members.count {
+                buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: .average)
+                nextToLaunch += 1
+            }
+            if nextToLaunch == buckets.count { try finish() }
+        } catch {
+            failure = error
+        }
+    }
+
+    private func finish() throws {
+        for b in buckets.indices {
+            guard let work = buckets[b].work else { continue }
+            let averaged = try work.wait()
+            for (k, i) in buckets[b].members.enumerated() {
+                let p = named[i].1
+                let slice = try averaged.narrow(axis: 0, start: buckets[b].offsets[k], length: p.value.count).reshape(p.shape)
+                try p.value.setGrad(slice.contiguous())
+            }
+        }
+        inIteration = false
+    }
+
+    /// Throws the error of a failed all-reduce from the last backward pass (hooks cannot
+    /// throw), or names the parameters that got no gradient so that the step would use
+    /// gradients that were never averaged. Call after `backward()`; the Trainer does.
+    public func synchronize() throws {
+        if let failure { throw failure }
+        if processGroup.worldSize > 1 && inIteration && syncEnabled && module.isTraining && nextToLaunch < buckets.count {
+            let missing = named.indices.filter { !readyFlags[$0] }.map { named[$0].0 }
+            throw DataParallelError.unusedParameters(rank: processGroup.rank, names: missing)
+        }
+    }
+
+    private func copy(_ source: Tensor, into flat: inout Tensor, at offset: Int, count: Int) throws {
+        if flat.dtype == .float64 {
+            try source.withUnsafeBufferPointer(as: Double.self) { s in
+                try flat.withUnsafeMutableBufferPointer(as: Double.self) { d in
+                    for j in 0..<count { d[offset + j] = s[j] }
+                }
+            }
+        } else {
+            try source.withUnsafeBufferPointer(as: Float.self) { s in
+                try flat.withUnsafeMutableBufferPointer(as: Float.self) { d in
+                    for j in 0..<count { d[offset + j] = s[j] }
+                }
+            }
+        }
+    }
+
+    private func zero(_ flat: inout Tensor, at offset: Int, count: Int) throws {
+        if flat.dtype == .float64 {
+            try flat.withUnsafeMutableBufferPointer(as: Double.self) { d in for j in 0..<count { d[offset + j] = 0 } }
+        } else {
+            try flat.withUnsafeMutableBufferPointer(as: Float.self) { d in for j in 0..<count { d[offset + j] = 0 } }
+        }
+    }
+}
