@@ -68,7 +68,7 @@ let package = Package(
             dependencies: ["TandemTrain", "TandemTestSupport"]),
         .testTarget(
             name: "TandemParallelTests",
-            dependencies: ["TandemParallel", "TandemModels", "TandemOptim", "TandemTestSupport"]),
+            dependencies: ["TandemParallel", "TandemData", "TandemModels", "TandemOptim", "TandemTestSupport"]),
         .testTarget(
             name: "TandemDataTests",
             dependencies: ["TandemData", "TandemTestSupport"]),

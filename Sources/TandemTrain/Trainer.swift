@@ -2,6 +2,8 @@ import Foundation
 import TandemData
 import TandemNN
 import TandemOptim
+import TandemParallel
+import TandemDistributed
 
 /// Settings of a classification training run.
 public struct TrainConfig: Sendable {
@@ -16,7 +18,12 @@ public struct TrainConfig: Sendable {
     public var showProgress = true
     /// Write a metrics line every this many steps.
     public var logEvery = 10
+    /// The process group of a distributed run: only rank 0 logs, shows progress and writes
+    /// checkpoints; evaluation counts and throughput are summed over ranks.
+    public var processGroup: (any ProcessGroup)? = nil
     public init() {}
+
+    var isLeader: Bool { (processGroup?.rank ?? 0) == 0 }
 }
 
 /// What a run achieved.
@@ -59,7 +66,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             stepsIntoEpoch = position.step - position.epoch * trainLoader.count
         }
         var log: MetricsLog?
-        if let out = config.outDir {
+        if let out = config.outDir, config.isLeader {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             log = try MetricsLog(path: out + "/metrics.jsonl", append: config.resume)
         }
@@ -73,7 +80,8 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         while epoch < config.epochs && step < stepLimit {
             model.train()
             trainLoader.setEpoch(epoch)
-            let progress = Progress(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)", enabled: config.showProgress)
+            let progress = Progress(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
+                                    enabled: config.showProgress && config.isLeader)
             let iterator = trainLoader.makeIterator()
             var batchIndex = 0
             var runningLoss = 0.0, runningCount = 0
@@ -86,6 +94,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 optimizer.zeroGrad()
                 let loss = try Tensor.crossEntropy(model(x), target: y)
                 try loss.backward()
+                if let ddp = model as? DistributedDataParallel { try ddp.synchronize() }
                 try optimizer.step()
                 step += 1
                 let lossValue = try loss.item()
@@ -121,7 +130,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 record["test_loss"] = testLoss
             }
             try log?.write(record)
-            if let out = config.outDir {
+            if let out = config.outDir, config.isLeader {
                 try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule,
                                     position: .init(epoch: epoch, step: step), to: out)
                 result.checkpointPath = out + "/" + Checkpoint.modelFile
@@ -131,7 +140,9 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         result.epochs = epoch
         result.steps = step
         result.wallSeconds = Date().timeIntervalSince(start)
-        result.trainImagesPerSecond = trainingSeconds > 0 ? Double(trainedImages) / trainingSeconds : 0
+        let rate = trainingSeconds > 0 ? Double(trainedImages) / trainingSeconds : 0
+        // Global throughput: every rank trains its share at the same time.
+        result.trainImagesPerSecond = try DistributedMetrics.sum([rate], group: config.processGroup)[0]
         return result
     }
 
@@ -150,7 +161,8 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 total += y.shape[0]
             }
         }
-        return (Double(correct) / Double(Swift.max(total, 1)), lossSum / Double(Swift.max(total, 1)))
+        let sums = try DistributedMetrics.sum([Double(correct), Double(total), lossSum], group: config.processGroup)
+        return (sums[0] / Swift.max(sums[1], 1), sums[2] / Swift.max(sums[1], 1))
     }
 
     private func writePlot(metricsPath: String, to path: String) throws {

@@ -5,6 +5,8 @@ import TandemModels
 import TandemNN
 import TandemOptim
 import TandemTrain
+import TandemDistributed
+import TandemParallel
 
 /// `tandem train`: trains one of the zoo's classifiers, like the seed's PyTorch scripts.
 struct TrainCommand: ParsableCommand {
@@ -27,8 +29,13 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Output folder: checkpoints, metrics.jsonl, metrics.svg.") var out: String?
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
     @Flag(help: "Print one final JSON object.") var json = false
+    @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
+    @Option(help: "Collective backend for DDP: gloo.") var backend: String = "gloo"
+    @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
 
     func validate() throws {
+        guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
+        guard Backend(rawValue: backend) != nil else { throw ValidationError("unknown --backend '\(backend)'; choose gloo") }
         guard ModelZoo.names.contains(model) else {
             throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
         }
@@ -49,10 +56,23 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil {
+            try relaunchUnderTandemRun()
+        }
         if let threads { Tandem.setNumThreads(threads) }
+        var group: (any ProcessGroup)?
+        if let size = environment["WORLD_SIZE"].flatMap(Int.init), size > 1 {
+            group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
+        }
+        let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
         let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
         let generator = Generator(seed: seed)
-        guard let net = ModelZoo.make(model, generator: generator) else { throw ValidationError("unknown model \(model)") }
+        guard var net = ModelZoo.make(model, generator: generator) else { throw ValidationError("unknown model \(model)") }
+        if let group {
+            if syncBn { net = try convertSyncBatchNorm(net, processGroup: group) }
+            net = try DistributedDataParallel(net, processGroup: group)
+        }
         let optimizer = try SGD(net.parameters(), lr: lr, momentum: momentum, weightDecay: weightDecay)
         let schedule: (any LRSchedule)? = switch scheduler {
         case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
@@ -65,6 +85,13 @@ struct TrainCommand: ParsableCommand {
         config.outDir = out
         config.resume = resume
         config.showProgress = !json
+        config.processGroup = group
+        // Each rank trains on its shard; evaluation counts every test image exactly once.
+        func samplers(trainCount: Int, testCount: Int) throws -> ((any Sampler)?, (any Sampler)?) {
+            guard worldSize > 1 else { return (nil, nil) }
+            return (try DistributedSampler(count: trainCount, numReplicas: worldSize, rank: rank, shuffle: true, seed: seed),
+                    try DistributedSampler(count: testCount, numReplicas: worldSize, rank: rank, shuffle: false, padding: false))
+        }
         let result: TrainResult
         switch datasetName {
         case "cifar10":
@@ -72,19 +99,24 @@ struct TrainCommand: ParsableCommand {
             var train = try CIFAR10(folder: folder, train: true)
             train.seed = seed
             let test = try CIFAR10(folder: folder, train: false)
+            let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
             result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: true, numWorkers: numWorkers, seed: seed),
-                                 testLoader: DataLoader(test, batchSize: 1000, numWorkers: numWorkers), config: config).fit()
+                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: trainSampler == nil, sampler: trainSampler,
+                                                         numWorkers: numWorkers, seed: seed),
+                                 testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
         default:
             let folder = dataDir ?? "Data/mnist"
             let train = try MNIST(folder: folder, train: true), test = try MNIST(folder: folder, train: false)
+            let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
             result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: true, numWorkers: numWorkers, seed: seed),
-                                 testLoader: DataLoader(test, batchSize: 1000, numWorkers: numWorkers), config: config).fit()
+                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: trainSampler == nil, sampler: trainSampler,
+                                                         numWorkers: numWorkers, seed: seed),
+                                 testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
         }
+        guard rank == 0 else { return }
         if json {
             var object: [String: Any] = [
-                "model": model, "dataset": datasetName, "world_size": 1, "epochs": result.epochs, "steps": result.steps,
+                "model": model, "dataset": datasetName, "world_size": worldSize, "epochs": result.epochs, "steps": result.steps,
                 "train_images_per_second": (result.trainImagesPerSecond * 10).rounded() / 10,
                 "wall_seconds": (result.wallSeconds * 100).rounded() / 100, "threads": Tandem.numThreads,
                 "batch_size": batchSize,
@@ -98,6 +130,28 @@ struct TrainCommand: ParsableCommand {
                          result.epochs, result.steps, result.testAccuracy ?? .nan, result.trainImagesPerSecond, result.wallSeconds))
             if let path = result.checkpointPath { print("checkpoint: \(path)") }
         }
+    }
+}
+
+extension TrainCommand {
+    /// `tandem train --nproc-per-node N` becomes `tandem run --standalone --nproc-per-node N --
+    /// tandem train ...` (this process is replaced; the launcher sets RANK, WORLD_SIZE, ...).
+    func relaunchUnderTandemRun() throws -> Never {
+        var rest: [String] = []
+        var skip = false
+        for argument in CommandLine.arguments.dropFirst() {
+            if skip { skip = false; continue }
+            if argument == "--nproc-per-node" { skip = true; continue }
+            if argument.hasPrefix("--nproc-per-node=") { continue }
+            rest.append(argument)
+        }
+        let executable = "/proc/self/exe"
+        let arguments = ["tandem", "run", "--standalone", "--nproc-per-node", "\(nprocPerNode)", "--",
+                         (try? FileManager.default.destinationOfSymbolicLink(atPath: executable)) ?? CommandLine.arguments[0]] + rest
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        argv.append(nil)
+        execv(executable, &argv)
+        throw ValidationError("could not start `tandem run`: \(String(cString: strerror(errno)))")
     }
 }
 

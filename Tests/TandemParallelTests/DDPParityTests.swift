@@ -5,6 +5,7 @@ import TandemDistributed
 import TandemNN
 import TandemOptim
 import TandemParallel
+import TandemData
 import TandemTestSupport
 
 /// Runs `body(rank, group)` on one thread per rank of an in-process world; rethrows the first error.
@@ -161,5 +162,26 @@ final class StateBox: @unchecked Sendable { var states: [[(String, Tensor)]] = [
                 _ = try DistributedDataParallel(model, processGroup: group)
             }
         }
+    }
+}
+
+@Suite struct DistributedEvaluationTests {
+    @Test func threeRanksCountEveryExampleOnce() throws {
+        // 100 examples (not divisible by 3); the prediction is right for multiples of 3 or 7.
+        let right = (0..<100).map { $0 % 3 == 0 || $0 % 7 == 0 }
+        let expected = Double(right.filter { $0 }.count) / 100
+        final class Results: @unchecked Sendable { var values: [Double] = []; let lock = NSLock() }
+        let results = Results()
+        try runRanks(3) { rank, group in
+            let sampler = try TandemData.DistributedSampler(count: 100, numReplicas: 3, rank: rank, shuffle: true, seed: 1, padding: false)
+            let mine = sampler.indices(epoch: 0)
+            let accuracy = try DistributedMetrics.accuracy(correct: mine.filter { right[$0] }.count, total: mine.count, group: group)
+            var matrix = [Int](repeating: 0, count: 4)
+            DistributedMetrics.accumulateConfusion(&matrix, classes: 2, predictions: mine.map { right[$0] ? 1 : 0 }, labels: mine.map { _ in 1 })
+            let total = try DistributedMetrics.confusion(matrix, group: group)
+            #expect(total.reduce(0, +) == 100)
+            results.lock.lock(); results.values.append(accuracy); results.lock.unlock()
+        }
+        #expect(results.values == [expected, expected, expected])
     }
 }
