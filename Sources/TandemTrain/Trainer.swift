@@ -21,6 +21,8 @@ public struct TrainConfig: Sendable {
     /// The process group of a distributed run: only rank 0 logs, shows progress and writes
     /// checkpoints; evaluation counts and throughput are summed over ranks.
     public var processGroup: (any ProcessGroup)? = nil
+    /// Called after every optimizer step with the global step number (hooks, fault injection).
+    public var afterStep: (@Sendable (Int) -> Void)? = nil
     public init() {}
 
     var isLeader: Bool { (processGroup?.rank ?? 0) == 0 }
@@ -97,6 +99,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 if let ddp = model as? DistributedDataParallel { try ddp.synchronize() }
                 try optimizer.step()
                 step += 1
+                config.afterStep?(step)
                 let lossValue = try loss.item()
                 guard lossValue.isFinite else {
                     throw TrainError.invalidArgument("loss became \(lossValue) at step \(step); lower the learning rate")
