@@ -30,10 +30,13 @@ extension KANLinear {
         try refit(on: x, newKnots: knots, newGridSize: size)
     }
 
-    /// Grid extension (KAN paper §2.5): refines the grid to `newGridSize` uniform intervals over
-    /// the same range of each feature (e.g. 5 → 10 → 20) and fits the new, finer spline
-    /// coefficients to the current functions on the sample `x [N, in]` by least squares, so the
-    /// layer's output on `x` hardly changes. The parameter shapes change: make a new optimizer.
+    /// Grid extension (KAN paper §2.5): refines each feature's grid to `newGridSize` intervals
+    /// over the same range (interior knots interpolated linearly in knot index, so 5 → 10 → 20
+    /// subdivides every interval and the old spline space is contained in the new one; `splineOrder`
+    /// extra knots each side at the width of the outermost new interval), then fits the new
+    /// coefficients to the current functions on the sample `x [N, in]` by least squares. For
+    /// samples inside the grid range the output is kept up to rounding. The parameter shapes
+    /// change: make a new optimizer.
     public func extendGrid(to newGridSize: Int, using x: Tensor) throws {
         try checkInput(x, op: "extendGrid")
         guard newGridSize >= 1 else {
@@ -42,8 +45,15 @@ extension KANLinear {
         let old = grid.value.to(.float64).toDoubleArray(), m = grid.value.shape[1]
         var knots: [Double] = []
         for i in 0..<inFeatures {
-            let lo = old[i * m + splineOrder], hi = old[i * m + m - 1 - splineOrder]
-            knots += KANLinear.uniformKnots(gridSize: newGridSize, order: splineOrder, range: lo...Swift.max(hi, lo + 1e-12))
+            let interior = Array(old[(i * m + splineOrder)...(i * m + splineOrder + gridSize)])
+            let row = (0...newGridSize).map { t -> Double in
+                let u = Double(t) * Double(gridSize) / Double(newGridSize)
+                let k = Swift.min(Int(u), gridSize - 1), f = u - Double(k)
+                return f == 0 ? interior[k] : interior[k] + f * (interior[k + 1] - interior[k])
+            }
+            let first = row[1] - row[0], last = row[newGridSize] - row[newGridSize - 1]
+            knots += (0..<splineOrder).map { row[0] - Double(splineOrder - $0) * first } + row
+                + (0..<splineOrder).map { row[newGridSize] + Double($0 + 1) * last }
         }
         try refit(on: x, newKnots: knots, newGridSize: newGridSize)
     }
