@@ -8,10 +8,15 @@ import TandemNN
 /// depthwise `kernelSize × kernelSize` convolution with "same" padding. Children (PyTorch names):
 /// `norm` (LayerNorm, eps 1e-6), `fc1` (dim → 2·hidden), `conv`, `fc2` (hidden → dim).
 public final class GatedCNNBlock: Module {
+    /// LayerNorm over the channels, eps 1e-6.
     public let norm: LayerNorm
+    /// `dim → 2·hidden`: gate, identity and conv channels.
     public let fc1: Linear
+    /// The gate's activation (exact GELU).
     public let act: GELU
+    /// Depthwise `kernelSize × kernelSize` convolution on the conv channels (NCHW inside).
     public let conv: Conv2d
+    /// `hidden → dim`.
     public let fc2: Linear
     /// Channels of the block's input and output.
     public let dim: Int
@@ -19,6 +24,7 @@ public final class GatedCNNBlock: Module {
     public let hidden: Int
     /// Channels that go through the depthwise convolution.
     public let convChannels: Int
+    /// Training mode (the block behaves the same in both modes; drop path is not used).
     public var isTraining = true
 
     /// A block initialised like PyTorch's defaults (LayerNorm ones/zeros, Linear/Conv2d uniform).
@@ -35,6 +41,7 @@ public final class GatedCNNBlock: Module {
         fc2 = Linear(hidden, dim, generator: generator)
     }
 
+    /// `norm`, `fc1`, `act`, `conv`, `fc2`, as in the reference.
     public var children: [(String, any Module)] {
         [("norm", norm), ("fc1", fc1), ("act", act), ("conv", conv), ("fc2", fc2)]
     }

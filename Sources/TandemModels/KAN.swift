@@ -9,6 +9,7 @@ import TandemNN
 public final class KAN: Module {
     /// The layers, in order.
     public private(set) var layers: [KANLinear]
+    /// Training mode (the layer behaves the same in both modes).
     public var isTraining = true
 
     /// Layer widths, e.g. `[784, 64, 10]`; the other arguments go to every `KANLinear`.
@@ -22,6 +23,7 @@ public final class KAN: Module {
     /// Current layer widths: `[in of layer 0, out of layer 0, out of layer 1, ...]`.
     public var widths: [Int] { (layers.first.map { [$0.inFeatures] } ?? []) + layers.map(\.outFeatures) }
 
+    /// `layers` (named `0`, `1`, ... inside).
     public var children: [(String, any Module)] { [("layers", Sequential(layers))] }
 
     /// `[N, in]` (or `[N, ...]` flattening to `in` features) → `[N, out]`.

@@ -35,17 +35,27 @@ extension KANLinear {
     /// subdivides every interval and the old spline space is contained in the new one; `splineOrder`
     /// extra knots each side at the width of the outermost new interval), then fits the new
     /// coefficients to the current functions on the sample `x [N, in]` by least squares. For
-    /// samples inside the grid range the output is kept up to rounding. The parameter shapes
-    /// change: make a new optimizer.
-    public func extendGrid(to newGridSize: Int, using x: Tensor) throws {
+    /// samples inside the grid range the output is kept up to rounding; if samples fall outside,
+    /// the new grid is uniform over both ranges (± `margin`) and the fit is approximate. The
+    /// parameter shapes change: make a new optimizer.
+    public func extendGrid(to newGridSize: Int, using x: Tensor, margin: Double = 0.01) throws {
         try checkInput(x, op: "extendGrid")
         guard newGridSize >= 1 else {
             throw TensorError.invalidArgument(op: "extendGrid", message: "newGridSize must be ≥ 1, got \(newGridSize)")
         }
         let old = grid.value.to(.float64).toDoubleArray(), m = grid.value.shape[1]
+        let values = x.to(.float64).toDoubleArray(), n = x.shape[0]
         var knots: [Double] = []
         for i in 0..<inFeatures {
-            let interior = Array(old[(i * m + splineOrder)...(i * m + splineOrder + gridSize)])
+            var interior = Array(old[(i * m + splineOrder)...(i * m + splineOrder + gridSize)])
+            let column = (0..<n).map { values[$0 * inFeatures + i] }
+            let lo = column.min() ?? interior[0], hi = column.max() ?? interior[gridSize]
+            if lo < interior[0] || hi > interior[gridSize] {
+                // Samples outside the grid: a uniform grid over the union of both ranges (the fit
+                // is then close, not exact).
+                let a = Swift.min(interior[0], lo - margin), b = Swift.max(interior[gridSize], hi + margin)
+                interior = (0...gridSize).map { a + (b - a) * Double($0) / Double(gridSize) }
+            }
             let row = (0...newGridSize).map { t -> Double in
                 let u = Double(t) * Double(gridSize) / Double(newGridSize)
                 let k = Swift.min(Int(u), gridSize - 1), f = u - Double(k)

@@ -29,6 +29,7 @@ public final class KANLinear: Module {
     public let splineOrder: Int
     /// Weight of the uniform grid when the grid adapts to data (efficient-kan's `grid_eps`).
     public var gridEps: Double
+    /// Training mode (the layer behaves the same in both modes).
     public var isTraining = true
 
     /// A layer with a uniform grid of `gridSize` intervals on `gridRange`, initialised like
@@ -52,9 +53,11 @@ public final class KANLinear: Module {
         splineScaler = Parameter(Tensor.uniform([outFeatures, inFeatures], low: -bound, high: bound, generator: generator))
     }
 
+    /// `base_weight`, `spline_weight`, `spline_scaler`.
     public var localParameters: [(String, Parameter)] {
         [("base_weight", baseWeight), ("spline_weight", splineWeight), ("spline_scaler", splineScaler)]
     }
+    /// `grid`.
     public var localBuffers: [(String, Buffer)] { [("grid", grid)] }
 
     /// `gridSize + 2·order + 1` knots: `lo + (t − order)·h` for `t = 0…`, `h = (hi − lo)/gridSize`.

@@ -4,7 +4,9 @@ import TandemNN
 /// MambaOut's stem: `conv1` (3×3, stride 2, outChannels/2) → `norm1` → GELU → `conv2` (3×3,
 /// stride 2) → `norm2`, LayerNorms (eps 1e-6) in channels-last. `[B, C, H, W]` → `[B, H/4, W/4, out]`.
 public final class MambaOutStem: Module {
+    /// Layers of the stem: `conv1`, `norm1`, `act`, `conv2`, `norm2`.
     public let conv1: Conv2d, norm1: LayerNorm, act = GELU(), conv2: Conv2d, norm2: LayerNorm
+    /// Training mode (no layer here behaves differently).
     public var isTraining = true
 
     /// A stem from `inChannels` to `outChannels`.
@@ -15,6 +17,7 @@ public final class MambaOutStem: Module {
         norm2 = LayerNorm([outChannels], eps: 1e-6)
     }
 
+    /// Sub-modules with their PyTorch names.
     public var children: [(String, any Module)] {
         [("conv1", conv1), ("norm1", norm1), ("act", act), ("conv2", conv2), ("norm2", norm2)]
     }
@@ -30,7 +33,9 @@ public final class MambaOutStem: Module {
 /// MambaOut's downsampling between stages: `conv` (3×3, stride 2, padding 1) then `norm`
 /// (LayerNorm eps 1e-6), channels-last in and out: `[B, H, W, in]` → `[B, ⌈H/2⌉, ⌈W/2⌉, out]`.
 public final class MambaOutDownsample: Module {
+    /// The strided convolution and the LayerNorm after it.
     public let conv: Conv2d, norm: LayerNorm
+    /// Training mode (no layer here behaves differently).
     public var isTraining = true
 
     /// Downsampling from `inChannels` to `outChannels`.
@@ -39,6 +44,7 @@ public final class MambaOutDownsample: Module {
         norm = LayerNorm([outChannels], eps: 1e-6)
     }
 
+    /// Sub-modules with their PyTorch names.
     public var children: [(String, any Module)] { [("conv", conv), ("norm", norm)] }
 
     /// `[B, H, W, in]` → `[B, H', W', out]`.
@@ -50,7 +56,9 @@ public final class MambaOutDownsample: Module {
 /// MambaOut's classifier head: `fc1` (dim → mlpRatio·dim) → GELU → `norm` → `fc2`.
 /// `[B, dim]` → `[B, numClasses]`.
 public final class MambaOutHead: Module {
+    /// Layers of the head: `fc1`, `act`, `norm`, `fc2`.
     public let fc1: Linear, act = GELU(), norm: LayerNorm, fc2: Linear
+    /// Training mode (no layer here behaves differently).
     public var isTraining = true
 
     /// A head with hidden width `Int(mlpRatio · dim)`.
@@ -61,6 +69,7 @@ public final class MambaOutHead: Module {
         fc2 = Linear(hidden, numClasses, generator: generator)
     }
 
+    /// Sub-modules with their PyTorch names.
     public var children: [(String, any Module)] { [("fc1", fc1), ("act", act), ("norm", norm), ("fc2", fc2)] }
 
     /// `[B, dim]` → `[B, numClasses]`.
@@ -93,14 +102,19 @@ public final class MambaOut: Module {
         public static let mini = Config(depths: [1, 1, 2, 1], dims: [16, 32, 64, 96])
     }
 
+    /// The stage depths and widths.
     public let config: Config
+    /// Channels of the input images.
     public let inChannels: Int
     /// Stem then three downsampling layers.
     public let downsampleLayers: Sequential
     /// The four stages, each a `Sequential` of `GatedCNNBlock`s.
     public let stages: Sequential
+    /// LayerNorm (eps 1e-6) after the mean pool.
     public let norm: LayerNorm
+    /// The MLP classifier head.
     public let head: MambaOutHead
+    /// Training mode (no layer here behaves differently).
     public var isTraining = true
 
     /// A model for `inChannels`-channel images and `numClasses` classes. `kernelSize` and
@@ -122,6 +136,7 @@ public final class MambaOut: Module {
         head = MambaOutHead(dims[dims.count - 1], numClasses: numClasses, generator: generator)
     }
 
+    /// Sub-modules with their PyTorch names.
     public var children: [(String, any Module)] {
         [("downsample_layers", downsampleLayers), ("stages", stages), ("norm", norm), ("head", head)]
     }

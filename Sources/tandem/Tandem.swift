@@ -7,7 +7,7 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [TrainCommand.self, EvalCommand.self, BenchCommand.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, BenchCommand.self, FlopsCommand.self, KanToyCommand.self])
 
     static func main() {
         ProcessEnvironment.ensurePassiveOpenMP()
