@@ -7,7 +7,8 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [TrainCommand.self, EvalCommand.self, RunCommand.self, BenchCommand.self, DistSelfTestCommand.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, RunCommand.self, BenchCommand.self, FlopsCommand.self,
+                      KanToyCommand.self, DistSelfTestCommand.self])
 
     static func main() {
         ProcessEnvironment.ensurePassiveOpenMP()
