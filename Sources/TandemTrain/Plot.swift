@@ -21,8 +21,11 @@ public enum Plot {
             let x0 = Double(k) * panelWidth
             let finite = s.points.filter { $0.0.isFinite && $0.1.isFinite }
             let xs = finite.map(\.0), ys = finite.map(\.1)
-            let (xMin, xMax) = (xs.min() ?? 0, xs.max() ?? 1)
-            let (yMin, yMax) = (ys.min() ?? 0, ys.max() ?? 1)
+            var (xMin, xMax) = (xs.min() ?? 0, xs.max() ?? 1)
+            var (yMin, yMax) = (ys.min() ?? 0, ys.max() ?? 1)
+            // A single point (or a flat series) still gets visible axes.
+            if xMax == xMin { xMin -= 1; xMax += 1 }
+            if yMax == yMin { let pad = Swift.max(Swift.abs(yMin) * 0.05, 0.01); yMin -= pad; yMax += pad }
             let xSpan = xMax > xMin ? xMax - xMin : 1, ySpan = yMax > yMin ? yMax - yMin : 1
             func px(_ x: Double) -> Double { x0 + margin + (x - xMin) / xSpan * (panelWidth - 1.5 * margin) }
             func py(_ y: Double) -> Double { height - margin - (y - yMin) / ySpan * (height - 1.8 * margin) }

@@ -39,9 +39,10 @@ struct TrainCommand: ParsableCommand {
         guard ModelZoo.names.contains(model) else {
             throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
         }
-        if let dataset, !["mnist", "cifar10"].contains(dataset) {
-            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist or cifar10")
+        if let dataset, !["mnist", "cifar10", "kan-toy"].contains(dataset) {
+            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist, cifar10 or kan-toy (with --model kan)")
         }
+        if dataset == "kan-toy" && model != "kan" { throw ValidationError("--dataset kan-toy goes with --model kan") }
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
@@ -56,6 +57,16 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        if dataset == "kan-toy" {
+            // The KAN paper's function-fitting demo (grid extension 5 → 10 → 20).
+            var arguments = ["--seed", "\(seed)"]
+            if let maxSteps { arguments += ["--steps", "\(maxSteps)"] }
+            if let out {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                arguments += ["--plot", out + "/kan_toy_edges.svg"]
+            }
+            return try KanToyCommand.parse(arguments).run()
+        }
         let environment = ProcessInfo.processInfo.environment
         if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil {
             try relaunchUnderTandemRun()
