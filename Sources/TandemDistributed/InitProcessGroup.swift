@@ -5,7 +5,9 @@ import Glibc
 public enum Backend: String, Sendable, CaseIterable {
     /// Gloo over TCP (the default on CPU).
     case gloo
-    /// OpenMPI, for jobs started by `mpirun`/`srun` (not built yet: throws `unsupported`).
+    /// OpenMPI, for jobs started by `mpirun`/`srun`: rank and world size come from MPI, the
+    /// init method is ignored, and MPI has no per-operation timeouts (a dead rank makes
+    /// `mpirun` abort the job). Destroying the default group finalizes MPI.
     case mpi
 }
 
@@ -114,7 +116,7 @@ func isLoopback(_ host: String) -> Bool {
 /// Starts the default process group, like `torch.distributed.init_process_group`.
 ///
 /// - Parameters:
-///   - backend: the collective engine (`.gloo`).
+///   - backend: the collective engine (`.gloo`, or `.mpi` under `mpirun`).
 ///   - initMethod: `env://` (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, as set by
 ///     `tandem run`; Slurm's and OpenMPI's rank variables also work), `tcp://HOST:PORT`
 ///     (rank 0 serves the store there) or `file:///path` (a fresh shared file).
@@ -124,10 +126,11 @@ func isLoopback(_ host: String) -> Bool {
 /// - Throws: `DistributedError` naming what to fix; no call waits longer than `timeout`.
 public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env://", rank: Int? = nil,
                              worldSize: Int? = nil, timeout: Duration = defaultTimeout) throws -> any ProcessGroup {
-    let info = try resolveRendezvous(initMethod: initMethod, rank: rank, worldSize: worldSize)
-    guard backend == .gloo else {
-        throw DistributedError.unsupported("the \(backend.rawValue) backend is not available in this build of Tandem; use backend: .gloo")
+    if backend == .mpi {
+        // Rank and world size come from mpirun/srun; the init method is not used.
+        return CollectiveGroup(transport: try MPITransport.world(), name: "default", timeout: timeout)
     }
+    let info = try resolveRendezvous(initMethod: initMethod, rank: rank, worldSize: worldSize)
     let iface = try socketInterface()
     let store: any Store
     let hostname: String

@@ -11,6 +11,7 @@ struct DistSelfTestCommand: ParsableCommand {
         commandName: "dist-selftest", abstract: "Run and check collectives (a worker for the distributed tests).",
         shouldDisplay: false)
 
+    @Option(help: "gloo or mpi (under mpirun).") var backend: String = "gloo"
     @Option(help: "Init method: env://, tcp://HOST:PORT or file:///path.") var initMethod: String = "env://"
     @Option(help: "Rank (default: from the environment).") var rank: Int?
     @Option(help: "World size (default: from the environment).") var worldSize: Int?
@@ -83,7 +84,8 @@ struct DistSelfTestCommand: ParsableCommand {
     private func body() throws {
         guard let dt = DType(rawValue: dtype) else { throw ValidationError("unknown dtype \(dtype)") }
         let timeout = Duration.milliseconds(timeoutMs)
-        let pg = try initProcessGroup(backend: .gloo, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
+        guard let be = Backend(rawValue: backend) else { throw ValidationError("unknown backend \(backend)") }
+        let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
         if bench { return try runBench(pg, dtype: dt) }
         let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv"] : [op]
@@ -159,7 +161,7 @@ struct DistSelfTestCommand: ParsableCommand {
             }
             times.sort()
             if pg.rank == 0 {
-                print("{\"op\":\"allreduce\",\"backend\":\"gloo\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+                print("{\"op\":\"allreduce\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
             }
         }
     }

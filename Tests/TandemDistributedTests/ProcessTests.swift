@@ -237,4 +237,33 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(results.allSatisfy { $0.status == 2 }, results.map(\.stderr).joined())
         XCTAssertTrue(results.contains { $0.stderr.contains("mismatched world sizes") }, results.map(\.stderr).joined())
     }
+
+    func testMPIBackendUnderMpirun() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let exe = try tandemExecutable()
+        for (np, dtype, count) in [(2, "float32", 1000), (4, "int64", 7), (2, "float64", 262_144)] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", String(np), exe, "dist-selftest", "--backend", "mpi",
+                           "--dtype", dtype, "--count", String(count)]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let reader = Sink(), done = DispatchGroup()
+            done.enter()
+            Thread {
+                let data = out.fileHandleForReading.readDataToEndOfFile()
+                reader.data.withLock { $0 = data }
+                done.leave()
+            }.start()
+            let deadline = Date().addingTimeInterval(30)
+            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+            _ = done.wait(timeout: .now() + 5)
+            XCTAssertEqual(p.terminationStatus, 0, reader.text)
+            for r in 0..<np { XCTAssertTrue(reader.text.contains("dist-selftest rank \(r)/\(np): ok"), reader.text) }
+        }
+    }
 }
