@@ -35,26 +35,8 @@ final class CollectiveGroup: ProcessGroup {
     private func run<R: Sendable>(_ op: String, timeout: Duration?, signature: String?, serial: Bool = true,
                                   _ body: @escaping @Sendable (Duration) throws -> R) -> Work<R> {
         let work = Work<R>()
-        let t = timeout ?? self.timeout
         let job: @Sendable () -> Void = { [self] in
-            if let cause = broken.withLock({ $0 }) {
-                work.complete(.failure(DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)))
-                return
-            }
-            do {
-                if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
-                work.complete(.success(try body(t)))
-            } catch let e as TransportError {
-                broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
-                // With two ranks the failed peer can only be the other one.
-                let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
-                let error: DistributedError = e.isTimeout
-                    ? .timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
-                    : .collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
-                work.complete(.failure(error))
-            } catch {
-                work.complete(.failure(error))
-            }
+            work.complete(Result { try execute(op, timeout: timeout, signature: signature, body) })
         }
         if serial {
             queue.async(execute: job)
@@ -62,6 +44,30 @@ final class CollectiveGroup: ProcessGroup {
             Thread(block: job).start()
         }
         return work
+    }
+
+    /// Runs `body` now, on the caller's thread, in order with the queued operations.
+    private func runInPlace(_ op: String, timeout: Duration?, signature: String?, _ body: (Duration) throws -> Void) throws {
+        try queue.sync { try execute(op, timeout: timeout, signature: signature, body) }
+    }
+
+    /// Checks the group, runs `body`, and converts transport failures (marking the group broken).
+    private func execute<R>(_ op: String, timeout: Duration?, signature: String?, _ body: (Duration) throws -> R) throws -> R {
+        let t = timeout ?? self.timeout
+        if let cause = broken.withLock({ $0 }) {
+            throw DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)
+        }
+        do {
+            if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
+            return try body(t)
+        } catch let e as TransportError {
+            broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
+            // With two ranks the failed peer can only be the other one.
+            let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
+            throw e.isTimeout
+                ? DistributedError.timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
+                : DistributedError.collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
+        }
     }
 
     /// TANDEM_DISTRIBUTED_DEBUG=DETAIL: all ranks exchange what they are about to call and
@@ -113,6 +119,25 @@ final class CollectiveGroup: ProcessGroup {
                 if op == .average { divideInPlace(buf, count: tensor.count, dtype: tensor.dtype, by: n) }
             }
             return out
+        }
+    }
+
+    func allReduce(_ tensor: inout Tensor, op: ReduceOp, timeout: Duration?) throws {
+        try check("allReduce", tensor)
+        let n = worldSize, count = tensor.count, dtype = tensor.dtype
+        try runInPlace("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { t in
+            try withMutableBytes(&tensor) { buf in
+                try transport.allReduce(buf, count: count, dtype: dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: count, dtype: dtype, by: n) }
+            }
+        }
+    }
+
+    func broadcast(_ tensor: inout Tensor, root: Int, timeout: Duration?) throws {
+        try check("broadcast", tensor)
+        try checkRank("broadcast", root, "root")
+        try runInPlace("broadcast", timeout: timeout, signature: sig(tensor, " root=\(root)")) { t in
+            try withMutableBytes(&tensor) { try transport.broadcast($0, root: root, timeout: t) }
         }
     }
 

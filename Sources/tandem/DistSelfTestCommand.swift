@@ -88,7 +88,7 @@ struct DistSelfTestCommand: ParsableCommand {
         let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
         if bench { return try runBench(pg, dtype: dt) }
-        let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv"] : [op]
+        let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv", "subgroup"] : [op]
         let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
         let mine = tensor(rank: r, count: count, dtype: dt)
         var expected = [ReduceOp: [Double]]()
@@ -102,6 +102,9 @@ struct DistSelfTestCommand: ParsableCommand {
                 case "allreduce":
                     for rop in reduceOps {
                         try expect("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
+                        var inPlace = mine
+                        try pg.allReduce(&inPlace, op: rop)
+                        try expect("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
                     }
                 case "broadcast":
                     let root = w - 1
@@ -136,6 +139,17 @@ struct DistSelfTestCommand: ParsableCommand {
                         try s.wait()
                         try expect("send/recv", got, (0..<count).map { value(prev, $0) }, rank: r)
                     }
+                case "subgroup":
+                    // Ranks 0 and w-1 form a subgroup (its own Gloo context and store prefix).
+                    let members = Array(Set([0, w - 1])).sorted()
+                    let sub = try pg.newGroup(ranks: members)
+                    if let sub {
+                        let want = (0..<count).map { i in members.map { value($0, i) }.reduce(0, +) }
+                        try expect("subgroup allReduce", try sub.allReduce(mine), want, rank: r)
+                        sub.destroy()
+                    } else if members.contains(r) {
+                        throw ValidationError("rank \(r) should be in subgroup \(members)")
+                    }
                 default:
                     throw ValidationError("unknown op \(name)")
                 }
@@ -149,19 +163,21 @@ struct DistSelfTestCommand: ParsableCommand {
         let bytesPerElement = dtype.byteSize
         for bytes in [1024, 1 << 20, 25 << 20, 100 << 20] where count <= 0 || bytes <= count * bytesPerElement {
             let n = bytes / bytesPerElement
-            let t = Tensor.ones([n], dtype: dtype)
+            var t = Tensor.ones([n], dtype: dtype)
             let reps = bytes >= (25 << 20) ? 10 : 50
-            for _ in 0..<3 { _ = try pg.allReduce(t) }
-            var times = [Double]()
-            for _ in 0..<reps {
-                let start = ContinuousClock.now
-                _ = try pg.allReduce(t)
-                let d = ContinuousClock.now - start
-                times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
-            }
-            times.sort()
-            if pg.rank == 0 {
-                print("{\"op\":\"allreduce\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+            for form in ["allreduce", "allreduce_inplace"] {
+                for _ in 0..<3 { _ = try pg.allReduce(t) }
+                var times = [Double]()
+                for _ in 0..<reps {
+                    let start = ContinuousClock.now
+                    if form == "allreduce" { _ = try pg.allReduce(t) } else { try pg.allReduce(&t, op: .max) }
+                    let d = ContinuousClock.now - start
+                    times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+                }
+                times.sort()
+                if pg.rank == 0 {
+                    print("{\"op\":\"\(form)\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+                }
             }
         }
     }
