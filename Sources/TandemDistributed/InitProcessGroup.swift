@@ -139,10 +139,16 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
         hostname = "127.0.0.1"
     } else {
         store = try TCPStore(host: info.host, port: info.port, isServer: info.rank == 0, timeout: timeout)
-        var name = [CChar](repeating: 0, count: 256)
-        gethostname(&name, name.count)
-        hostname = isLoopback(info.host)
-            ? "127.0.0.1" : String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Without an interface, Gloo binds the local address that routes to the master.
+        if isLoopback(info.host) {
+            hostname = "127.0.0.1"
+        } else if let local = Sockets.localAddress(routingTo: info.host, port: info.port) {
+            hostname = local
+        } else {
+            var name = [CChar](repeating: 0, count: 256)
+            gethostname(&name, name.count)
+            hostname = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
     }
     // Every rank must agree on the world size.
     let registered = try store.compareSet("tandem/worldSize", expected: [], desired: Array(String(info.worldSize).utf8))

@@ -266,4 +266,31 @@ final class ProcessTests: XCTestCase {
             for r in 0..<np { XCTAssertTrue(reader.text.contains("dist-selftest rank \(r)/\(np): ok"), reader.text) }
         }
     }
+
+    func testTwoMachinesInNetworkNamespaces() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let script = root.appendingPathComponent("scripts/two_node_netns.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = [script, try tandemExecutable()]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let sink = Sink(), done = DispatchGroup()
+        done.enter()
+        Thread {
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            sink.data.withLock { $0 = data }
+            done.leave()
+        }.start()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        _ = done.wait(timeout: .now() + 5)
+        if sink.text.contains("SKIP") { throw XCTSkip(sink.text) }
+        XCTAssertEqual(p.terminationStatus, 0, sink.text)
+        XCTAssertTrue(sink.text.contains("PASS"), sink.text)
+    }
 }
