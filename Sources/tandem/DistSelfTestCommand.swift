@@ -23,6 +23,8 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "Repetitions.") var iterations: Int = 1
     @Option(help: "This rank kills itself with SIGKILL ...") var dieRank: Int?
     @Option(help: "... before this iteration.") var dieAfter: Int = 0
+    @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
+    @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
     @Flag(help: "Time allreduce (sum) and print one JSON line per size on rank 0.") var bench = false
 
     func run() throws {
@@ -97,6 +99,10 @@ struct DistSelfTestCommand: ParsableCommand {
         }
         for iteration in 0..<iterations {
             if let dieRank, dieRank == r, iteration == dieAfter { kill(getpid(), SIGKILL) }
+            if let hangRank, hangRank == r, iteration == 0 {
+                Thread.sleep(forTimeInterval: hangSeconds)
+                return
+            }
             for name in ops {
                 switch name {
                 case "allreduce":

@@ -67,17 +67,20 @@ final class Launch {
             }
             return (o, e, g)
         }
-        for (p, _, _, _) in processes {
-            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        // Poll all processes together so each one's exit time is recorded.
+        var ended = [Date?](repeating: nil, count: processes.count)
+        while ended.contains(nil) && Date() < deadline {
+            for (i, entry) in processes.enumerated() where ended[i] == nil && !entry.0.isRunning { ended[i] = Date() }
+            Thread.sleep(forTimeInterval: 0.01)
         }
-        return zip(processes, outputs).map { entry, o in
-            let (p, _, _, started) = entry
+        for (p, _, _, _) in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        return zip(processes.indices, outputs).map { i, o in
+            let (p, _, _, started) = processes[i]
             p.waitUntilExit()
             _ = o.2.wait(timeout: .now() + 5)
             return Spawned(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
                            stdout: o.0.text, stderr: o.1.text,
-                           seconds: Date().timeIntervalSince(started))
+                           seconds: (ended[i] ?? Date()).timeIntervalSince(started))
         }
     }
 }
@@ -168,6 +171,17 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(results[0].stderr.contains("process group 'default' on rank 0"), results[0].stderr)
         XCTAssertTrue(results[0].stderr.contains("peer rank 1") || results[0].stderr.contains("rank 1"), results[0].stderr)
         XCTAssertLessThan(results[0].seconds, 15)
+    }
+
+    func testHungRankMakesTheOthersTimeOut() throws {
+        // Rank 1 stops answering; rank 0's all-reduce fails after its 1.5 s timeout, naming rank 1.
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10", "--timeout-ms", "1500",
+                                         "--hang-rank", "1", "--hang-seconds", "4"])
+        XCTAssertEqual(results[0].status, 2, results[0].stderr)
+        XCTAssertTrue(results[0].stderr.contains("allReduce timed out after 1.5 s in process group 'default' on rank 0, waiting for rank 1"),
+                      results[0].stderr)
+        XCTAssertLessThan(results[0].seconds, 3.5)
     }
 
     func testRunReportsTheDeadRank() throws {
