@@ -127,11 +127,12 @@ final class ProcessTests: XCTestCase {
         assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "allgather", "--dtype", "float64", "--count", "131072"]), nproc: 4)
     }
 
-    private func direct(world: Int, initMethod: String, extra: [String] = [], perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
+    private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
+                        perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()
         for r in 0..<world {
             try l.start(["dist-selftest", "--init-method", initMethod, "--rank", String(r), "--world-size", String(world),
-                         "--timeout-ms", "5000"] + extra + perRank(r))
+                         "--timeout-ms", "5000"] + extra + perRank(r), environment: environment)
         }
         return l.wait(limit: 30)
     }
@@ -182,6 +183,21 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(results[0].stderr.contains("allReduce timed out after 1.5 s in process group 'default' on rank 0, waiting for rank 1"),
                       results[0].stderr)
         XCTAssertLessThan(results[0].seconds, 3.5)
+    }
+
+    func testDebugModeReportsMismatchedCollectives() throws {
+        // Rank 0 all-reduces while rank 1 broadcasts: with TANDEM_DISTRIBUTED_DEBUG=DETAIL both
+        // report the mismatch at once instead of waiting for the timeout.
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--count", "4", "--timeout-ms", "20000"],
+                                 environment: ["TANDEM_DISTRIBUTED_DEBUG": "DETAIL"],
+                                 perRank: { $0 == 0 ? ["--op", "allreduce", "--reduce-op", "sum"] : ["--op", "broadcast"] })
+        for s in results {
+            XCTAssertEqual(s.status, 2, s.stderr)
+            XCTAssertTrue(s.stderr.contains("collective mismatch"), s.stderr)
+            XCTAssertTrue(s.stderr.contains("rank 0 called 'allReduce float32 [4] sum'"), s.stderr)
+            XCTAssertTrue(s.stderr.contains("rank 1 called 'broadcast float32 [4] root=1'"), s.stderr)
+            XCTAssertLessThan(s.seconds, 10)
+        }
     }
 
     func testRunReportsTheDeadRank() throws {
