@@ -110,13 +110,16 @@ final class CollectiveGroup: ProcessGroup {
     // MARK: collectives
 
     func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
-        run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
-            try check("allReduce", tensor)
-            var out = tensor
-            let n = worldSize
+        // The box hands the tensor to the operation, so that a caller who passes ownership
+        // (`allReduceAsync(consume bucket)`) gets the reduction without a copy.
+        let box = TensorHandOff(tensor)
+        return run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
+            var out = try box.take()
+            try check("allReduce", out)
+            let n = worldSize, count = out.count, dtype = out.dtype
             try withMutableBytes(&out) { buf in
-                try transport.allReduce(buf, count: tensor.count, dtype: tensor.dtype, op: op, timeout: t)
-                if op == .average { divideInPlace(buf, count: tensor.count, dtype: tensor.dtype, by: n) }
+                try transport.allReduce(buf, count: count, dtype: dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: count, dtype: dtype, by: n) }
             }
             return out
         }
@@ -286,5 +289,17 @@ final class CollectiveGroup: ProcessGroup {
         let n = worldSize
         if t.count == 0 { return Array(repeating: t, count: n) }
         return try flat.chunk(n, axis: 0).map { try $0.reshape(t.shape) }
+    }
+}
+
+/// Passes a tensor to an asynchronous operation exactly once, dropping the box's reference.
+final class TensorHandOff: Sendable {
+    private let slot: Mutex<Tensor?>
+    init(_ tensor: Tensor) { slot = Mutex(tensor) }
+    func take() throws -> Tensor {
+        guard let t = slot.withLock({ s -> Tensor? in defer { s = nil }; return s }) else {
+            throw DistributedError.invalidArgument(operation: "collective", message: "internal: tensor taken twice")
+        }
+        return t
     }
 }

@@ -171,12 +171,16 @@ struct DistSelfTestCommand: ParsableCommand {
             let n = bytes / bytesPerElement
             var t = Tensor.ones([n], dtype: dtype)
             let reps = bytes >= (25 << 20) ? 10 : 50
-            for form in ["allreduce", "allreduce_inplace"] {
+            for form in ["allreduce", "allreduce_inplace", "allreduce_async_consumed"] {
                 for _ in 0..<3 { _ = try pg.allReduce(t) }
                 var times = [Double]()
                 for _ in 0..<reps {
                     let start = ContinuousClock.now
-                    if form == "allreduce" { _ = try pg.allReduce(t) } else { try pg.allReduce(&t, op: .max) }
+                    switch form {
+                    case "allreduce": _ = try pg.allReduce(t)
+                    case "allreduce_inplace": try pg.allReduce(&t, op: .max)
+                    default: t = try pg.allReduceAsync(consume t, op: .max, timeout: nil).wait()
+                    }
                     let d = ContinuousClock.now - start
                     times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
                 }
