@@ -164,9 +164,29 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             operation: "initProcessGroup",
             message: "rank \(info.rank) was claimed by two processes. Give every process its own RANK in 0..<\(info.worldSize) (and use a fresh file for file://)")
     }
+    // Liveness: each rank owns a key that the TCP store deletes when its connection closes.
+    var deadRanks: @Sendable () -> [Int] = { [] }
+    if let tcp = store as? TCPStore {
+        try tcp.setOwned("tandem/alive/\(info.rank)", [1])
+        let world = info.worldSize
+        deadRanks = { [weak tcp] in
+            guard let tcp else { return [] }
+            let deadline = ContinuousClock.now + .milliseconds(300)
+            repeat {
+                do {
+                    let dead = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
+                    if !dead.isEmpty { return dead }
+                } catch {
+                    return [0]  // the store itself is gone: rank 0 serves it
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            } while ContinuousClock.now < deadline
+            return []
+        }
+    }
     do {
         let transport = try GlooTransport(store: store, prefix: "gloo/default", rank: info.rank, worldSize: info.worldSize,
-                                          timeout: timeout, iface: iface ?? "", hostname: hostname)
+                                          timeout: timeout, iface: iface ?? "", hostname: hostname, deadWorldRanks: deadRanks)
         return CollectiveGroup(transport: transport, name: "default", timeout: timeout)
     } catch let e as TransportError {
         // Gloo registers each rank's address under gloo/default/<rank>: name the ranks that never came.

@@ -174,6 +174,20 @@ final class ProcessTests: XCTestCase {
         XCTAssertLessThan(results[0].seconds, 15)
     }
 
+    func testKilledRankIsNamedOnFourProcesses() throws {
+        // Rank 2 dies; the three others name it (the store notices its closed connection).
+        let results = try direct(world: 4, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10000", "--iterations", "100000",
+                                         "--timeout-ms", "3000"],
+                                 perRank: { $0 == 2 ? ["--die-rank", "2", "--die-after", "3"] : [] })
+        XCTAssertEqual(results[2].status, SIGKILL)
+        for r in [0, 1, 3] {
+            XCTAssertEqual(results[r].status, 2, results[r].stderr)
+            XCTAssertTrue(results[r].stderr.contains("allReduce failed in process group 'default' on rank \(r) (peer rank 2)"), results[r].stderr)
+            XCTAssertLessThan(results[r].seconds, 10)
+        }
+    }
+
     func testHungRankMakesTheOthersTimeOut() throws {
         // Rank 1 stops answering; rank 0's all-reduce fails after its 1.5 s timeout, naming rank 1.
         let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
