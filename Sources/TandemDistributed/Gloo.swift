@@ -70,15 +70,16 @@ final class GlooTransport: Transport {
     let hostname: String
     /// World ranks of this group's members, in group-rank order.
     let worldRanks: [Int]
-    /// Returns the world ranks known to be gone (no longer connected to the store).
-    let deadWorldRanks: @Sendable () -> [Int]
+    /// Records that the given world rank saw a failure, then returns the world ranks known to
+    /// be gone (no longer connected to the store) that did not themselves report one.
+    let deadWorldRanks: @Sendable (Int) -> [Int]
     /// The context, the number of calls using it, and whether `close` was requested: the
     /// context is destroyed once no call uses it (point-to-point calls run concurrently).
     private let context: Mutex<(handle: ContextHandle?, inFlight: Int, closing: Bool)>
 
     /// Creates the context; `prefix` separates this group's keys in the store.
     init(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration, iface: String, hostname: String,
-         worldRanks: [Int]? = nil, deadWorldRanks: @escaping @Sendable () -> [Int] = { [] }) throws {
+         worldRanks: [Int]? = nil, deadWorldRanks: @escaping @Sendable (Int) -> [Int] = { _ in [] }) throws {
         tg_ignore_sigpipe()
         self.worldRanks = worldRanks ?? Array(0..<worldSize)
         self.deadWorldRanks = deadWorldRanks
@@ -121,7 +122,7 @@ final class GlooTransport: Transport {
             var text = message
             if peer == nil {
                 // Ask the store which ranks have disconnected (a dead process closes its connection).
-                let dead = deadWorldRanks().compactMap { worldRanks.firstIndex(of: $0) }.filter { $0 != rank }
+                let dead = deadWorldRanks(worldRanks[rank]).compactMap { worldRanks.firstIndex(of: $0) }.filter { $0 != rank }
                 peer = dead.first
                 if !dead.isEmpty { text += " (rank(s) \(dead.map(String.init).joined(separator: ", ")) of the group are gone)" }
             }

@@ -165,17 +165,22 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             message: "rank \(info.rank) was claimed by two processes. Give every process its own RANK in 0..<\(info.worldSize) (and use a fresh file for file://)")
     }
     // Liveness: each rank owns a key that the TCP store deletes when its connection closes.
-    var deadRanks: @Sendable () -> [Int] = { [] }
+    // A rank that sees a failure records it before exiting, so that the others name the rank
+    // that died first rather than the ones that exited because of it.
+    var deadRanks: @Sendable (Int) -> [Int] = { _ in [] }
     if let tcp = store as? TCPStore {
         try tcp.setOwned("tandem/alive/\(info.rank)", [1])
         let world = info.worldSize
-        deadRanks = { [weak tcp] in
+        deadRanks = { [weak tcp] me in
             guard let tcp else { return [] }
+            try? tcp.set("tandem/sawFailure/\(me)", [1])
             let deadline = ContinuousClock.now + .milliseconds(300)
             repeat {
                 do {
-                    let dead = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
-                    if !dead.isEmpty { return dead }
+                    let gone = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
+                    let first = try gone.filter { try !tcp.check(["tandem/sawFailure/\($0)"], timeout: .milliseconds(500)) }
+                    if !first.isEmpty { return first }
+                    if !gone.isEmpty && ContinuousClock.now >= deadline { return gone }
                 } catch {
                     return [0]  // the store itself is gone: rank 0 serves it
                 }
