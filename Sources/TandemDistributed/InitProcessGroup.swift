@@ -25,9 +25,12 @@ public struct RendezvousInfo: Sendable, Equatable {
     public var port: Int = 0
     /// The shared file for `file://`.
     public var path: String = ""
+    /// This process's rank on its node (LOCAL_RANK), when the launcher set it.
+    public var localRank: Int? = nil
 
     /// Creates rendezvous parameters.
-    public init(rank: Int, worldSize: Int, kind: String, host: String = "", port: Int = 0, path: String = "") {
+    public init(rank: Int, worldSize: Int, kind: String, host: String = "", port: Int = 0, path: String = "", localRank: Int? = nil) {
+        self.localRank = localRank
         self.rank = rank
         self.worldSize = worldSize
         self.kind = kind
@@ -63,6 +66,13 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
             operation: "initProcessGroup",
             message: "rank \(r) is not below world size \(w); ranks run from 0 to \(w - 1). Check RANK/WORLD_SIZE (or the rank: and worldSize: arguments)")
     }
+    var localRank: Int?
+    if let raw = environment["LOCAL_RANK"] ?? environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? environment["SLURM_LOCALID"] {
+        guard let v = Int(raw.trimmingCharacters(in: .whitespaces)), v >= 0 else {
+            throw DistributedError.malformedEnvironment(variable: "LOCAL_RANK", value: raw, expected: "a non-negative integer")
+        }
+        localRank = v
+    }
     if initMethod == "env://" {
         guard let host = environment["MASTER_ADDR"], !host.isEmpty else {
             throw DistributedError.missingEnvironment(variable: "MASTER_ADDR", hint: "Set it to the address of the machine running rank 0 (127.0.0.1 on one machine). " + launcherHint)
@@ -73,7 +83,7 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
         guard let port = Int(rawPort), (1...65535).contains(port) else {
             throw DistributedError.malformedEnvironment(variable: "MASTER_PORT", value: rawPort, expected: "a port number in 1...65535")
         }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port, localRank: localRank)
     }
     if initMethod.hasPrefix("tcp://") {
         let rest = initMethod.dropFirst("tcp://".count)
@@ -83,14 +93,14 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
         }
         var host = String(rest[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port, localRank: localRank)
     }
     if initMethod.hasPrefix("file://") {
         let path = String(initMethod.dropFirst("file://".count))
         guard path.hasPrefix("/") else {
             throw DistributedError.invalidInitMethod(initMethod, message: "expected an absolute path, file:///path/to/file")
         }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "file", path: path)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "file", path: path, localRank: localRank)
     }
     throw DistributedError.invalidInitMethod(initMethod, message: "unknown scheme")
 }
