@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
 
         // Core tensor, kernels and reverse-mode autograd.
         .target(name: "TandemCore", dependencies: ["CBLAS", "CDNNL"]),
@@ -32,7 +33,7 @@ let package = Package(
         // Datasets, samplers and the DataLoader.
         .target(name: "TandemData", dependencies: ["TandemCore", "CZlib"]),
         // Process groups, rendezvous and collectives.
-        .target(name: "TandemDistributed", dependencies: ["TandemCore", "CGloo"]),
+        .target(name: "TandemDistributed", dependencies: ["TandemCore", "CGloo", "CMPI"]),
         // Tiny C API over Gloo (C++); catches every C++ exception.
         .target(
             name: "CGloo",

@@ -35,26 +35,8 @@ final class CollectiveGroup: ProcessGroup {
     private func run<R: Sendable>(_ op: String, timeout: Duration?, signature: String?, serial: Bool = true,
                                   _ body: @escaping @Sendable (Duration) throws -> R) -> Work<R> {
         let work = Work<R>()
-        let t = timeout ?? self.timeout
         let job: @Sendable () -> Void = { [self] in
-            if let cause = broken.withLock({ $0 }) {
-                work.complete(.failure(DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)))
-                return
-            }
-            do {
-                if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
-                work.complete(.success(try body(t)))
-            } catch let e as TransportError {
-                broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
-                // With two ranks the failed peer can only be the other one.
-                let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
-                let error: DistributedError = e.isTimeout
-                    ? .timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
-                    : .collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
-                work.complete(.failure(error))
-            } catch {
-                work.complete(.failure(error))
-            }
+            work.complete(Result { try execute(op, timeout: timeout, signature: signature, body) })
         }
         if serial {
             queue.async(execute: job)
@@ -62,6 +44,30 @@ final class CollectiveGroup: ProcessGroup {
             Thread(block: job).start()
         }
         return work
+    }
+
+    /// Runs `body` now, on the caller's thread, in order with the queued operations.
+    private func runInPlace(_ op: String, timeout: Duration?, signature: String?, _ body: (Duration) throws -> Void) throws {
+        try queue.sync { try execute(op, timeout: timeout, signature: signature, body) }
+    }
+
+    /// Checks the group, runs `body`, and converts transport failures (marking the group broken).
+    private func execute<R>(_ op: String, timeout: Duration?, signature: String?, _ body: (Duration) throws -> R) throws -> R {
+        let t = timeout ?? self.timeout
+        if let cause = broken.withLock({ $0 }) {
+            throw DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)
+        }
+        do {
+            if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
+            return try body(t)
+        } catch let e as TransportError {
+            broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
+            // With two ranks the failed peer can only be the other one.
+            let peer = e.peer ?? (worldSize == 2 ? 1 - rank : nil)
+            throw e.isTimeout
+                ? DistributedError.timeout(operation: op, group: name, rank: rank, peer: peer, after: t)
+                : DistributedError.collectiveFailed(operation: op, group: name, rank: rank, peer: peer, message: e.message)
+        }
     }
 
     /// TANDEM_DISTRIBUTED_DEBUG=DETAIL: all ranks exchange what they are about to call and
@@ -104,15 +110,37 @@ final class CollectiveGroup: ProcessGroup {
     // MARK: collectives
 
     func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
-        run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
-            try check("allReduce", tensor)
-            var out = tensor
-            let n = worldSize
+        // The box hands the tensor to the operation, so that a caller who passes ownership
+        // (`allReduceAsync(consume bucket)`) gets the reduction without a copy.
+        let box = TensorHandOff(tensor)
+        return run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
+            var out = try box.take()
+            try check("allReduce", out)
+            let n = worldSize, count = out.count, dtype = out.dtype
             try withMutableBytes(&out) { buf in
-                try transport.allReduce(buf, count: tensor.count, dtype: tensor.dtype, op: op, timeout: t)
-                if op == .average { divideInPlace(buf, count: tensor.count, dtype: tensor.dtype, by: n) }
+                try transport.allReduce(buf, count: count, dtype: dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: count, dtype: dtype, by: n) }
             }
             return out
+        }
+    }
+
+    func allReduce(_ tensor: inout Tensor, op: ReduceOp, timeout: Duration?) throws {
+        try check("allReduce", tensor)
+        let n = worldSize, count = tensor.count, dtype = tensor.dtype
+        try runInPlace("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { t in
+            try withMutableBytes(&tensor) { buf in
+                try transport.allReduce(buf, count: count, dtype: dtype, op: op, timeout: t)
+                if op == .average { divideInPlace(buf, count: count, dtype: dtype, by: n) }
+            }
+        }
+    }
+
+    func broadcast(_ tensor: inout Tensor, root: Int, timeout: Duration?) throws {
+        try check("broadcast", tensor)
+        try checkRank("broadcast", root, "root")
+        try runInPlace("broadcast", timeout: timeout, signature: sig(tensor, " root=\(root)")) { t in
+            try withMutableBytes(&tensor) { try transport.broadcast($0, root: root, timeout: t) }
         }
     }
 
@@ -261,5 +289,17 @@ final class CollectiveGroup: ProcessGroup {
         let n = worldSize
         if t.count == 0 { return Array(repeating: t, count: n) }
         return try flat.chunk(n, axis: 0).map { try $0.reshape(t.shape) }
+    }
+}
+
+/// Passes a tensor to an asynchronous operation exactly once, dropping the box's reference.
+final class TensorHandOff: Sendable {
+    private let slot: Mutex<Tensor?>
+    init(_ tensor: Tensor) { slot = Mutex(tensor) }
+    func take() throws -> Tensor {
+        guard let t = slot.withLock({ s -> Tensor? in defer { s = nil }; return s }) else {
+            throw DistributedError.invalidArgument(operation: "collective", message: "internal: tensor taken twice")
+        }
+        return t
     }
 }

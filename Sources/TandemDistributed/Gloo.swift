@@ -68,13 +68,21 @@ final class GlooTransport: Transport {
     let store: any Store
     let iface: String
     let hostname: String
+    /// World ranks of this group's members, in group-rank order.
+    let worldRanks: [Int]
+    /// Records that the given world rank saw a failure, then returns the world ranks known to
+    /// be gone (no longer connected to the store) that did not themselves report one.
+    let deadWorldRanks: @Sendable (Int) -> [Int]
     /// The context, the number of calls using it, and whether `close` was requested: the
     /// context is destroyed once no call uses it (point-to-point calls run concurrently).
     private let context: Mutex<(handle: ContextHandle?, inFlight: Int, closing: Bool)>
 
     /// Creates the context; `prefix` separates this group's keys in the store.
-    init(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration, iface: String, hostname: String) throws {
+    init(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration, iface: String, hostname: String,
+         worldRanks: [Int]? = nil, deadWorldRanks: @escaping @Sendable (Int) -> [Int] = { _ in [] }) throws {
         tg_ignore_sigpipe()
+        self.worldRanks = worldRanks ?? Array(0..<worldSize)
+        self.deadWorldRanks = deadWorldRanks
         self.rank = rank
         self.worldSize = worldSize
         self.store = store
@@ -110,7 +118,15 @@ final class GlooTransport: Transport {
         if let destroy { tg_gloo_destroy(destroy.pointer) }
         if rc != 0 {
             let message = text(err)
-            throw TransportError(message: message, peer: Self.peer(in: message), isTimeout: message.contains("Timed out") || message.contains("timed out"))
+            var peer = Self.peer(in: message)
+            var text = message
+            if peer == nil {
+                // Ask the store which ranks have disconnected (a dead process closes its connection).
+                let dead = deadWorldRanks(worldRanks[rank]).compactMap { worldRanks.firstIndex(of: $0) }.filter { $0 != rank }
+                peer = dead.first
+                if !dead.isEmpty { text += " (rank(s) \(dead.map(String.init).joined(separator: ", ")) of the group are gone)" }
+            }
+            throw TransportError(message: text, peer: peer, isTimeout: message.contains("Timed out") || message.contains("timed out"))
         }
     }
 
@@ -201,7 +217,8 @@ final class GlooTransport: Transport {
     func subTransport(ranks: [Int], name: String, timeout: Duration) throws -> (any Transport)? {
         guard let index = ranks.firstIndex(of: rank) else { return nil }
         return try GlooTransport(store: store, prefix: "gloo/\(name)", rank: index, worldSize: ranks.count,
-                                 timeout: timeout, iface: iface, hostname: hostname)
+                                 timeout: timeout, iface: iface, hostname: hostname,
+                                 worldRanks: ranks.map { worldRanks[$0] }, deadWorldRanks: deadWorldRanks)
     }
 
     func close() {

@@ -5,7 +5,9 @@ import Glibc
 public enum Backend: String, Sendable, CaseIterable {
     /// Gloo over TCP (the default on CPU).
     case gloo
-    /// OpenMPI, for jobs started by `mpirun`/`srun` (not built yet: throws `unsupported`).
+    /// OpenMPI, for jobs started by `mpirun`/`srun`: rank and world size come from MPI, the
+    /// init method is ignored, and MPI has no per-operation timeouts (a dead rank makes
+    /// `mpirun` abort the job). Destroying the default group finalizes MPI.
     case mpi
 }
 
@@ -23,9 +25,12 @@ public struct RendezvousInfo: Sendable, Equatable {
     public var port: Int = 0
     /// The shared file for `file://`.
     public var path: String = ""
+    /// This process's rank on its node (LOCAL_RANK), when the launcher set it.
+    public var localRank: Int? = nil
 
     /// Creates rendezvous parameters.
-    public init(rank: Int, worldSize: Int, kind: String, host: String = "", port: Int = 0, path: String = "") {
+    public init(rank: Int, worldSize: Int, kind: String, host: String = "", port: Int = 0, path: String = "", localRank: Int? = nil) {
+        self.localRank = localRank
         self.rank = rank
         self.worldSize = worldSize
         self.kind = kind
@@ -61,6 +66,13 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
             operation: "initProcessGroup",
             message: "rank \(r) is not below world size \(w); ranks run from 0 to \(w - 1). Check RANK/WORLD_SIZE (or the rank: and worldSize: arguments)")
     }
+    var localRank: Int?
+    if let raw = environment["LOCAL_RANK"] ?? environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? environment["SLURM_LOCALID"] {
+        guard let v = Int(raw.trimmingCharacters(in: .whitespaces)), v >= 0 else {
+            throw DistributedError.malformedEnvironment(variable: "LOCAL_RANK", value: raw, expected: "a non-negative integer")
+        }
+        localRank = v
+    }
     if initMethod == "env://" {
         guard let host = environment["MASTER_ADDR"], !host.isEmpty else {
             throw DistributedError.missingEnvironment(variable: "MASTER_ADDR", hint: "Set it to the address of the machine running rank 0 (127.0.0.1 on one machine). " + launcherHint)
@@ -71,7 +83,7 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
         guard let port = Int(rawPort), (1...65535).contains(port) else {
             throw DistributedError.malformedEnvironment(variable: "MASTER_PORT", value: rawPort, expected: "a port number in 1...65535")
         }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port, localRank: localRank)
     }
     if initMethod.hasPrefix("tcp://") {
         let rest = initMethod.dropFirst("tcp://".count)
@@ -81,14 +93,14 @@ public func resolveRendezvous(initMethod: String, rank: Int?, worldSize: Int?,
         }
         var host = String(rest[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "tcp", host: host, port: port, localRank: localRank)
     }
     if initMethod.hasPrefix("file://") {
         let path = String(initMethod.dropFirst("file://".count))
         guard path.hasPrefix("/") else {
             throw DistributedError.invalidInitMethod(initMethod, message: "expected an absolute path, file:///path/to/file")
         }
-        return RendezvousInfo(rank: r, worldSize: w, kind: "file", path: path)
+        return RendezvousInfo(rank: r, worldSize: w, kind: "file", path: path, localRank: localRank)
     }
     throw DistributedError.invalidInitMethod(initMethod, message: "unknown scheme")
 }
@@ -114,7 +126,7 @@ func isLoopback(_ host: String) -> Bool {
 /// Starts the default process group, like `torch.distributed.init_process_group`.
 ///
 /// - Parameters:
-///   - backend: the collective engine (`.gloo`).
+///   - backend: the collective engine (`.gloo`, or `.mpi` under `mpirun`).
 ///   - initMethod: `env://` (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, as set by
 ///     `tandem run`; Slurm's and OpenMPI's rank variables also work), `tcp://HOST:PORT`
 ///     (rank 0 serves the store there) or `file:///path` (a fresh shared file).
@@ -124,10 +136,11 @@ func isLoopback(_ host: String) -> Bool {
 /// - Throws: `DistributedError` naming what to fix; no call waits longer than `timeout`.
 public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env://", rank: Int? = nil,
                              worldSize: Int? = nil, timeout: Duration = defaultTimeout) throws -> any ProcessGroup {
-    let info = try resolveRendezvous(initMethod: initMethod, rank: rank, worldSize: worldSize)
-    guard backend == .gloo else {
-        throw DistributedError.unsupported("the \(backend.rawValue) backend is not available in this build of Tandem; use backend: .gloo")
+    if backend == .mpi {
+        // Rank and world size come from mpirun/srun; the init method is not used.
+        return CollectiveGroup(transport: try MPITransport.world(), name: "default", timeout: timeout)
     }
+    let info = try resolveRendezvous(initMethod: initMethod, rank: rank, worldSize: worldSize)
     let iface = try socketInterface()
     let store: any Store
     let hostname: String
@@ -136,10 +149,16 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
         hostname = "127.0.0.1"
     } else {
         store = try TCPStore(host: info.host, port: info.port, isServer: info.rank == 0, timeout: timeout)
-        var name = [CChar](repeating: 0, count: 256)
-        gethostname(&name, name.count)
-        hostname = isLoopback(info.host)
-            ? "127.0.0.1" : String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Without an interface, Gloo binds the local address that routes to the master.
+        if isLoopback(info.host) {
+            hostname = "127.0.0.1"
+        } else if let local = Sockets.localAddress(routingTo: info.host, port: info.port) {
+            hostname = local
+        } else {
+            var name = [CChar](repeating: 0, count: 256)
+            gethostname(&name, name.count)
+            hostname = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
     }
     // Every rank must agree on the world size.
     let registered = try store.compareSet("tandem/worldSize", expected: [], desired: Array(String(info.worldSize).utf8))
@@ -155,9 +174,34 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             operation: "initProcessGroup",
             message: "rank \(info.rank) was claimed by two processes. Give every process its own RANK in 0..<\(info.worldSize) (and use a fresh file for file://)")
     }
+    // Liveness: each rank owns a key that the TCP store deletes when its connection closes.
+    // A rank that sees a failure records it before exiting, so that the others name the rank
+    // that died first rather than the ones that exited because of it.
+    var deadRanks: @Sendable (Int) -> [Int] = { _ in [] }
+    if let tcp = store as? TCPStore {
+        try tcp.setOwned("tandem/alive/\(info.rank)", [1])
+        let world = info.worldSize
+        deadRanks = { [weak tcp] me in
+            guard let tcp else { return [] }
+            try? tcp.set("tandem/sawFailure/\(me)", [1])
+            let deadline = ContinuousClock.now + .milliseconds(300)
+            repeat {
+                do {
+                    let gone = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
+                    let first = try gone.filter { try !tcp.check(["tandem/sawFailure/\($0)"], timeout: .milliseconds(500)) }
+                    if !first.isEmpty { return first }
+                    if !gone.isEmpty && ContinuousClock.now >= deadline { return gone }
+                } catch {
+                    return [0]  // the store itself is gone: rank 0 serves it
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            } while ContinuousClock.now < deadline
+            return []
+        }
+    }
     do {
         let transport = try GlooTransport(store: store, prefix: "gloo/default", rank: info.rank, worldSize: info.worldSize,
-                                          timeout: timeout, iface: iface ?? "", hostname: hostname)
+                                          timeout: timeout, iface: iface ?? "", hostname: hostname, deadWorldRanks: deadRanks)
         return CollectiveGroup(transport: transport, name: "default", timeout: timeout)
     } catch let e as TransportError {
         // Gloo registers each rank's address under gloo/default/<rank>: name the ranks that never came.

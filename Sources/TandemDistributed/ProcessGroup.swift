@@ -38,6 +38,12 @@ public protocol ProcessGroup: AnyObject, Sendable {
 
     /// Reduces `tensor` over all ranks with `op`; every rank gets the result.
     func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor>
+    /// In place: replaces `tensor` with its reduction over all ranks. No copy is made when
+    /// `tensor`'s storage is not shared (the fastest form for large tensors). Runs after every
+    /// operation issued before it.
+    func allReduce(_ tensor: inout Tensor, op: ReduceOp, timeout: Duration?) throws
+    /// In place: replaces `tensor` with `root`'s on every rank (no copy when not shared).
+    func broadcast(_ tensor: inout Tensor, root: Int, timeout: Duration?) throws
     /// Every rank gets `root`'s tensor (the others pass a tensor of the same shape and dtype).
     func broadcastAsync(_ tensor: Tensor, root: Int, timeout: Duration?) -> Work<Tensor>
     /// Every rank gets the list of all ranks' tensors, in rank order.
@@ -73,6 +79,14 @@ extension ProcessGroup {
     /// Reduces `tensor` over all ranks with `op` and returns the result (every rank gets it).
     public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum, timeout: Duration? = nil) throws -> Tensor {
         try allReduceAsync(tensor, op: op, timeout: timeout).wait()
+    }
+    /// In place: replaces `tensor` with its reduction over all ranks.
+    public func allReduce(_ tensor: inout Tensor, op: ReduceOp = .sum) throws {
+        try allReduce(&tensor, op: op, timeout: nil)
+    }
+    /// In place: replaces `tensor` with `root`'s.
+    public func broadcast(_ tensor: inout Tensor, root: Int = 0) throws {
+        try broadcast(&tensor, root: root, timeout: nil)
     }
     /// Returns `root`'s tensor on every rank.
     public func broadcast(_ tensor: Tensor, root: Int = 0, timeout: Duration? = nil) throws -> Tensor {

@@ -8,7 +8,7 @@ import Synchronization
 /// `u8 status` (0 ok, 1 error) then arguments the same way.
 enum StoreWire {
     static let maxFrame = 1 << 28
-    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping }
+    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned }
 
     static func frame(_ head: UInt8, _ args: [[UInt8]]) -> [UInt8] {
         var payload: [UInt8] = [head]
@@ -109,6 +109,8 @@ struct ServerLoop {
     var inbound: [Int32: [UInt8]] = [:]
     /// Clients waiting for keys; `getKey` set for a get (reply with the value).
     var waiters: [(fd: Int32, keys: [[UInt8]], getKey: [UInt8]?)] = []
+    /// Keys set with `setOwned`, deleted when their client disconnects (liveness of ranks).
+    var owned: [Int32: [[UInt8]]] = [:]
 
     init(listenFD: Int32, wakeFD: Int32) {
         self.listenFD = listenFD
@@ -134,6 +136,7 @@ struct ServerLoop {
     mutating func drop(_ fd: Int32) {
         guard inbound.removeValue(forKey: fd) != nil else { return }
         waiters.removeAll { $0.fd == fd }
+        for key in owned.removeValue(forKey: fd) ?? [] { data[key] = nil }
         close(fd)
     }
 
@@ -167,6 +170,12 @@ struct ServerLoop {
         case .set:
             guard args.count == 2 else { return error(fd, "set takes a key and a value") }
             data[args[0]] = args[1]
+            reply(fd, [])
+            wakeWaiters()
+        case .setOwned:
+            guard args.count == 2 else { return error(fd, "setOwned takes a key and a value") }
+            data[args[0]] = args[1]
+            owned[fd, default: []].append(args[0])
             reply(fd, [])
             wakeWaiters()
         case .get:
@@ -225,6 +234,8 @@ public final class TCPStore: Store {
     public let timeout: Duration
     private let server: StoreServer?
     private let connection = Mutex<Int32>(-1)
+    /// Keys this client owns (re-registered after a reconnect).
+    private let ownedKeys = Mutex<[String: [UInt8]]>([:])
 
     /// Connects to (and with `isServer`, first serves) a store on `host:port`. A client retries
     /// connecting until `timeout`. The server binds every interface; port 0 picks a free port.
@@ -281,8 +292,16 @@ public final class TCPStore: Store {
         let t = timeout ?? self.timeout
         let deadline = ContinuousClock.now + t
         return try connection.withLock { fd -> [[UInt8]] in
-            if fd < 0 { fd = try connect(deadline: deadline) }
             do {
+                if fd < 0 {
+                    fd = try connect(deadline: deadline)
+                    for (key, value) in ownedKeys.withLock({ $0 }) {
+                        try Sockets.sendAll(fd, StoreWire.frame(StoreWire.Command.setOwned.rawValue, [Array(key.utf8), value]), deadline: deadline)
+                        let n = StoreWire.readU32(try Sockets.recvExactly(fd, 4, deadline: deadline), at: 0)
+                        guard n > 0, n <= StoreWire.maxFrame else { throw Sockets.Failure(message: "malformed reply", code: EPROTO) }
+                        _ = try Sockets.recvExactly(fd, n, deadline: deadline)
+                    }
+                }
                 try Sockets.sendAll(fd, StoreWire.frame(cmd.rawValue, args), deadline: deadline)
                 let n = StoreWire.readU32(try Sockets.recvExactly(fd, 4, deadline: deadline), at: 0)
                 guard n > 0, n <= StoreWire.maxFrame else {
@@ -315,6 +334,18 @@ public final class TCPStore: Store {
     /// Sets `key` to `value`.
     public func set(_ key: String, _ value: [UInt8]) throws {
         _ = try request("set", .set, [Array(key.utf8), value])
+    }
+
+    /// Sets `key` to `value` for as long as this client stays connected: the server deletes it
+    /// when the connection closes (a rank's liveness).
+    public func setOwned(_ key: String, _ value: [UInt8]) throws {
+        ownedKeys.withLock { $0[key] = value }
+        _ = try request("setOwned", .setOwned, [Array(key.utf8), value])
+    }
+
+    /// `check` with its own timeout.
+    func check(_ keys: [String], timeout: Duration) throws -> Bool {
+        try request("check", .check, keys.map { Array($0.utf8) }, timeout: timeout).first == [1]
     }
 
     /// Waits until `key` is set and returns its value.

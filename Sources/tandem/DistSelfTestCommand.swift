@@ -11,6 +11,7 @@ struct DistSelfTestCommand: ParsableCommand {
         commandName: "dist-selftest", abstract: "Run and check collectives (a worker for the distributed tests).",
         shouldDisplay: false)
 
+    @Option(help: "gloo or mpi (under mpirun).") var backend: String = "gloo"
     @Option(help: "Init method: env://, tcp://HOST:PORT or file:///path.") var initMethod: String = "env://"
     @Option(help: "Rank (default: from the environment).") var rank: Int?
     @Option(help: "World size (default: from the environment).") var worldSize: Int?
@@ -22,6 +23,8 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "Repetitions.") var iterations: Int = 1
     @Option(help: "This rank kills itself with SIGKILL ...") var dieRank: Int?
     @Option(help: "... before this iteration.") var dieAfter: Int = 0
+    @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
+    @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
     @Flag(help: "Time allreduce (sum) and print one JSON line per size on rank 0.") var bench = false
 
     func run() throws {
@@ -83,10 +86,11 @@ struct DistSelfTestCommand: ParsableCommand {
     private func body() throws {
         guard let dt = DType(rawValue: dtype) else { throw ValidationError("unknown dtype \(dtype)") }
         let timeout = Duration.milliseconds(timeoutMs)
-        let pg = try initProcessGroup(backend: .gloo, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
+        guard let be = Backend(rawValue: backend) else { throw ValidationError("unknown backend \(backend)") }
+        let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
         if bench { return try runBench(pg, dtype: dt) }
-        let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv"] : [op]
+        let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv", "subgroup"] : [op]
         let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
         let mine = tensor(rank: r, count: count, dtype: dt)
         var expected = [ReduceOp: [Double]]()
@@ -95,11 +99,18 @@ struct DistSelfTestCommand: ParsableCommand {
         }
         for iteration in 0..<iterations {
             if let dieRank, dieRank == r, iteration == dieAfter { kill(getpid(), SIGKILL) }
+            if let hangRank, hangRank == r, iteration == 0 {
+                Thread.sleep(forTimeInterval: hangSeconds)
+                return
+            }
             for name in ops {
                 switch name {
                 case "allreduce":
                     for rop in reduceOps {
                         try expect("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
+                        var inPlace = mine
+                        try pg.allReduce(&inPlace, op: rop)
+                        try expect("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
                     }
                 case "broadcast":
                     let root = w - 1
@@ -134,6 +145,17 @@ struct DistSelfTestCommand: ParsableCommand {
                         try s.wait()
                         try expect("send/recv", got, (0..<count).map { value(prev, $0) }, rank: r)
                     }
+                case "subgroup":
+                    // Ranks 0 and w-1 form a subgroup (its own Gloo context and store prefix).
+                    let members = Array(Set([0, w - 1])).sorted()
+                    let sub = try pg.newGroup(ranks: members)
+                    if let sub {
+                        let want = (0..<count).map { i in members.map { value($0, i) }.reduce(0, +) }
+                        try expect("subgroup allReduce", try sub.allReduce(mine), want, rank: r)
+                        sub.destroy()
+                    } else if members.contains(r) {
+                        throw ValidationError("rank \(r) should be in subgroup \(members)")
+                    }
                 default:
                     throw ValidationError("unknown op \(name)")
                 }
@@ -147,19 +169,25 @@ struct DistSelfTestCommand: ParsableCommand {
         let bytesPerElement = dtype.byteSize
         for bytes in [1024, 1 << 20, 25 << 20, 100 << 20] where count <= 0 || bytes <= count * bytesPerElement {
             let n = bytes / bytesPerElement
-            let t = Tensor.ones([n], dtype: dtype)
+            var t = Tensor.ones([n], dtype: dtype)
             let reps = bytes >= (25 << 20) ? 10 : 50
-            for _ in 0..<3 { _ = try pg.allReduce(t) }
-            var times = [Double]()
-            for _ in 0..<reps {
-                let start = ContinuousClock.now
-                _ = try pg.allReduce(t)
-                let d = ContinuousClock.now - start
-                times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
-            }
-            times.sort()
-            if pg.rank == 0 {
-                print("{\"op\":\"allreduce\",\"backend\":\"gloo\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+            for form in ["allreduce", "allreduce_inplace", "allreduce_async_consumed"] {
+                for _ in 0..<3 { _ = try pg.allReduce(t) }
+                var times = [Double]()
+                for _ in 0..<reps {
+                    let start = ContinuousClock.now
+                    switch form {
+                    case "allreduce": _ = try pg.allReduce(t)
+                    case "allreduce_inplace": try pg.allReduce(&t, op: .max)
+                    default: t = try pg.allReduceAsync(consume t, op: .max, timeout: nil).wait()
+                    }
+                    let d = ContinuousClock.now - start
+                    times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+                }
+                times.sort()
+                if pg.rank == 0 {
+                    print("{\"op\":\"\(form)\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
+                }
             }
         }
     }

@@ -137,6 +137,24 @@ struct RunCommand: ParsableCommand {
             try? err.fileHandleForWriting.close()
             children.append((rank, p, readers))
         }
+        // SIGINT/SIGTERM to the launcher stop the children too.
+        let interrupted = Mutex<Int32?>(nil)
+        let processes = children.map(\.process)
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                interrupted.withLock { $0 = $0 ?? sig }
+                for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+            }
+            source.resume()
+            return source
+        }
+        defer {
+            for s in sources { s.cancel() }
+            signal(SIGINT, SIG_DFL)
+            signal(SIGTERM, SIG_DFL)
+        }
         var failure: String?
         var remaining = children.count
         while remaining > 0 {
@@ -155,6 +173,10 @@ struct RunCommand: ParsableCommand {
             }
         }
         for c in children { _ = c.readers.wait(timeout: .now() + 2) }
+        if let sig = interrupted.withLock({ $0 }) {
+            output.log("tandem run: interrupted by signal \(sig); stopped every rank.")
+            throw ExitCode(128 + sig)
+        }
         return failure
     }
 

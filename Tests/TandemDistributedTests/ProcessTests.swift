@@ -67,17 +67,20 @@ final class Launch {
             }
             return (o, e, g)
         }
-        for (p, _, _, _) in processes {
-            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        // Poll all processes together so each one's exit time is recorded.
+        var ended = [Date?](repeating: nil, count: processes.count)
+        while ended.contains(nil) && Date() < deadline {
+            for (i, entry) in processes.enumerated() where ended[i] == nil && !entry.0.isRunning { ended[i] = Date() }
+            Thread.sleep(forTimeInterval: 0.01)
         }
-        return zip(processes, outputs).map { entry, o in
-            let (p, _, _, started) = entry
+        for (p, _, _, _) in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        return zip(processes.indices, outputs).map { i, o in
+            let (p, _, _, started) = processes[i]
             p.waitUntilExit()
             _ = o.2.wait(timeout: .now() + 5)
             return Spawned(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
                            stdout: o.0.text, stderr: o.1.text,
-                           seconds: Date().timeIntervalSince(started))
+                           seconds: (ended[i] ?? Date()).timeIntervalSince(started))
         }
     }
 }
@@ -124,11 +127,12 @@ final class ProcessTests: XCTestCase {
         assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "allgather", "--dtype", "float64", "--count", "131072"]), nproc: 4)
     }
 
-    private func direct(world: Int, initMethod: String, extra: [String] = [], perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
+    private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
+                        perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()
         for r in 0..<world {
             try l.start(["dist-selftest", "--init-method", initMethod, "--rank", String(r), "--world-size", String(world),
-                         "--timeout-ms", "5000"] + extra + perRank(r))
+                         "--timeout-ms", "5000"] + extra + perRank(r), environment: environment)
         }
         return l.wait(limit: 30)
     }
@@ -168,6 +172,46 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(results[0].stderr.contains("process group 'default' on rank 0"), results[0].stderr)
         XCTAssertTrue(results[0].stderr.contains("peer rank 1") || results[0].stderr.contains("rank 1"), results[0].stderr)
         XCTAssertLessThan(results[0].seconds, 15)
+    }
+
+    func testKilledRankIsNamedOnFourProcesses() throws {
+        // Rank 2 dies; the three others name it (the store notices its closed connection).
+        let results = try direct(world: 4, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10000", "--iterations", "100000",
+                                         "--timeout-ms", "3000"],
+                                 perRank: { $0 == 2 ? ["--die-rank", "2", "--die-after", "3"] : [] })
+        XCTAssertEqual(results[2].status, SIGKILL)
+        for r in [0, 1, 3] {
+            XCTAssertEqual(results[r].status, 2, results[r].stderr)
+            XCTAssertTrue(results[r].stderr.contains("allReduce failed in process group 'default' on rank \(r) (peer rank 2)"), results[r].stderr)
+            XCTAssertLessThan(results[r].seconds, 10)
+        }
+    }
+
+    func testHungRankMakesTheOthersTimeOut() throws {
+        // Rank 1 stops answering; rank 0's all-reduce fails after its 1.5 s timeout, naming rank 1.
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10", "--timeout-ms", "1500",
+                                         "--hang-rank", "1", "--hang-seconds", "4"])
+        XCTAssertEqual(results[0].status, 2, results[0].stderr)
+        XCTAssertTrue(results[0].stderr.contains("allReduce timed out after 1.5 s in process group 'default' on rank 0, waiting for rank 1"),
+                      results[0].stderr)
+        XCTAssertLessThan(results[0].seconds, 3.5)
+    }
+
+    func testDebugModeReportsMismatchedCollectives() throws {
+        // Rank 0 all-reduces while rank 1 broadcasts: with TANDEM_DISTRIBUTED_DEBUG=DETAIL both
+        // report the mismatch at once instead of waiting for the timeout.
+        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--count", "4", "--timeout-ms", "20000"],
+                                 environment: ["TANDEM_DISTRIBUTED_DEBUG": "DETAIL"],
+                                 perRank: { $0 == 0 ? ["--op", "allreduce", "--reduce-op", "sum"] : ["--op", "broadcast"] })
+        for s in results {
+            XCTAssertEqual(s.status, 2, s.stderr)
+            XCTAssertTrue(s.stderr.contains("collective mismatch"), s.stderr)
+            XCTAssertTrue(s.stderr.contains("rank 0 called 'allReduce float32 [4] sum'"), s.stderr)
+            XCTAssertTrue(s.stderr.contains("rank 1 called 'broadcast float32 [4] root=1'"), s.stderr)
+            XCTAssertLessThan(s.seconds, 10)
+        }
     }
 
     func testRunReportsTheDeadRank() throws {
@@ -236,5 +280,61 @@ final class ProcessTests: XCTestCase {
                                  perRank: { $0 == 1 ? ["--world-size", "3"] : [] })
         XCTAssertTrue(results.allSatisfy { $0.status == 2 }, results.map(\.stderr).joined())
         XCTAssertTrue(results.contains { $0.stderr.contains("mismatched world sizes") }, results.map(\.stderr).joined())
+    }
+
+    func testMPIBackendUnderMpirun() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let exe = try tandemExecutable()
+        for (np, dtype, count) in [(2, "float32", 1000), (4, "int64", 7), (2, "float64", 262_144)] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", String(np), exe, "dist-selftest", "--backend", "mpi",
+                           "--dtype", dtype, "--count", String(count)]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let reader = Sink(), done = DispatchGroup()
+            done.enter()
+            Thread {
+                let data = out.fileHandleForReading.readDataToEndOfFile()
+                reader.data.withLock { $0 = data }
+                done.leave()
+            }.start()
+            let deadline = Date().addingTimeInterval(30)
+            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+            _ = done.wait(timeout: .now() + 5)
+            XCTAssertEqual(p.terminationStatus, 0, reader.text)
+            for r in 0..<np { XCTAssertTrue(reader.text.contains("dist-selftest rank \(r)/\(np): ok"), reader.text) }
+        }
+    }
+
+    func testTwoMachinesInNetworkNamespaces() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let script = root.appendingPathComponent("scripts/two_node_netns.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = [script, try tandemExecutable()]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let sink = Sink(), done = DispatchGroup()
+        done.enter()
+        Thread {
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            sink.data.withLock { $0 = data }
+            done.leave()
+        }.start()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        _ = done.wait(timeout: .now() + 5)
+        if sink.text.contains("SKIP") { throw XCTSkip(sink.text) }
+        XCTAssertEqual(p.terminationStatus, 0, sink.text)
+        XCTAssertTrue(sink.text.contains("PASS"), sink.text)
     }
 }

@@ -10,6 +10,14 @@ final class RendezvousTests: XCTestCase {
     func testEnvironment() throws {
         let info = try resolveRendezvous(initMethod: "env://", rank: nil, worldSize: nil, environment: env)
         XCTAssertEqual(info, RendezvousInfo(rank: 1, worldSize: 4, kind: "tcp", host: "127.0.0.1", port: 29500))
+        var withLocal = env
+        withLocal["LOCAL_RANK"] = "1"
+        XCTAssertEqual(try resolveRendezvous(initMethod: "env://", rank: nil, worldSize: nil, environment: withLocal).localRank, 1)
+        withLocal["LOCAL_RANK"] = "one"
+        XCTAssertThrowsError(try resolveRendezvous(initMethod: "env://", rank: nil, worldSize: nil, environment: withLocal)) { error in
+            guard case let DistributedError.malformedEnvironment(variable, _, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(variable, "LOCAL_RANK")
+        }
         // Slurm's variables stand in for RANK/WORLD_SIZE.
         let slurm = try resolveRendezvous(initMethod: "env://", rank: nil, worldSize: nil,
                                           environment: ["SLURM_PROCID": "2", "SLURM_NTASKS": "3", "MASTER_ADDR": "h", "MASTER_PORT": "1"])
@@ -69,12 +77,6 @@ final class RendezvousTests: XCTestCase {
         }
         XCTAssertEqual(try socketInterface(environment: ["TANDEM_SOCKET_IFNAME": "lo"]), "lo")
         XCTAssertNil(try socketInterface(environment: [:]))
-    }
-
-    func testMPIBackendIsATypedError() {
-        XCTAssertThrowsError(try initProcessGroup(backend: .mpi, initMethod: "tcp://127.0.0.1:1", rank: 0, worldSize: 1)) { error in
-            guard case DistributedError.unsupported = error else { return XCTFail("\(error)") }
-        }
     }
 
     func testSingleRankGlooGroup() throws {

@@ -104,6 +104,17 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try server.get("wait"), [1])
     }
 
+    func testOwnedKeysVanishWithTheirConnection() throws {
+        let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5))
+        var client: TCPStore? = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(5))
+        try client?.setOwned("alive/1", [1])
+        XCTAssertTrue(try server.check(["alive/1"]))
+        client = nil
+        let deadline = ContinuousClock.now + .seconds(2)
+        while try server.check(["alive/1"]), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertFalse(try server.check(["alive/1"]))
+    }
+
     func testPortInUse() throws {
         let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5))
         XCTAssertThrowsError(try TCPStore(host: "127.0.0.1", port: server.port, isServer: true, timeout: .seconds(1))) { error in
