@@ -47,7 +47,7 @@ struct RunCommand: ParsableCommand {
         var attempt = 0
         while true {
             let failure = try launch(executable: executable, arguments: Array(command.dropFirst()), world: world, node: node,
-                                     addr: addr, port: port, threads: threads, output: output)
+                                     addr: addr, port: port, threads: threads, restart: attempt, output: output)
             guard let failure else { return }
             if attempt < maxRestarts {
                 attempt += 1
@@ -85,7 +85,7 @@ struct RunCommand: ParsableCommand {
 
     /// Runs one local group; returns nil when every rank exits 0, else a description of the first failure.
     private func launch(executable: URL, arguments: [String], world: Int, node: Int, addr: String, port: Int,
-                        threads: Int, output: OutputSink) throws -> String? {
+                        threads: Int, restart: Int, output: OutputSink) throws -> String? {
         let exited = DispatchSemaphore(value: 0)
         var children: [(rank: Int, process: Process, readers: DispatchGroup)] = []
         for local in 0..<nprocPerNode {
@@ -102,6 +102,12 @@ struct RunCommand: ParsableCommand {
             env["MASTER_ADDR"] = addr
             env["MASTER_PORT"] = String(port)
             env["TANDEM_NUM_THREADS"] = String(threads)
+            // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
+            env["TANDEM_RESTART_COUNT"] = String(restart)
+            // OpenMP (oneDNN) and OpenBLAS threads of each child: its share of the cores, and no
+            // spinning on cores that the other ranks need. Values the user set are kept.
+            if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
+            if env["OMP_WAIT_POLICY"] == nil { env["OMP_WAIT_POLICY"] = "PASSIVE" }
             p.environment = env
             let out = Pipe(), err = Pipe()
             p.standardOutput = out
