@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+import TandemData
+import TandemModels
+import TandemNN
+import TandemTestSupport
+import TandemTrain
+
+/// End-to-end DDP through the CLI with real processes: `tandem train --nproc-per-node 2`.
+@Suite(.serialized) struct DistributedTrainTests {
+    static var repoRoot: String { Golden.folder.replacingOccurrences(of: "/Tests/Fixtures/golden", with: "") }
+
+    static func tandemExecutable() -> String? {
+        let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tandem").path,
+                          repoRoot + "/.build/debug/tandem"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// A small MNIST folder (raw IDX files): `train` training and `test` test images.
+    static func smallMNIST(train: Int, test: Int) throws -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-small-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let source = try MNIST(folder: repoRoot + "/Data/mnist", train: false)
+        func write(_ name: String, range: Range<Int>) throws {
+            let n = range.count
+            var images = Data([0, 0, 8, 3]), labels = Data([0, 0, 8, 1])
+            for v in [n, 28, 28] { images.append(contentsOf: withUnsafeBytes(of: UInt32(v).bigEndian, Array.init)) }
+            labels.append(contentsOf: withUnsafeBytes(of: UInt32(n).bigEndian, Array.init))
+            try source.images.narrow(axis: 0, start: range.lowerBound, length: n).withUnsafeBufferPointer(as: UInt8.self) { images.append(contentsOf: $0) }
+            labels.append(contentsOf: try source.labels.narrow(axis: 0, start: range.lowerBound, length: n).toIntArray().map(UInt8.init))
+            try images.write(to: URL(fileURLWithPath: "\(folder)/\(name)-images-idx3-ubyte"))
+            try labels.write(to: URL(fileURLWithPath: "\(folder)/\(name)-labels-idx1-ubyte"))
+        }
+        try write("train", range: 0..<train)
+        try write("t10k", range: 5000..<(5000 + test))
+        return folder
+    }
+
+    struct Run { var status: Int32; var output: String }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:], limit: Double = 120) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tandemExecutable()!)
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"] { env[k] = nil }
+        env.merge(environment) { $1 }
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }.start()
+        if done.wait(timeout: .now() + limit) == .timedOut { p.terminate(); _ = done.wait(timeout: .now() + 5) }
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, output: String(decoding: box.data, as: UTF8.self))
+    }
+
+    @Test(.enabled(if: tandemExecutable() != nil)) func twoProcessTrainingWritesOneCheckpoint() throws {
+        let data = try Self.smallMNIST(train: 256, test: 100)
+        let out = data + "/run"
+        let result = try Self.run(["train", "--model", "convnet", "--data-dir", data, "--epochs", "1", "--batch-size", "16",
+                                   "--nproc-per-node", "2", "--sync-bn", "--out", out, "--json"])
+        #expect(result.status == 0, "\(result.output)")
+        let json = result.output.split(separator: "\n").first { $0.contains("\"world_size\"") }.map(String.init) ?? ""
+        #expect(json.contains("\"world_size\":2") && json.contains("\"steps\":8"), "\(result.output)")
+        // Only rank 0 prints the result.
+        #expect(result.output.components(separatedBy: "\"world_size\"").count == 2)
+        let model = ConvNet()
+        try Checkpoint.loadWeights(path: out + "/model.safetensors", into: model)
+    }
+
+    @Test(.enabled(if: tandemExecutable() != nil)) func deadRankFailsTheJobAndRestartResumes() throws {
+        let data = try Self.smallMNIST(train: 256, test: 100)
+        let out = data + "/run"
+        let train = ["train", "--model", "convnet", "--data-dir", data, "--epochs", "2", "--batch-size", "16", "--out", out, "--json"]
+        // Rank 1 is killed after step 11, in the second epoch (the first epoch's checkpoint is at step 8),
+        // on a group's first attempt only.
+        let fault = ["TANDEM_FAULT_KILL_STEP": "11", "TANDEM_FAULT_KILL_RANK": "1"]
+        let start = Date()
+        let failed = try Self.run(train + ["--nproc-per-node", "2"], environment: fault)
+        #expect(failed.status != 0)
+        #expect(failed.output.contains("rank 1") && failed.output.contains("SIGKILL"), "\(failed.output)")
+        #expect(Date().timeIntervalSince(start) < 90)
+        // The last checkpoint is intact and loadable.
+        try Checkpoint.loadWeights(path: out + "/model.safetensors", into: ConvNet())
+        // With one restart allowed, the job dies again at step 11, restarts, resumes from step 8 and finishes.
+        let restarted = try Self.run(["run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--",
+                                      Self.tandemExecutable()!] + train + ["--resume"], environment: fault)
+        #expect(restarted.status == 0, "\(restarted.output)")
+        #expect(restarted.output.contains("\"steps\":16"), "\(restarted.output)")
+    }
+}
