@@ -56,10 +56,10 @@ extension Tensor {
                                             + (bias.map { ", bias \($0.dtype)" } ?? "") + "; all must match")
         }
         guard input.rank == rank else {
-            throw TensorError.shapeMismatch(op: op, message: "input must be \(layout), got \(input.shape)")
+            throw TensorError.shapeMismatch(op: op, message: "input must be \(layout), got \(input.shape) (weight \(weight.shape))")
         }
         guard weight.rank == rank else {
-            throw TensorError.shapeMismatch(op: op, message: "weight must be \(weightLayout), got \(weight.shape)")
+            throw TensorError.shapeMismatch(op: op, message: "weight must be \(weightLayout), got \(weight.shape) (input \(input.shape))")
         }
     }
 

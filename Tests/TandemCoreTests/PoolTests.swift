@@ -26,16 +26,32 @@ import TandemTestSupport
         #expect(z.toFloatArray() == [-5])
     }
 
-    /// The vectorised 2×2/stride-2 float32 path (rows of ≥ 8 windows, odd widths) against the
-    /// general float64 loop, with many ties and a few NaNs.
-    @Test(arguments: [[2, 3, 28, 28], [1, 2, 10, 19], [1, 1, 4, 17]])
-    func maxPool2x2FastPathMatchesGeneralLoop(shape: [Int]) throws {
-        var values = Tensor.randn(shape, dtype: .float64, generator: Generator(seed: 5)).toDoubleArray()
+    struct MaxPoolCase: Sendable, CustomStringConvertible {
+        var shape: [Int], kernel: [Int], stride: [Int], padding: [Int]
+        var description: String { "x\(shape) k\(kernel) s\(stride) p\(padding)" }
+    }
+
+    /// The vectorised float32 paths (8 and 4 lanes; strides 1, 2 and gathered 3; padded
+    /// borders) against the scalar float64 loop, with many ties and a few NaNs.
+    @Test(arguments: [
+        MaxPoolCase(shape: [2, 3, 28, 28], kernel: [2], stride: [2], padding: [0]),
+        MaxPoolCase(shape: [2, 3, 14, 14], kernel: [2], stride: [2], padding: [0]),
+        MaxPoolCase(shape: [1, 2, 10, 19], kernel: [2], stride: [2], padding: [0]),
+        MaxPoolCase(shape: [1, 2, 9, 9], kernel: [2], stride: [2], padding: [0]),
+        MaxPoolCase(shape: [2, 2, 17, 21], kernel: [3], stride: [2], padding: [1]),
+        MaxPoolCase(shape: [1, 2, 12, 16], kernel: [3], stride: [1], padding: [1]),
+        MaxPoolCase(shape: [1, 2, 11, 30], kernel: [2, 3], stride: [1, 3], padding: [0, 1]),
+        MaxPoolCase(shape: [1, 1, 6, 40], kernel: [1, 1], stride: [1, 2], padding: [0]),
+    ])
+    func maxPoolVectorPathsMatchScalarLoop(c: MaxPoolCase) throws {
+        var values = Tensor.randn(c.shape, dtype: .float64, generator: Generator(seed: 5)).toDoubleArray()
             .map { ($0 * 2).rounded() / 2 }
         for i in stride(from: 7, to: values.count, by: 97) { values[i] = .nan }
-        let x32 = Tensor(values, shape: shape).requiringGrad()
-        let x64 = Tensor(values, shape: shape, dtype: .float64).requiringGrad()
-        let y32 = try x32.maxPool2d(kernelSize: [2]), y64 = try x64.maxPool2d(kernelSize: [2])
+        values[3] = -.infinity
+        let x32 = Tensor(values, shape: c.shape).requiringGrad()
+        let x64 = Tensor(values, shape: c.shape, dtype: .float64).requiringGrad()
+        let y32 = try x32.maxPool2d(kernelSize: c.kernel, stride: c.stride, padding: c.padding)
+        let y64 = try x64.maxPool2d(kernelSize: c.kernel, stride: c.stride, padding: c.padding)
         #expect(Closeness.mismatch(y32, y64, rtol: 0, atol: 0, "out") == nil)
         let up = Tensor.randn(y32.shape, generator: Generator(seed: 6))
         try (y32 * up).sum().backward()

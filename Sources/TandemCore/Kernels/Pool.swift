@@ -22,22 +22,30 @@ extension Kernels {
                                                     idx.elementPointer(Int32.self))
             let (h, w) = (geo.height, geo.width)
             let (kh, kw, sh, sw, ph, pw) = (geo.kernelH, geo.kernelW, geo.strideH, geo.strideW, geo.padH, geo.padW)
-            let simple = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0
-            Parallel.forRanges(geo.planes, costPerItem: h * w + oh * ow * 4) { range in
+            // Output columns whose windows lie inside the width run vectorised (float32).
+            let interiorLo = Swift.min((pw + sw - 1) / sw, ow)
+            let interiorHi = w + pw - kw < 0 ? interiorLo : Swift.max(interiorLo, Swift.min(ow, (w + pw - kw) / sw + 1))
+            let vector = T.self == Float.self
+            Parallel.forRanges(geo.planes, costPerItem: h * w + oh * ow * kh * kw) { range in
                 for plane in range {
                     let x = xp + plane * h * w, y = yp + plane * oh * ow, ix = ip + plane * oh * ow
-                    if simple && T.self == Float.self && ow >= 8 {
-                        // 2×2 windows, stride 2, no padding: eight windows at a time, branch-free.
-                        let xf = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
-                        let yf = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
-                        for r in 0..<oh {
-                            maxPool2x2Row(xf + 2 * r * w, width: w, base: 2 * r * w, outWidth: ow, y: yf + r * ow, indices: ix + r * ow)
-                        }
-                        continue
-                    }
                     for r in 0..<oh {
                         let hs = Swift.max(r * sh - ph, 0), he = Swift.min(r * sh - ph + kh, h)
-                        for c in 0..<ow {
+                        var c = 0
+                        while c < ow {
+                            if vector && c == interiorLo && interiorHi - interiorLo >= 4 {
+                                let xf = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
+                                let yf = UnsafeMutableRawPointer(y + r * ow).assumingMemoryBound(to: Float.self)
+                                if interiorHi - interiorLo >= 8 {
+                                    maxPoolInterior(MaxPoolLanes8.self, xf, width: w, rows: hs..<he, columns: interiorLo..<interiorHi,
+                                                    stride: sw, pad: pw, kernelW: kw, y: yf, indices: ix + r * ow)
+                                } else {
+                                    maxPoolInterior(MaxPoolLanes4.self, xf, width: w, rows: hs..<he, columns: interiorLo..<interiorHi,
+                                                    stride: sw, pad: pw, kernelW: kw, y: yf, indices: ix + r * ow)
+                                }
+                                c = interiorHi
+                                continue
+                            }
                             let ws = Swift.max(c * sw - pw, 0), we = Swift.min(c * sw - pw + kw, w)
                             var m = -T.infinity, k = hs * w + ws
                             for i in hs..<he {
@@ -49,6 +57,7 @@ extension Kernels {
                             }
                             y[r * ow + c] = m
                             ix[r * ow + c] = Int32(truncatingIfNeeded: k)
+                            c += 1
                         }
                     }
                 }
@@ -58,37 +67,58 @@ extension Kernels {
         return (out, idx)
     }
 
-    /// One output row of a 2×2, stride-2, unpadded max pool (`outWidth ≥ 8`), eight windows
-    /// per step with mask selects; the last step overlaps the previous one instead of
-    /// running a scalar tail. Same tie and NaN rules as the general loop.
+    /// Max pooling of one output row over the columns `columns` (at least `L.count` of them),
+    /// whose windows lie inside the width: `L.count` windows per step with mask selects, and
+    /// a last step that overlaps the previous one instead of a scalar tail. The taps are
+    /// visited in row-major order with the scalar loop's tie and NaN rules.
     @inline(__always)
-    static func maxPool2x2Row(_ top: UnsafePointer<Float>, width w: Int, base: Int, outWidth ow: Int,
-                              y: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>) {
-        let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
-        let down = Int32(truncatingIfNeeded: w)
-        var c = 0
+    static func maxPoolInterior<L: MaxPoolLanes>(_: L.Type, _ x: UnsafePointer<Float>, width w: Int, rows: Range<Int>,
+                                                 columns: Range<Int>, stride sw: Int, pad pw: Int, kernelW kw: Int,
+                                                 y: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>) {
+        let offsets = L.indices(0, step: Int32(truncatingIfNeeded: sw))
+        var c = columns.lowerBound
         while true {
-            if c + 8 > ow { c = ow - 8 }
-            let upper = UnsafeRawPointer(top + 2 * c).loadUnaligned(as: SIMD16<Float>.self)
-            let lower = UnsafeRawPointer(top + w + 2 * c).loadUnaligned(as: SIMD16<Float>.self)
-            let k0 = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: base + 2 * c)) &+ lanes
-            var m = upper.evenHalf, k = k0
-            let b = upper.oddHalf
-            var mask = (b .> m) .| (b .!= b)
-            m.replace(with: b, where: mask)
-            k.replace(with: k0 &+ 1, where: mask)
-            let cc = lower.evenHalf
-            mask = (cc .> m) .| (cc .!= cc)
-            m.replace(with: cc, where: mask)
-            k.replace(with: k0 &+ down, where: mask)
-            let d = lower.oddHalf
-            mask = (d .> m) .| (d .!= d)
-            m.replace(with: d, where: mask)
-            k.replace(with: k0 &+ (down &+ 1), where: mask)
-            UnsafeMutableRawPointer(y + c).storeBytes(of: m, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(indices + c).storeBytes(of: k, as: SIMD8<Int32>.self)
-            if c + 8 >= ow { break }
-            c += 8
+            if c + L.count > columns.upperBound { c = columns.upperBound - L.count }
+            let start = c * sw - pw
+            var m = L.Values(repeating: -.infinity)
+            var k = L.offset(offsets, by: Int32(truncatingIfNeeded: rows.lowerBound * w + start))
+            for i in rows {
+                let row = x + i * w + start
+                let base = Int32(truncatingIfNeeded: i * w + start)
+                if sw == 1 {
+                    for j in 0..<kw {
+                        let v = UnsafeRawPointer(row + j).loadUnaligned(as: L.Values.self)
+                        L.update(&m, &k, with: v, at: L.offset(offsets, by: base &+ Int32(truncatingIfNeeded: j)))
+                    }
+                    continue
+                }
+                var j = 0
+                if sw == 2 {
+                    // Taps j and j+1 from one load of 2·count floats (all inside the windows).
+                    while j + 1 < kw {
+                        let (even, odd) = L.pairs(row + j)
+                        L.update(&m, &k, with: even, at: L.offset(offsets, by: base &+ Int32(truncatingIfNeeded: j)))
+                        L.update(&m, &k, with: odd, at: L.offset(offsets, by: base &+ Int32(truncatingIfNeeded: j + 1)))
+                        j += 2
+                    }
+                    if j < kw && j >= 1 {
+                        // The last tap of an odd-width kernel: odd lanes of a load one float earlier.
+                        let v = L.pairs(row + j - 1).1
+                        L.update(&m, &k, with: v, at: L.offset(offsets, by: base &+ Int32(truncatingIfNeeded: j)))
+                        j += 1
+                    }
+                }
+                while j < kw {
+                    var g = L.Values(repeating: 0)
+                    for l in 0..<L.count { g[l] = row[j + l * sw] }
+                    L.update(&m, &k, with: g, at: L.offset(offsets, by: base &+ Int32(truncatingIfNeeded: j)))
+                    j += 1
+                }
+            }
+            UnsafeMutableRawPointer(y + c).storeBytes(of: m, as: L.Values.self)
+            UnsafeMutableRawPointer(indices + c).storeBytes(of: k, as: L.Indices.self)
+            if c + L.count >= columns.upperBound { break }
+            c += L.count
         }
     }
 
@@ -244,5 +274,62 @@ extension Kernels {
         }
         if gradOut.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return gx
+    }
+}
+
+/// A SIMD width for `Kernels.maxPoolInterior`. The vector operations live in the concrete
+/// types: in generic code the standard library's SIMD operators fall back to lane-by-lane
+/// loops, while on concrete types they are single instructions.
+protocol MaxPoolLanes {
+    associatedtype Values: SIMD where Values.Scalar == Float
+    associatedtype Indices: SIMD where Indices.Scalar == Int32
+    static var count: Int { get }
+    /// `base + lane·step` per lane.
+    static func indices(_ base: Int32, step: Int32) -> Indices
+    /// `offsets + base` per lane.
+    static func offset(_ offsets: Indices, by base: Int32) -> Indices
+    /// Lanes `p[0], p[2], ...` and `p[1], p[3], ...` from one load of `2·count` floats.
+    static func pairs(_ p: UnsafePointer<Float>) -> (Values, Values)
+    /// Takes `v` (and its index) where `v > m` or `v` is NaN.
+    static func update(_ m: inout Values, _ k: inout Indices, with v: Values, at: Indices)
+}
+
+enum MaxPoolLanes8: MaxPoolLanes {
+    static var count: Int { 8 }
+    @inline(__always) static func indices(_ base: Int32, step: Int32) -> SIMD8<Int32> {
+        SIMD8(repeating: base) &+ SIMD8(0, 1, 2, 3, 4, 5, 6, 7) &* step
+    }
+    @inline(__always) static func offset(_ offsets: SIMD8<Int32>, by base: Int32) -> SIMD8<Int32> {
+        offsets &+ SIMD8(repeating: base)
+    }
+    @inline(__always) static func pairs(_ p: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+        let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+        return (v.evenHalf, v.oddHalf)
+    }
+    @inline(__always) static func update(_ m: inout SIMD8<Float>, _ k: inout SIMD8<Int32>, with v: SIMD8<Float>,
+                                         at: SIMD8<Int32>) {
+        let better = (v .> m) .| (v .!= v)
+        m.replace(with: v, where: better)
+        k.replace(with: at, where: better)
+    }
+}
+
+enum MaxPoolLanes4: MaxPoolLanes {
+    static var count: Int { 4 }
+    @inline(__always) static func indices(_ base: Int32, step: Int32) -> SIMD4<Int32> {
+        SIMD4(repeating: base) &+ SIMD4(0, 1, 2, 3) &* step
+    }
+    @inline(__always) static func offset(_ offsets: SIMD4<Int32>, by base: Int32) -> SIMD4<Int32> {
+        offsets &+ SIMD4(repeating: base)
+    }
+    @inline(__always) static func pairs(_ p: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
+        let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+        return (v.evenHalf, v.oddHalf)
+    }
+    @inline(__always) static func update(_ m: inout SIMD4<Float>, _ k: inout SIMD4<Int32>, with v: SIMD4<Float>,
+                                         at: SIMD4<Int32>) {
+        let better = (v .> m) .| (v .!= v)
+        m.replace(with: v, where: better)
+        k.replace(with: at, where: better)
     }
 }
