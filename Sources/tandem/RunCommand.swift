@@ -104,10 +104,12 @@ struct RunCommand: ParsableCommand {
             env["TANDEM_NUM_THREADS"] = String(threads)
             // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
             env["TANDEM_RESTART_COUNT"] = String(restart)
-            // OpenMP (oneDNN) and OpenBLAS threads of each child: its share of the cores, and no
-            // spinning on cores that the other ranks need. Values the user set are kept.
+            // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
+            // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
-            if env["OMP_WAIT_POLICY"] == nil { env["OMP_WAIT_POLICY"] = "PASSIVE" }
+            if env["OMP_WAIT_POLICY"] == nil && env["GOMP_SPINCOUNT"] == nil {
+                for (key, value) in ProcessEnvironment.openMPSettings { env[key] = value }
+            }
             p.environment = env
             let out = Pipe(), err = Pipe()
             p.standardOutput = out

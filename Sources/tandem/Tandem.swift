@@ -11,7 +11,7 @@ struct TandemCommand: ParsableCommand {
                       KanToyCommand.self, DistSelfTestCommand.self])
 
     static func main() {
-        ProcessEnvironment.ensurePassiveOpenMP()
+        ProcessEnvironment.ensureShortOpenMPSpin()
         do {
             var command = try parseAsRoot()
             try command.run()
