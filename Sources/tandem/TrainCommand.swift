@@ -11,7 +11,7 @@ import TandemParallel
 /// `tandem train`: trains one of the zoo's classifiers, like the seed's PyTorch scripts.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Train a model (single process).")
+        commandName: "train", abstract: "Train a model (one process, or DDP with --nproc-per-node or under tandem run or mpirun).")
 
     @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).") var model: String = "convnet"
     @Option(help: "Dataset: mnist, cifar10 (default: the model's).") var dataset: String?
@@ -30,12 +30,15 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
     @Flag(help: "Print one final JSON object.") var json = false
     @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
-    @Option(help: "Collective backend for DDP: gloo.") var backend: String = "gloo"
+    @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
 
     func validate() throws {
         guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
-        guard Backend(rawValue: backend) != nil else { throw ValidationError("unknown --backend '\(backend)'; choose gloo") }
+        guard let chosen = Backend(rawValue: backend) else { throw ValidationError("unknown --backend '\(backend)'; choose gloo or mpi") }
+        if chosen == .mpi && nprocPerNode > 1 {
+            throw ValidationError("--backend mpi takes its processes from mpirun: run `mpirun -np \(nprocPerNode) tandem train --backend mpi ...` without --nproc-per-node")
+        }
         guard ModelZoo.names.contains(model) else {
             throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
         }
@@ -73,9 +76,11 @@ struct TrainCommand: ParsableCommand {
         }
         if let threads { Tandem.setNumThreads(threads) }
         var group: (any ProcessGroup)?
-        if let size = environment["WORLD_SIZE"].flatMap(Int.init), size > 1 {
+        if let size = Self.launchedWorldSize(environment, backend: backend), size > 1 {
             group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
         }
+        // Closing the group lets MPI finalize (mpirun treats a rank that exits without it as failed).
+        defer { group?.destroy() }
         let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
         let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
         let generator = Generator(seed: seed)
@@ -146,6 +151,14 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
+    /// The world size the launcher gave this process: WORLD_SIZE from `tandem run` (or torchrun),
+    /// and for `--backend mpi` also mpirun's OMPI_COMM_WORLD_SIZE or PMI_SIZE.
+    static func launchedWorldSize(_ environment: [String: String], backend: String) -> Int? {
+        var names = ["WORLD_SIZE"]
+        if backend == Backend.mpi.rawValue { names += ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] }
+        return names.lazy.compactMap { environment[$0].flatMap(Int.init) }.first
+    }
+
     /// `tandem train --nproc-per-node N` becomes `tandem run --standalone --nproc-per-node N --
     /// tandem train ...` (this process is replaced; the launcher sets RANK, WORLD_SIZE, ...).
     func relaunchUnderTandemRun() throws -> Never {
