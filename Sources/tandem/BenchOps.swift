@@ -1,15 +1,18 @@
 import ArgumentParser
 import Foundation
 import TandemCore
+import TandemModels
 
 /// `tandem bench ops`: times the core kernels with 1 and 2 threads. The same cases run in
 /// PyTorch with Benchmarks/pytorch/ops.py; Benchmarks/compare.py prints the ratios.
+/// Opt-in cases run only when `--filter` names them: `--filter ssd` times Mamba-2's chunked
+/// SSD (against Benchmarks/pytorch/ssd.py).
 struct BenchOps: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ops", abstract: "Time core ops (forward and backward).")
 
     @Flag(help: "Print one JSON object per case.") var json = false
     @Option(help: "Comma-separated thread counts.") var threads: String = "1,2"
-    @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Only cases whose name contains this text (\"ssd\" adds the opt-in SSD cases).") var filter: String?
     @Option(help: "Minimum seconds of timed runs per case.") var seconds: Double = 0.5
 
     func validate() throws {
@@ -21,7 +24,8 @@ struct BenchOps: ParsableCommand {
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
-        let cases = try BenchCases.all().filter { filter == nil || $0.name.contains(filter!) }
+        let optIn = filter.map { $0.contains("ssd") } == true ? BenchCases.ssd() : []
+        let cases = try (BenchCases.all() + optIn).filter { filter == nil || $0.name.contains(filter!) }
         for n in threadCounts {
             Tandem.setNumThreads(n)
             for c in cases {
@@ -101,5 +105,32 @@ enum BenchCases {
         }
         samples.sort()
         return samples[samples.count / 2]
+    }
+}
+
+extension BenchCases {
+    /// Opt-in: Mamba-2's chunked SSD (float32, chunk 64, h 8, p 64, n 64), forward alone and
+    /// forward + backward to x, a, b, c, for (b 2, l 1024) and (b 1, l 4096). Keep in step with
+    /// Benchmarks/pytorch/ssd.py.
+    static func ssd() -> [Case] {
+        let g = Generator(seed: 1)
+        var cases: [Case] = []
+        for (batch, length) in [(2, 1024), (1, 4096)] {
+            let (h, p, n) = (8, 64, 64)
+            let x = Tensor.randn([batch, length, h, p], generator: g)
+            let a = Tensor.uniform([batch, length, h], low: -0.1, high: -0.001, generator: g)
+            let b = Tensor.randn([batch, length, h, n], generator: g), c = Tensor.randn([batch, length, h, n], generator: g)
+            let up = Tensor.randn([batch, length, h, p], generator: g)
+            let name = "ssd_b\(batch)_l\(length)_h\(h)_p\(p)_n\(n)"
+            cases.append(Case(name: name + "_fwd") {
+                _ = try Tensor.withNoGrad { try TandemModels.ssd(x: x, a: a, b: b, c: c, blockLength: 64) }
+            })
+            cases.append(Case(name: name + "_fwd_bwd") {
+                let (y, _) = try TandemModels.ssd(x: x.requiringGrad(), a: a.requiringGrad(), b: b.requiringGrad(),
+                                                  c: c.requiringGrad(), blockLength: 64)
+                try y.backward(up)
+            })
+        }
+        return cases
     }
 }
