@@ -40,3 +40,18 @@ public struct BCEWithLogitsLoss {
         try Tensor.binaryCrossEntropyWithLogits(logits, target, reduction: reduction, posWeight: posWeight)
     }
 }
+
+/// CTC loss of time-major log-probabilities `[T, N, C]` against padded `[N, S]` or
+/// concatenated targets, with lengths `[N]` (see `Tensor.ctcLoss`); `[N]` for `.none`, `[]` otherwise.
+public struct CTCLoss {
+    public var blank: Int
+    public var reduction: Reduction
+    public var zeroInfinity: Bool
+    public init(blank: Int = 0, reduction: Reduction = .mean, zeroInfinity: Bool = false) {
+        self.blank = blank; self.reduction = reduction; self.zeroInfinity = zeroInfinity
+    }
+    public func callAsFunction(_ logProbs: Tensor, _ targets: Tensor, inputLengths: [Int], targetLengths: [Int]) throws -> Tensor {
+        try Tensor.ctcLoss(logProbs: logProbs, targets: targets, inputLengths: inputLengths, targetLengths: targetLengths,
+                           blank: blank, reduction: reduction, zeroInfinity: zeroInfinity)
+    }
+}
