@@ -123,6 +123,28 @@ import TandemTestSupport
         for step in 0..<t { for j in 0..<c { #expect(gz[(step * n + 1) * c + j] == 0) } }
     }
 
+    /// Long rows run the eight-lane float32 recursion: it agrees with float64 (losses of
+    /// about 100-300 nats, so the gradient's relative accuracy is about nll·1e-7).
+    @Test func float32LongSequencesAgreeWithFloat64() throws {
+        let (t, n, c, s) = (120, 3, 20, 37)
+        let logits = Tensor.randn([t, n, c], dtype: .float64, generator: Generator(seed: 21))
+        let labels = (0..<(n * s)).map { 1 + ($0 * 7 + $0 / 3) % (c - 1) }
+        let targets = Tensor(int64: labels, shape: [n, s])
+        let inputLengths = [120, 101, 80], targetLengths = [37, 30, 12]
+        func run(_ dtype: DType) throws -> (Tensor, Tensor?) {
+            let x = logits.to(dtype).requiringGrad()
+            let loss = try Tensor.ctcLoss(logProbs: x.logSoftmax(axis: 2), targets: targets, inputLengths: inputLengths,
+                                          targetLengths: targetLengths, reduction: .none)
+            try loss.sum().backward()
+            return (loss, x.grad)
+        }
+        let (loss64, grad64) = try run(.float64), (loss32, grad32) = try run(.float32)
+        #expect(loss64.toDoubleArray().allSatisfy { $0.isFinite && $0 > 50 })
+        #expect(Closeness.mismatch(loss32, loss64, rtol: 1e-5, atol: 1e-5, "loss") == nil)
+        #expect(Closeness.mismatch(try #require(grad32), try #require(grad64), rtol: 1e-3, atol: 1e-4, "grad") == nil,
+                "\(Closeness.mismatch(grad32!, grad64!, rtol: 1e-3, atol: 1e-4, "grad") ?? "")")
+    }
+
     // MARK: - Gradient check
 
     /// Finite differences in float64 through `logSoftmax` (PyTorch's analytic gradient assumes

@@ -63,7 +63,8 @@ extension Kernels {
         Parallel.forRanges(batch.batch, costPerItem: cost) { range in
             let ext = UnsafeMutablePointer<Int>.allocate(capacity: rowStride)
             let skip = UnsafeMutablePointer<T>.allocate(capacity: rowStride)
-            defer { ext.deallocate(); skip.deallocate() }
+            let emit = UnsafeMutablePointer<T>.allocate(capacity: rowStride)
+            defer { ext.deallocate(); skip.deallocate(); emit.deallocate() }
             for n in range {
                 let states = ctcExtendedLabels(batch, sample: n, ext: ext, skip: skip)
                 let frames = batch.inputLengths[n]
@@ -81,13 +82,10 @@ extension Kernels {
                 for t in 1..<frames {
                     let prev = row(t - 1), cur = row(t), lpt = lp + t * nc + n * c
                     // Reachable from the start: s <= 2t+1; able to reach the end: s >= S' - 2(frames - t).
-                    let lo = Swift.max(0, states - 2 * (frames - t)), hi = Swift.min(states, 2 * t + 2)
+                    let lo = Swift.max(0, states - 2 * (frames - t)), hi = Swift.max(lo, Swift.min(states, 2 * t + 2))
                     (cur - ctcPad).update(repeating: -T.infinity, count: rowStride)
-                    var s = lo
-                    while s < hi {
-                        cur[s] = logSumExp3(prev[s], prev[s - 1], prev[s - 2] + skip[s]) + lpt[ext[s]]
-                        s += 1
-                    }
+                    for s in lo..<hi { emit[s] = lpt[ext[s]] }
+                    ctcRecursionRow(prev + lo, prev + lo - 1, prev + lo - 2, skip + lo, emit + lo, cur + lo, hi - lo)
                 }
                 let last = row(frames - 1)
                 let logLikelihood = states == 1 ? last[0] : logSumExp3(last[states - 1], last[states - 2], -T.infinity)
@@ -111,7 +109,9 @@ extension Kernels {
             let ext = UnsafeMutablePointer<Int>.allocate(capacity: rowStride)
             let skip = UnsafeMutablePointer<T>.allocate(capacity: rowStride)
             let betaRows = UnsafeMutablePointer<T>.allocate(capacity: 2 * rowStride)
-            defer { ext.deallocate(); skip.deallocate(); betaRows.deallocate() }
+            let emit = UnsafeMutablePointer<T>.allocate(capacity: rowStride)
+            let occupancy = UnsafeMutablePointer<T>.allocate(capacity: rowStride)
+            defer { ext.deallocate(); skip.deallocate(); betaRows.deallocate(); emit.deallocate(); occupancy.deallocate() }
             for n in range {
                 let states = ctcExtendedLabels(batch, sample: n, ext: ext, skip: skip)
                 let frames = batch.inputLengths[n]
@@ -127,32 +127,122 @@ extension Kernels {
                 func beta(_ t: Int) -> UnsafeMutablePointer<T> { betaRows + (t % 2) * rowStride + ctcPad }
                 for t in stride(from: frames - 1, through: 0, by: -1) {
                     let cur = beta(t), lpt = lp + t * nc + n * c
-                    let lo = Swift.max(0, states - 2 * (frames - t)), hi = Swift.min(states, 2 * t + 2)
+                    let lo = Swift.max(0, states - 2 * (frames - t)), hi = Swift.max(lo, Swift.min(states, 2 * t + 2))
                     (cur - ctcPad).update(repeating: -T.infinity, count: rowStride)
+                    for s in lo..<hi { emit[s] = lpt[ext[s]] }
                     if t == frames - 1 {
                         cur[states - 1] = lpt[batch.blank]
                         if states > 1 { cur[states - 2] = lpt[ext[states - 2]] }
                     } else {
+                        // s → s+2 is allowed exactly when s → s+2 is in the forward direction: skip[s + 2].
                         let next = beta(t + 1)
-                        var s = lo
-                        while s < hi {
-                            // s → s+2 is allowed exactly when s-2 → s is in the forward direction, shifted.
-                            cur[s] = logSumExp3(next[s], next[s + 1], next[s + 2] + skip[s + 2]) + lpt[ext[s]]
-                            s += 1
-                        }
+                        ctcRecursionRow(next + lo, next + lo + 1, next + lo + 2, skip + lo + 2, emit + lo, cur + lo, hi - lo)
                     }
                     let a = lattice + t * rowStride + ctcPad, gt = gp + t * nc + n * c
+                    ctcOccupancies(a + lo, cur + lo, emit + lo, loss, occupancy + lo, hi - lo)
                     for j in 0..<c { gt[j] = T.exp(lpt[j]) }
-                    var s = lo
-                    while s < hi {
-                        let e = lpt[ext[s]]
-                        let occupancy = a[s] + cur[s] + loss - e
-                        if occupancy > -T.infinity { gt[ext[s]] -= T.exp(occupancy) }
-                        s += 1
-                    }
+                    for s in lo..<hi { gt[ext[s]] -= occupancy[s] }
                     for j in 0..<c { gt[j] *= g }
                 }
             }
         }
+    }
+
+    /// One row of the α (or, with the neighbours mirrored, β) recursion:
+    /// `out[s] = log(e^a[s] + e^b[s] + e^(c[s] + mask[s])) + emit[s]`, -inf when all three are -inf.
+    @inline(__always)
+    static func ctcRecursionRow<T: FloatElement>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ c: UnsafePointer<T>,
+                                                 _ mask: UnsafePointer<T>, _ emit: UnsafePointer<T>,
+                                                 _ out: UnsafeMutablePointer<T>, _ count: Int) {
+        if T.self == Float.self {
+            func f(_ p: UnsafePointer<T>) -> UnsafeRawPointer { UnsafeRawPointer(p) }
+            ctcRecursionRowFloat(f(a), f(b), f(c), f(mask), f(emit), UnsafeMutableRawPointer(out), count)
+            return
+        }
+        for s in 0..<count { out[s] = logSumExp3(a[s], b[s], c[s] + mask[s]) + emit[s] }
+    }
+
+    /// `ctcRecursionRow` for Float, eight states at a time.
+    static func ctcRecursionRowFloat(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ c: UnsafeRawPointer,
+                                     _ mask: UnsafeRawPointer, _ emit: UnsafeRawPointer, _ out: UnsafeMutableRawPointer,
+                                     _ count: Int) {
+        var s = 0
+        let none = SIMD8<Float>(repeating: -.infinity)
+        while s + 8 <= count {
+            let offset = s * 4
+            let x = a.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            let y = b.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            let z = c.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                + mask.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            let m = pointwiseMax(x, pointwiseMax(y, z))
+            let empty = m .== none
+            let shift = m.replacing(with: 0, where: empty)
+            let total = FastMath.exp8(x - shift) + FastMath.exp8(y - shift) + FastMath.exp8(z - shift)
+            var result = shift + FastMath.log8(total) + emit.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            result.replace(with: none, where: empty)
+            out.storeBytes(of: result, toByteOffset: offset, as: SIMD8<Float>.self)
+            s += 8
+        }
+        let (fa, fb, fc) = (a.assumingMemoryBound(to: Float.self), b.assumingMemoryBound(to: Float.self), c.assumingMemoryBound(to: Float.self))
+        let (fm, fe, fo) = (mask.assumingMemoryBound(to: Float.self), emit.assumingMemoryBound(to: Float.self),
+                            out.assumingMemoryBound(to: Float.self))
+        while s < count {
+            fo[s] = logSumExp3(fa[s], fb[s], fc[s] + fm[s]) + fe[s]
+            s += 1
+        }
+    }
+
+    /// `out[s] = exp(alpha[s] + beta[s] + nll - emit[s])`: the probability that a path through
+    /// state s at this frame produced the target (0 where α or β is -inf).
+    @inline(__always)
+    static func ctcOccupancies<T: FloatElement>(_ alpha: UnsafePointer<T>, _ beta: UnsafePointer<T>, _ emit: UnsafePointer<T>,
+                                                _ nll: T, _ out: UnsafeMutablePointer<T>, _ count: Int) {
+        if T.self == Float.self {
+            let (a, b, e) = (UnsafeRawPointer(alpha), UnsafeRawPointer(beta), UnsafeRawPointer(emit))
+            let o = UnsafeMutableRawPointer(out)
+            let shift = SIMD8<Float>(repeating: unsafeBitCast(nll, to: Float.self))
+            var s = 0
+            while s + 8 <= count {
+                let offset = s * 4
+                let v = a.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                    + b.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) + shift
+                    - e.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                o.storeBytes(of: FastMath.exp8(v), toByteOffset: offset, as: SIMD8<Float>.self)
+                s += 8
+            }
+            while s < count { out[s] = T.exp(alpha[s] + beta[s] + nll - emit[s]); s += 1 }
+            return
+        }
+        for s in 0..<count { out[s] = T.exp(alpha[s] + beta[s] + nll - emit[s]) }
+    }
+}
+
+extension FastMath {
+    /// Natural log on eight lanes for positive finite x (Cephes `logf`: x = m·2^e with
+    /// m in [√½, √2), a degree-9 polynomial in m - 1), about 1 ulp; x = 0 gives a large
+    /// negative value, not -inf, so callers mask that case.
+    @inline(__always)
+    static func log8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
+        var e = SIMD8<Float>((bits &>> 23) &- 126)
+        // Mantissa in [0.5, 1).
+        var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: SIMD8<Float>.self)
+        let small = m .< 0.707106781186547524
+        e.replace(with: e - 1, where: small)
+        m = m.replacing(with: m + m, where: small) - 1
+        let z = m * m
+        var y = SIMD8<Float>(repeating: 7.0376836292e-2)
+        y = y * m - 1.1514610310e-1
+        y = y * m + 1.1676998740e-1
+        y = y * m - 1.2420140846e-1
+        y = y * m + 1.4249322787e-1
+        y = y * m - 1.6668057665e-1
+        y = y * m + 2.0000714765e-1
+        y = y * m - 2.4999993993e-1
+        y = y * m + 3.3333331174e-1
+        y = y * m * z
+        y += e * -2.12194440e-4
+        y -= z * 0.5
+        return m + y + e * 0.693359375
     }
 }
