@@ -174,10 +174,14 @@ extension Kernels {
             let y = b.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
             let z = c.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
                 + mask.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
-            let m = pointwiseMax(x, pointwiseMax(y, z))
+            // Sorted enough to skip one exp: m is the largest, r and q the other two.
+            let xy = x .< y
+            let p = x.replacing(with: y, where: xy), q = y.replacing(with: x, where: xy)
+            let pz = p .< z
+            let m = p.replacing(with: z, where: pz), r = z.replacing(with: p, where: pz)
             let empty = m .== none
             let shift = m.replacing(with: 0, where: empty)
-            let total = FastMath.exp8(x - shift) + FastMath.exp8(y - shift) + FastMath.exp8(z - shift)
+            let total = 1 + FastMath.exp8(r - shift) + FastMath.exp8(q - shift)
             var result = shift + FastMath.log8(total) + emit.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
             result.replace(with: none, where: empty)
             out.storeBytes(of: result, toByteOffset: offset, as: SIMD8<Float>.self)
