@@ -8,6 +8,7 @@ public struct CTCHypothesis: Equatable, Sendable {
     /// log-probability of the labels summed over the alignments the beam kept.
     public var logProbability: Double
 
+    /// A hypothesis of `labels` (no blanks) scored `logProbability`.
     public init(labels: [Int], logProbability: Double) {
         self.labels = labels
         self.logProbability = logProbability
