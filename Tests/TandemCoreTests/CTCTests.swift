@@ -93,6 +93,20 @@ import TandemTestSupport
         try expectClose(viaTensors, "loss_sum", rtol: Self.f64.rtol, atol: Self.f64.atol)
     }
 
+    /// Batch-major logits transposed to time-major (a non-contiguous view) give the golden
+    /// loss, and the gradient arrives in the batch-major layout.
+    @Test func transposedViewInput() throws {
+        let b = try batch("")
+        let batchMajor = try b.logits.transpose(0, 1).contiguous().requiringGrad()
+        let logProbs = try batchMajor.logSoftmax(axis: 2).transpose(0, 1)
+        #expect(!logProbs.isContiguous)
+        let loss = try Tensor.ctcLoss(logProbs: logProbs, targets: b.targets,
+                                      inputLengths: b.inputLengths, targetLengths: b.targetLengths)
+        try loss.backward()
+        try expectClose(loss, "loss_mean", rtol: Self.f64.rtol, atol: Self.f64.atol)
+        try expectClose(try #require(batchMajor.grad).transpose(0, 1).contiguous(), "grad_mean", rtol: Self.f64.rtol, atol: Self.f64.atol)
+    }
+
     // MARK: - Infinite losses
 
     @Test(arguments: [DType.float64, .float32])
