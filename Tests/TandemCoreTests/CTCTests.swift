@@ -180,6 +180,29 @@ import TandemTestSupport
         }
     }
 
+    /// The gradient with respect to the log-probabilities is PyTorch's `exp(lp) - γ`: the
+    /// state occupancies γ of each frame sum to 1, so with normalised log-probabilities each
+    /// frame's gradient sums to 0 (and the frames past the input length are 0).
+    @Test func logProbsGradientIsSoftmaxMinusOccupancy() throws {
+        let b = try batch("")
+        let lp = try b.logits.logSoftmax(axis: 2).requiringGrad()
+        try Tensor.ctcLoss(logProbs: lp, targets: b.targets, inputLengths: b.inputLengths, targetLengths: b.targetLengths,
+                           reduction: .sum).backward()
+        let grad = try #require(lp.grad).toDoubleArray()
+        let (t, n, c) = (lp.shape[0], lp.shape[1], lp.shape[2])
+        for step in 0..<t {
+            for sample in 0..<n {
+                let row = grad[((step * n + sample) * c)..<((step * n + sample + 1) * c)]
+                if step < b.inputLengths[sample] {
+                    #expect(Swift.abs(row.reduce(0, +)) < 1e-12)
+                    #expect(row.contains { $0 != 0 })
+                } else {
+                    #expect(row.allSatisfy { $0 == 0 })
+                }
+            }
+        }
+    }
+
     /// The loss equals -log of the brute-force sum over all alignments.
     @Test func lossMatchesBruteForce() throws {
         let (t, c) = (5, 3)
