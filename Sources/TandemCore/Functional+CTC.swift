@@ -8,7 +8,8 @@ extension Tensor {
     ///
     /// - Parameters:
     ///   - logProbs: `[T, N, C]` log-probabilities (usually `logSoftmax(axis: 2)`), time-major;
-    ///     float32 or float64.
+    ///     float32 or float64. Unbatched `[T, C]` with targets `[S]` and `[1]` lengths is a batch of one
+    ///     (`.none` then gives `[]`).
     ///   - targets: integer labels, either padded `[N, S]` (entries past each target length are
     ///     ignored) or the targets concatenated `[sum(targetLengths)]`. Labels lie in `0..<C`
     ///     and are never `blank`.
@@ -36,8 +37,18 @@ extension Tensor {
     /// `ctcLoss` with the lengths given as arrays (`[N]` each); see the tensor version for the
     /// shape contract: `logProbs [T, N, C]`, `targets [N, S]` or `[sum(targetLengths)]` →
     /// `[N]` (`.none`) or `[]`.
+    /// Unbatched input, as in PyTorch: `logProbs [T, C]` with `targets [S]` and one length each
+    /// is the batch of one `[T, 1, C]`, `[1, S]`; `.none` then gives shape `[]`.
     public static func ctcLoss(logProbs: Tensor, targets: Tensor, inputLengths: [Int], targetLengths: [Int],
                                blank: Int = 0, reduction: Reduction = .mean, zeroInfinity: Bool = false) throws -> Tensor {
+        if logProbs.rank == 2 {
+            guard targets.rank == 1 else {
+                throw TensorError.shapeMismatch(op: "ctcLoss", message: "unbatched logProbs \(logProbs.shape) need targets [S], got \(targets.shape)")
+            }
+            let loss = try ctcLoss(logProbs: logProbs.unsqueeze(1), targets: targets.unsqueeze(0), inputLengths: inputLengths,
+                                   targetLengths: targetLengths, blank: blank, reduction: reduction, zeroInfinity: zeroInfinity)
+            return reduction == .none ? try loss.reshape([]) : loss
+        }
         let batch = try ctcBatch(logProbs, targets, inputLengths, targetLengths, blank: blank)
         let dtype = logProbs.dtype
         let lp = logProbs.detach().contiguousStorage()
@@ -100,7 +111,7 @@ extension Tensor {
         let op = "ctcLoss"
         try Kernels.requireFloat(logProbs, op)
         guard logProbs.rank == 3 else {
-            throw TensorError.shapeMismatch(op: op, message: "logProbs must be [T, N, C] (time-major), got \(logProbs.shape)")
+            throw TensorError.shapeMismatch(op: op, message: "logProbs must be [T, N, C] (time-major) or [T, C], got \(logProbs.shape)")
         }
         let (time, n, c) = (logProbs.shape[0], logProbs.shape[1], logProbs.shape[2])
         guard blank >= 0, blank < c else {

@@ -107,6 +107,21 @@ import TandemTestSupport
         try expectClose(try #require(batchMajor.grad).transpose(0, 1).contiguous(), "grad_mean", rtol: Self.f64.rtol, atol: Self.f64.atol)
     }
 
+    /// Unbatched `[T, C]` input is a batch of one, with a gradient of shape `[T, C]`.
+    @Test func unbatchedInput() throws {
+        let b = try batch("")
+        let one = try b.logits.narrow(axis: 1, start: 1, length: 1).reshape([12, 6]).requiringGrad()
+        let length = b.targetLengths[1]
+        let target = b.targets.toIntArray()[5..<(5 + length)].map { $0 }
+        let loss = try Tensor.ctcLoss(logProbs: one.logSoftmax(axis: 1), targets: Tensor(int64: target),
+                                      inputLengths: [b.inputLengths[1]], targetLengths: [length], reduction: .none)
+        #expect(loss.shape == [])
+        let expected = try g("loss_none").toDoubleArray()[1]
+        #expect(Swift.abs(try loss.item() - expected) <= 1e-9 * Swift.abs(expected))
+        try loss.backward()
+        #expect(one.grad?.shape == [12, 6])
+    }
+
     // MARK: - Infinite losses
 
     @Test(arguments: [DType.float64, .float32])
@@ -353,6 +368,7 @@ import TandemTestSupport
         // Concatenated targets whose count differs from the sum of the lengths.
         #expect(throws: TensorError.self) { try ctc(targets: Tensor(int64: [1, 2, 3])) }
         // Wrong rank or dtype.
+        #expect(throws: TensorError.self) { try ctc(lp.reshape([6, 2, 2, 2])) }
         #expect(throws: TensorError.self) { try ctc(lp.reshape([12, 4])) }
         #expect(throws: TensorError.self) { try ctc(targets: targets.to(.float32)) }
         // Targets too long for the input are not an error but an infinite loss.
