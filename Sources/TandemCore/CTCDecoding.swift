@@ -65,15 +65,25 @@ extension Tensor {
         guard beamWidth >= 1 else {
             throw TensorError.invalidArgument(op: op, message: "beamWidth must be at least 1, got \(beamWidth)")
         }
-        let (values, _, n, c, lengths) = try ctcDecodingInput(logProbs, inputLengths, blank: blank, op: op)
-        return (0..<n).map { b in
-            var search = PrefixBeamSearch(classes: c, blank: blank, width: beamWidth)
-            for t in 0..<lengths[b] {
-                let row = (t * n + b) * c
-                values.withUnsafeBufferPointer { search.step(UnsafeBufferPointer(rebasing: $0[row..<(row + c)])) }
+        let (values, time, n, c, lengths) = try ctcDecodingInput(logProbs, inputLengths, blank: blank, op: op)
+        var results = [[CTCHypothesis]](repeating: [], count: n)
+        // Samples are independent: each task decodes a range of them into its own slots.
+        results.withUnsafeMutableBufferPointer { out in
+            values.withUnsafeBufferPointer { v in
+                nonisolated(unsafe) let (out, v) = (out, v)
+                Parallel.forRanges(n, costPerItem: time * beamWidth * c * 64) { range in
+                    for b in range {
+                        var search = PrefixBeamSearch(classes: c, blank: blank, width: beamWidth)
+                        for t in 0..<lengths[b] {
+                            let row = (t * n + b) * c
+                            search.step(UnsafeBufferPointer(rebasing: v[row..<(row + c)]))
+                        }
+                        out[b] = search.hypotheses(lengthNormalization: lengthNormalization)
+                    }
+                }
             }
-            return search.hypotheses(lengthNormalization: lengthNormalization)
         }
+        return results
     }
 
     /// Validates decoder input; returns the values as float64 row-major `[T, N, C]`, the sizes
