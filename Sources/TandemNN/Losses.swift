@@ -40,3 +40,24 @@ public struct BCEWithLogitsLoss {
         try Tensor.binaryCrossEntropyWithLogits(logits, target, reduction: reduction, posWeight: posWeight)
     }
 }
+
+/// CTC loss of time-major log-probabilities `[T, N, C]` against padded `[N, S]` or
+/// concatenated targets, with lengths `[N]` (see `Tensor.ctcLoss`); `[N]` for `.none`, `[]` otherwise.
+public struct CTCLoss {
+    /// The blank class, in `0..<C`.
+    public var blank: Int
+    /// `.mean` divides each loss by its target length (at least 1), then averages over the batch.
+    public var reduction: Reduction
+    /// Replace infinite losses (impossible alignments) and their gradients by 0.
+    public var zeroInfinity: Bool
+    /// A CTC loss with PyTorch's defaults (blank 0, mean, infinite losses kept).
+    public init(blank: Int = 0, reduction: Reduction = .mean, zeroInfinity: Bool = false) {
+        self.blank = blank; self.reduction = reduction; self.zeroInfinity = zeroInfinity
+    }
+    /// The loss of `logProbs [T, N, C]` for `targets [N, S]` or `[sum(targetLengths)]` and
+    /// lengths `[N]`; gradients flow to `logProbs`.
+    public func callAsFunction(_ logProbs: Tensor, _ targets: Tensor, inputLengths: [Int], targetLengths: [Int]) throws -> Tensor {
+        try Tensor.ctcLoss(logProbs: logProbs, targets: targets, inputLengths: inputLengths, targetLengths: targetLengths,
+                           blank: blank, reduction: reduction, zeroInfinity: zeroInfinity)
+    }
+}

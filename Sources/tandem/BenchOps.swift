@@ -90,7 +90,23 @@ enum BenchCases {
         cases.append(Case(name: "mul_16M") { _ = try big1 * big2 })
         cases.append(Case(name: "relu_16M") { _ = try big1.relu() })
         cases.append(Case(name: "exp_16M") { _ = try big1.exp() })
-        return cases
+        return try cases + ctcCases(g)
+    }
+
+    /// CTC loss forward + backward (mean reduction) on float32 log-probabilities, full-length
+    /// inputs and targets (as Benchmarks/pytorch/ctc.py).
+    static func ctcCases(_ g: Generator) throws -> [Case] {
+        try [(200, 16, 30, 40), (1000, 4, 60, 200)].map { t, n, c, s in
+            let logProbs = try Tensor.randn([t, n, c], generator: g).logSoftmax(axis: 2)
+            let labels = (0..<(n * s)).map { 1 + ($0 / s * 131 + $0 % s * 17) % (c - 1) }
+            let targets = Tensor(int64: labels, shape: [n, s])
+            let inputLengths = [Int](repeating: t, count: n), targetLengths = [Int](repeating: s, count: n)
+            return Case(name: "ctc_T\(t)_N\(n)_C\(c)_S\(s)_fwd_bwd") {
+                let loss = try Tensor.ctcLoss(logProbs: logProbs.requiringGrad(), targets: targets,
+                                              inputLengths: inputLengths, targetLengths: targetLengths)
+                try loss.backward()
+            }
+        }
     }
 
     /// Median milliseconds per call over at least `seconds` of runs (after 2 warm-up calls).
