@@ -25,7 +25,7 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "... before this iteration.") var dieAfter: Int = 0
     @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
     @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
-    @Flag(help: "Time allreduce (sum) and print one JSON line per size on rank 0.") var bench = false
+    @Flag(help: "Time allreduce (sum, float32; three call forms) and print one JSON line per size on rank 0.") var bench = false
 
     func run() throws {
         do {
@@ -39,7 +39,25 @@ struct DistSelfTestCommand: ParsableCommand {
     private func value(_ r: Int, _ i: Int) -> Double { Double(i % 13 + r + 1) }
 
     private func tensor(rank r: Int, count: Int, dtype: DType, offset: Int = 0) -> Tensor {
-        Tensor((0..<count).map { value(r, $0) + Double(offset) }, shape: [count], dtype: dtype)
+        // Filled through a pointer: 16M-element tensors (the 64 MB test) stay quick in debug builds.
+        var t = Tensor.zeros([count], dtype: dtype)
+        let period = (0..<13).map { value(r, $0) + Double(offset) }
+        func fill<T>(_ type: T.Type, _ convert: (Double) -> T) {
+            let values = period.map(convert)
+            _ = try? t.withUnsafeMutableBufferPointer(as: T.self) { b in
+                var j = 0
+                for i in 0..<b.count {
+                    b[i] = values[j]
+                    j = j == 12 ? 0 : j + 1
+                }
+            }
+        }
+        switch dtype {
+        case .float32: fill(Float.self) { Float($0) }
+        case .float64: fill(Double.self) { $0 }
+        default: fill(Int64.self) { Int64($0) }
+        }
+        return t
     }
 
     private func doubles(_ t: Tensor) throws -> [Double] {
@@ -50,8 +68,8 @@ struct DistSelfTestCommand: ParsableCommand {
         }
     }
 
-    private func expectedReduce(_ op: ReduceOp, world: Int, count: Int, dtype: DType) -> [Double] {
-        // value(r, i) depends on i only through i % 13: compute the 13 distinct results once.
+    /// The 13 distinct values of the reduction (value(r, i) depends on i only through i % 13).
+    private func expectedReduce(_ op: ReduceOp, world: Int, dtype: DType) -> [Double] {
         let period = (0..<13).map { i -> Double in
             var acc = value(0, i)
             for r in 1..<max(world, 1) {
@@ -70,7 +88,32 @@ struct DistSelfTestCommand: ParsableCommand {
             default: return acc / Double(world)
             }
         }
-        return (0..<count).map { period[$0 % 13] }
+        return period
+    }
+
+    /// Checks that element i of `got` is `period[i % 13]` for `count` elements.
+    private func expectPeriodic(_ what: String, _ got: Tensor, _ period: [Double], rank r: Int) throws {
+        var bad: (Int, Double)?
+        func scan<T>(_ type: T.Type, _ convert: (T) -> Double) throws {
+            try got.withUnsafeBufferPointer(as: T.self) { b in
+                var j = 0
+                for i in 0..<b.count {
+                    let v = convert(b[i])
+                    if v != period[j] { bad = (i, v); return }
+                    j = j == 12 ? 0 : j + 1
+                }
+            }
+        }
+        switch got.dtype {
+        case .float32: try scan(Float.self) { Double($0) }
+        case .float64: try scan(Double.self) { $0 }
+        default: try scan(Int64.self) { Double($0) }
+        }
+        if got.count != count || bad != nil {
+            let (i, v) = bad ?? (0, .nan)
+            FileHandle.standardError.write(Data("MISMATCH rank \(r) \(what): element \(i) is \(v), expected \(period[i % 13]) (\(got.count) vs \(count) elements)\n".utf8))
+            throw ExitCode(3)
+        }
     }
 
     private func expect(_ what: String, _ got: Tensor, _ want: [Double], rank r: Int) throws {
@@ -95,7 +138,7 @@ struct DistSelfTestCommand: ParsableCommand {
         let mine = tensor(rank: r, count: count, dtype: dt)
         var expected = [ReduceOp: [Double]]()
         if !Set(ops).isDisjoint(with: ["allreduce", "reduce", "reducescatter"]) {
-            for rop in reduceOps + [.sum] { expected[rop] = expectedReduce(rop, world: w, count: count, dtype: dt) }
+            for rop in reduceOps + [.sum] { expected[rop] = expectedReduce(rop, world: w, dtype: dt) }
         }
         for iteration in 0..<iterations {
             if let dieRank, dieRank == r, iteration == dieAfter { kill(getpid(), SIGKILL) }
@@ -107,10 +150,10 @@ struct DistSelfTestCommand: ParsableCommand {
                 switch name {
                 case "allreduce":
                     for rop in reduceOps {
-                        try expect("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
+                        try expectPeriodic("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
                         var inPlace = mine
                         try pg.allReduce(&inPlace, op: rop)
-                        try expect("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
+                        try expectPeriodic("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
                     }
                 case "broadcast":
                     let root = w - 1
@@ -123,7 +166,7 @@ struct DistSelfTestCommand: ParsableCommand {
                 case "reduce":
                     for rop in reduceOps {
                         let got = try pg.reduce(mine, root: 0, op: rop)
-                        if r == 0 { try expect("reduce \(rop)", got, expected[rop]!, rank: r) }
+                        if r == 0 { try expectPeriodic("reduce \(rop)", got, expected[rop]!, rank: r) }
                     }
                 case "gather":
                     let all = try pg.gather(mine, root: 0)
@@ -136,7 +179,7 @@ struct DistSelfTestCommand: ParsableCommand {
                                (0..<count).map { value(0, $0) + Double(100 * r) }, rank: r)
                 case "reducescatter":
                     let list = (0..<w).map { _ in mine }
-                    try expect("reduceScatter sum", try pg.reduceScatter(list, op: .sum), expected[.sum]!, rank: r)
+                    try expectPeriodic("reduceScatter sum", try pg.reduceScatter(list, op: .sum), expected[.sum]!, rank: r)
                 case "sendrecv":
                     if w >= 2 {
                         let next = (r + 1) % w, prev = (r + w - 1) % w
@@ -165,30 +208,10 @@ struct DistSelfTestCommand: ParsableCommand {
         pg.destroy()
     }
 
+    /// The three call forms of all-reduce (sum, float32) for 1 KB to 100 MB (`--count` elements
+    /// at most, unless 0), one JSON line each on rank 0 (see `tandem bench allreduce`).
     private func runBench(_ pg: any ProcessGroup, dtype: DType) throws {
-        let bytesPerElement = dtype.byteSize
-        for bytes in [1024, 1 << 20, 25 << 20, 100 << 20] where count <= 0 || bytes <= count * bytesPerElement {
-            let n = bytes / bytesPerElement
-            var t = Tensor.ones([n], dtype: dtype)
-            let reps = bytes >= (25 << 20) ? 10 : 50
-            for form in ["allreduce", "allreduce_inplace", "allreduce_async_consumed"] {
-                for _ in 0..<3 { _ = try pg.allReduce(t) }
-                var times = [Double]()
-                for _ in 0..<reps {
-                    let start = ContinuousClock.now
-                    switch form {
-                    case "allreduce": _ = try pg.allReduce(t)
-                    case "allreduce_inplace": try pg.allReduce(&t, op: .max)
-                    default: t = try pg.allReduceAsync(consume t, op: .max, timeout: nil).wait()
-                    }
-                    let d = ContinuousClock.now - start
-                    times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
-                }
-                times.sort()
-                if pg.rank == 0 {
-                    print("{\"op\":\"\(form)\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
-                }
-            }
-        }
+        let sizes = [1024, 1 << 20, 25 << 20, 100 << 20].filter { count <= 0 || $0 <= count * 4 }
+        try AllReduceBench.run(pg, sizes: sizes, forms: AllReduceBench.Form.allCases, reps: nil)
     }
 }

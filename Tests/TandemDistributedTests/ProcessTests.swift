@@ -127,6 +127,27 @@ final class ProcessTests: XCTestCase {
         assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "allgather", "--dtype", "float64", "--count", "131072"]), nproc: 4)
     }
 
+    func testAllReduce64MB() throws {
+        // 16M float32 = 64 MB, the largest size the issue asks for: sum on 2 processes.
+        assertAllRanksOK(try tandemRun(nproc: 2, ["--op", "allreduce", "--reduce-op", "sum", "--count", "16777216"], limit: 120), nproc: 2)
+    }
+
+    func testBenchAllReducePrintsOneJSONLinePerSize() throws {
+        let s = try run(["bench", "allreduce", "--sizes", "1KB,64KB", "--reps", "3", "--json"], limit: 60)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let lines = s.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertEqual(lines.count, 2, s.stdout + s.stderr)
+        for (line, (bytes, size)) in zip(lines, [(1024, "1 KB"), (65536, "64 KB")]) {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            XCTAssertEqual(object["bytes"] as? Int, bytes)
+            XCTAssertEqual(object["size"] as? String, size)
+            XCTAssertEqual(object["backend"] as? String, "gloo")
+            XCTAssertEqual(object["world"] as? Int, 2)
+            XCTAssertGreaterThan(object["median_ms"] as? Double ?? 0, 0)
+            XCTAssertGreaterThan(object["gb_per_s"] as? Double ?? 0, 0)
+        }
+    }
+
     private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
                         perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()
