@@ -8,7 +8,7 @@ struct TandemCommand: ParsableCommand {
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
         subcommands: [TrainCommand.self, EvalCommand.self, RunCommand.self, BenchCommand.self, FlopsCommand.self,
-                      KanToyCommand.self, DistSelfTestCommand.self])
+                      KanToyCommand.self, AdviseCommand.self, DistSelfTestCommand.self])
 
     static func main() {
         ProcessEnvironment.ensureShortOpenMPSpin()
