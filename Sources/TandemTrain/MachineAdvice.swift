@@ -195,15 +195,17 @@ public struct MachineAdvice: Sendable {
     }
 
     /// Reads this machine: `/proc/cpuinfo`, `/proc/meminfo`, the CPUs this process may use,
-    /// and NVIDIA device files (`/dev/nvidiaN`).
+    /// and NVIDIA device files (`/dev/nvidiaN`). With another `cpuinfoPath` (a saved copy of
+    /// another machine's), the CPUs it lists are all taken as usable and no accelerator is assumed.
     public static func forThisMachine(batchSize: Int = 64, cpuinfoPath: String = "/proc/cpuinfo",
                                       meminfoPath: String = "/proc/meminfo") throws -> MachineAdvice {
         let cpuinfo = try String(contentsOfFile: cpuinfoPath, encoding: .utf8)
         let meminfo = try String(contentsOfFile: meminfoPath, encoding: .utf8)
-        let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []
+        let here = cpuinfoPath == "/proc/cpuinfo"
+        let devices = here ? (try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? [] : []
         let gpus = devices.filter { $0.hasPrefix("nvidia") && Int($0.dropFirst(6)) != nil }.count
         return MachineAdvice(cpu: .parse(cpuinfo: cpuinfo), memory: .parse(meminfo: meminfo),
-                             usableCPUs: ProcessInfo.processInfo.activeProcessorCount, accelerators: gpus, batchSize: batchSize)
+                             usableCPUs: here ? ProcessInfo.processInfo.activeProcessorCount : nil, accelerators: gpus, batchSize: batchSize)
     }
 
     /// The advice as a JSON-ready dictionary (snake_case keys).

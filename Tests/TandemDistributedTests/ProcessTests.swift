@@ -148,6 +148,36 @@ final class ProcessTests: XCTestCase {
         }
     }
 
+    func testBenchAllReduceOverMPI() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let s = try run(["bench", "allreduce", "--backend", "mpi", "--sizes", "4KB", "--reps", "3", "--json"], limit: 60)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let line = try XCTUnwrap(s.stdout.split(separator: "\n").first { $0.hasPrefix("{") }, s.stdout + s.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+        XCTAssertEqual(object["backend"] as? String, "mpi")
+        XCTAssertEqual(object["bytes"] as? Int, 4096)
+    }
+
+    func testAdviseReadsACannedCpuinfo() throws {
+        // Two sockets of 4 cores without hyper-threading.
+        let blocks = (0..<8).map { "processor\t: \($0)\nphysical id\t: \($0 / 4)\nsiblings\t: 4\ncore id\t\t: \($0 % 4)\ncpu cores\t: 4\n" }
+        let path = NSTemporaryDirectory() + "tandem-cpuinfo-\(UUID().uuidString)"
+        try blocks.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let s = try run(["advise", "--json", "--cpuinfo", path, "--batch-size", "128"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any] ?? [:]
+        let machine = object["machine"] as? [String: Any] ?? [:]
+        XCTAssertEqual(machine["sockets"] as? Int, 2)
+        XCTAssertEqual(machine["physical_cores"] as? Int, 8)
+        XCTAssertEqual(object["processes_per_node"] as? Int, 8)
+        XCTAssertEqual(object["num_workers"] as? Int, 7)
+        XCTAssertEqual(object["ddp_global_batch"] as? Int, 1024)
+        XCTAssertEqual(object["data_parallel_per_replica_batch"] as? Int, 16)
+        let text = try run(["advise", "--cpuinfo", path])
+        XCTAssertTrue(text.stdout.contains("processes per node      8"), text.stdout)
+    }
+
     private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
                         perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()
