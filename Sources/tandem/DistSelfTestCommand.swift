@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import TandemCore
 import TandemDistributed
+import TandemNN
+import TandemOptim
+import TandemParallel
 
 /// `tandem dist-selftest` (hidden): a worker that tests spawn as real processes. Every rank builds
 /// deterministic tensors, runs collectives and checks the results against values computed locally.
@@ -16,7 +19,7 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "Rank (default: from the environment).") var rank: Int?
     @Option(help: "World size (default: from the environment).") var worldSize: Int?
     @Option(help: "Timeout of the group and every operation, in milliseconds.") var timeoutMs: Int = 10_000
-    @Option(help: "allreduce, broadcast, allgather, barrier, reduce, gather, scatter, reducescatter, sendrecv or all.") var op: String = "all"
+    @Option(help: "allreduce, broadcast, allgather, barrier, reduce, gather, scatter, reducescatter, sendrecv, all, or join (DDP with uneven inputs, see --batches).") var op: String = "all"
     @Option(help: "Reduce op for allreduce/reduce/reducescatter (sum, product, min, max, average); 'all' tries each.") var reduceOp: String = "all"
     @Option(help: "float32, float64 or int64.") var dtype: String = "float32"
     @Option(help: "Elements per tensor.") var count: Int = 1000
@@ -26,6 +29,8 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
     @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
     @Flag(help: "Time allreduce (sum, float32; three call forms) and print one JSON line per size on rank 0.") var bench = false
+    @Option(help: "With --op join: comma-separated number of training batches of each rank, e.g. 3,5.") var batches: String = "3,5"
+
 
     func run() throws {
         do {
@@ -133,6 +138,7 @@ struct DistSelfTestCommand: ParsableCommand {
         let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
         if bench { return try runBench(pg, dtype: dt) }
+        if op == "join" { return try runJoin(pg) }
         let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv", "subgroup"] : [op]
         let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
         let mine = tensor(rank: r, count: count, dtype: dt)
@@ -205,6 +211,31 @@ struct DistSelfTestCommand: ParsableCommand {
             }
         }
         print("dist-selftest rank \(r)/\(w): ok (\(ops.joined(separator: ",")); \(dt) x \(count); \(iterations) iteration(s))")
+        pg.destroy()
+    }
+
+    /// `--op join`: DDP training of a small model where rank r has `batches[r]` batches, inside
+    /// `join { }`; prints the steps and a checksum of the final parameters (equal on every rank).
+    private func runJoin(_ pg: any ProcessGroup) throws {
+        let counts = batches.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard counts.count == pg.worldSize else { throw ValidationError("--batches needs \(pg.worldSize) numbers, got '\(batches)'") }
+        let g = Generator(seed: UInt64(1 + pg.rank))
+        let model = Sequential([Linear(16, 32, generator: g), ReLU(), Linear(32, 4, generator: g)])
+        let ddp = try DistributedDataParallel(model, processGroup: pg, bucketCapMB: 0.001)
+        let optimizer = try SGD(ddp.parameters(), lr: 0.1, momentum: 0.9)
+        try ddp.join {
+            for step in 0..<counts[pg.rank] {
+                let data = Generator(seed: UInt64(100 + 10 * pg.rank + step))
+                let x = Tensor.randn([8, 16], generator: data)
+                let y = Tensor(int64: (0..<8).map { _ in Int(data.next() % 4) })
+                optimizer.zeroGrad()
+                try Tensor.crossEntropy(ddp(x), target: y).backward()
+                try ddp.synchronize()
+                try optimizer.step()
+            }
+        }
+        let checksum = ddp.parameters().map { $0.value.toDoubleArray().reduce(0, +) }.reduce(0, +)
+        print("dist-selftest join rank \(pg.rank)/\(pg.worldSize): \(counts[pg.rank]) steps, checksum \(String(format: "%.9g", checksum))")
         pg.destroy()
     }
 

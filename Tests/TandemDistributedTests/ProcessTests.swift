@@ -178,6 +178,19 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(text.stdout.contains("processes per node      8"), text.stdout)
     }
 
+    func testJoinWithUnevenInputsOnRealProcesses() throws {
+        // DDP inside join { } where the ranks have different numbers of batches: no hang, and
+        // every rank ends with the same parameters.
+        for batches in ["3,5", "0,6,2,5"] {
+            let world = batches.split(separator: ",").count
+            let r = try tandemRun(nproc: world, ["--op", "join", "--batches", batches], limit: 60)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            let sums = r.stdout.split(separator: "\n").filter { $0.contains("dist-selftest join rank") }.compactMap { $0.split(separator: " ").last }
+            XCTAssertEqual(sums.count, world, r.stdout)
+            XCTAssertEqual(Set(sums).count, 1, r.stdout)
+        }
+    }
+
     private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
                         perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()

@@ -97,6 +97,45 @@ import TandemTestSupport
         for state in try train(counts: counts) { #expect(maxDifference(state, expected) <= 1e-5) }
     }
 
+    @Test func noSyncAccumulationUnderJoin() throws {
+        // Each step accumulates two micro-batches (the first under noSync); rank 0 has 2 steps,
+        // rank 1 has 4. The finished rank shadows only the synchronised backward passes.
+        let counts = [2, 4]
+        let model = smallNet(seed: 5, batchNorm: false)
+        let opt = try SGD(model.parameters(), lr: 0.05, momentum: 0.9)
+        for step in 0..<4 {
+            opt.zeroGrad()
+            var total: Tensor?
+            for r in 0..<2 where step < counts[r] {
+                for m in 0..<2 {
+                    let (x, y) = Self.data(rank: r, step: 2 * step + m)
+                    let loss = try Tensor.crossEntropy(model(x), target: y) / 2
+                    total = try total.map { try $0 + loss } ?? loss
+                }
+            }
+            try (total! / 2).backward()
+            try opt.step()
+        }
+        let expected = model.stateDict()
+        let box = StateBox()
+        try runRanks(2, timeout: .seconds(30)) { rank, group in
+            let ddp = try DistributedDataParallel(smallNet(seed: 5, batchNorm: false), processGroup: group, bucketCapMB: 0.0005)
+            let opt = try SGD(ddp.parameters(), lr: 0.05, momentum: 0.9)
+            try ddp.join {
+                for step in 0..<counts[rank] {
+                    opt.zeroGrad()
+                    let (x0, y0) = Self.data(rank: rank, step: 2 * step), (x1, y1) = Self.data(rank: rank, step: 2 * step + 1)
+                    try ddp.noSync { try (Tensor.crossEntropy(ddp(x0), target: y0) / 2).backward() }
+                    try (Tensor.crossEntropy(ddp(x1), target: y1) / 2).backward()
+                    try ddp.synchronize()
+                    try opt.step()
+                }
+            }
+            box.lock.lock(); box.states.append(ddp.stateDict()); box.lock.unlock()
+        }
+        for state in box.states { #expect(maxDifference(state, expected) <= 1e-5) }
+    }
+
     @Test func syncBatchNormCannotJoin() throws {
         try runRanks(2) { rank, group in
             let ddp = try DistributedDataParallel(try convertSyncBatchNorm(smallNet(seed: 5), processGroup: group), processGroup: group)
