@@ -24,5 +24,5 @@ struct TandemCommand: ParsableCommand {
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Tandem: kernels (ops) and collectives (allreduce).", subcommands: [BenchOps.self, BenchAllReduce.self])
+        commandName: "bench", abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel).", subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self])
 }
