@@ -5,10 +5,14 @@ import TandemNN
 
 /// Errors of data-parallel training, naming the rank and what to fix.
 public enum DataParallelError: Error, CustomStringConvertible {
+    /// The ranks' models have different parameter names or shapes.
     case modelMismatch(rank: Int, message: String)
+    /// Parameters got no gradient in a backward pass while `findUnusedParameters` was off.
     case unusedParameters(rank: Int, names: [String])
+    /// A wrong argument or call (e.g. `join` with SyncBatchNorm, a replica of another architecture).
     case invalidArgument(String)
 
+    /// The message, saying what to fix.
     public var description: String {
         switch self {
         case let .modelMismatch(rank, message):
