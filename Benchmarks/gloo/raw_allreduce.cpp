@@ -1,6 +1,10 @@
-// Raw Gloo allreduce (sum, float32) between 2 processes on 127.0.0.1, for comparison with
-// `tandem dist-selftest --bench`. Build: clang++ -O2 -std=c++17 raw_allreduce.cpp -lgloo -lpthread
-// Run: ./a.out 0 /tmp/store-dir & ./a.out 1 /tmp/store-dir
+// Raw Gloo allreduce (sum, float32, in place) between 2 processes on 127.0.0.1, driven from C++
+// the way Tandem drives it, for comparison with `tandem bench allreduce --json`. Same protocol:
+// a zero buffer, 3 warm-up calls, then 50 timed calls (10 from 25 MB on); rank 0 prints one JSON
+// line per size with the same fields.
+// Build: g++ -O2 -std=c++17 Benchmarks/gloo/raw_allreduce.cpp -lgloo -lpthread -o /tmp/raw_allreduce
+// Run:   rm -rf /tmp/gloo-store && mkdir /tmp/gloo-store &&
+//        (/tmp/raw_allreduce 1 /tmp/gloo-store > /dev/null &) && /tmp/raw_allreduce 0 /tmp/gloo-store
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +17,10 @@
 #include <gloo/transport/tcp/device.h>
 
 int main(int argc, char **argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s RANK STORE_DIR\n", argv[0]);
+        return 2;
+    }
     int rank = std::atoi(argv[1]);
     gloo::rendezvous::FileStore store(argv[2]);
     gloo::transport::tcp::attr attr;
@@ -21,7 +29,7 @@ int main(int argc, char **argv) {
     auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, 2);
     ctx->connectFullMesh(store, dev);
     for (size_t bytes : {size_t(1024), size_t(1) << 20, size_t(25) << 20, size_t(100) << 20}) {
-        std::vector<float> buf(bytes / 4, 1.0f);
+        std::vector<float> buf(bytes / 4, 0.0f);
         int reps = bytes >= (25u << 20) ? 10 : 50;
         std::vector<double> times;
         for (int i = 0; i < reps + 3; i++) {
@@ -34,6 +42,14 @@ int main(int argc, char **argv) {
             if (i >= 3) times.push_back(ms);
         }
         std::sort(times.begin(), times.end());
-        if (rank == 0) std::printf("{\"op\":\"allreduce\",\"backend\":\"raw-gloo\",\"bytes\":%zu,\"median_ms\":%f,\"min_ms\":%f}\n", bytes, times[times.size() / 2], times[0]);
+        double median = times[times.size() / 2];
+        char label[32];
+        if (bytes % (1u << 20) == 0) std::snprintf(label, sizeof label, "%zu MB", bytes >> 20);
+        else std::snprintf(label, sizeof label, "%zu KB", bytes >> 10);
+        if (rank == 0)
+            std::printf("{\"op\":\"allreduce\",\"form\":\"inplace\",\"backend\":\"raw-gloo\",\"world\":2,\"dtype\":\"float32\","
+                        "\"bytes\":%zu,\"size\":\"%s\",\"reps\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"gb_per_s\":%.6f}\n",
+                        bytes, label, reps, median, times[0], bytes / (median / 1000) / 1e9);
+        std::fflush(stdout);
     }
 }

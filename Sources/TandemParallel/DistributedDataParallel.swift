@@ -5,10 +5,14 @@ import TandemNN
 
 /// Errors of data-parallel training, naming the rank and what to fix.
 public enum DataParallelError: Error, CustomStringConvertible {
+    /// The ranks' models have different parameter names or shapes.
     case modelMismatch(rank: Int, message: String)
+    /// Parameters got no gradient in a backward pass while `findUnusedParameters` was off.
     case unusedParameters(rank: Int, names: [String])
+    /// A wrong argument or call (e.g. `join` with SyncBatchNorm, a replica of another architecture).
     case invalidArgument(String)
 
+    /// The message, saying what to fix.
     public var description: String {
         switch self {
         case let .modelMismatch(rank, message):
@@ -31,12 +35,21 @@ public enum DataParallelError: Error, CustomStringConvertible {
 /// and writes the averaged gradients back. With `worldSize == 1` nothing is communicated.
 ///
 /// `module` is the wrapped model; `stateDict()` carries no `module.` prefix.
+///
+/// When ranks have different numbers of batches, run the training loop inside `join { }`
+/// (PyTorch's `Join` context manager): a rank that runs out of batches shadows the collectives
+/// of the ranks still training instead of leaving them hanging.
 public final class DistributedDataParallel: Module {
     /// The wrapped model.
     public let module: any Module
+    /// The group that gradients are averaged over.
     public let processGroup: any ProcessGroup
+    /// Whether each training forward pass first copies rank 0's buffers (BatchNorm running
+    /// statistics) to every rank, as PyTorch does.
     public let broadcastBuffers: Bool
+    /// Whether parameters that took no part in the forward pass are found and reduced as zeros.
     public let findUnusedParameters: Bool
+    /// Whether the wrapped model is in training mode.
     public var isTraining: Bool {
         get { module.isTraining }
         set { module.train(newValue) }
@@ -58,6 +71,11 @@ public final class DistributedDataParallel: Module {
     private var syncEnabled = true
     private var inIteration = false
     private var failure: (any Error)?
+    /// Inside `join { }`: its `divideByInitialWorldSize`.
+    private var joinDivideByInitialWorldSize: Bool?
+    /// Under `join` with `divideByInitialWorldSize: false`: buckets are summed and divided by this
+    /// iteration's number of active ranks.
+    private var gradientDivisor: Int?
 
     /// Wraps `module`. Throws if the ranks' models differ or a collective fails.
     public init(_ module: any Module, processGroup: any ProcessGroup, bucketCapMB: Double = 25,
@@ -78,8 +96,11 @@ public final class DistributedDataParallel: Module {
         }
     }
 
+    /// None: the wrapped model's parameters and buffers appear without a `module.` prefix.
     public var children: [(String, any Module)] { [] }
+    /// The wrapped model's parameters, under their own names.
     public var localParameters: [(String, Parameter)] { module.namedParameters() }
+    /// The wrapped model's buffers, under their own names.
     public var localBuffers: [(String, Buffer)] { module.namedBuffers() }
 
     /// The inner model's state dict (PyTorch names, no `module.` prefix).
@@ -100,7 +121,15 @@ public final class DistributedDataParallel: Module {
             throw DataParallelError.unusedParameters(rank: processGroup.rank, names: missing)
         }
         resetIteration()
-        if broadcastBuffers && module.isTraining { try broadcastBufferValues() }
+        if let divideByInitialWorldSize = joinDivideByInitialWorldSize {
+            // Under join only training iterations (which the joined ranks shadow) communicate.
+            guard module.isTraining && GradMode.enabled else { return try module(input) }
+            let status = try joinStatus(active: true, syncing: syncEnabled)
+            gradientDivisor = divideByInitialWorldSize ? nil : status.active
+            if broadcastBuffers { try broadcastBufferValues(root: status.authoritativeRank) }
+        } else if broadcastBuffers && module.isTraining {
+            try broadcastBufferValues()
+        }
         let output = try module(input)
         if module.isTraining && GradMode.enabled {
             inIteration = true
@@ -121,6 +150,85 @@ public final class DistributedDataParallel: Module {
         syncEnabled = false
         defer { syncEnabled = previous }
         return try body()
+    }
+
+    // MARK: - Uneven inputs
+
+    /// Runs `body`, a training loop whose number of iterations may differ between ranks, like
+    /// PyTorch's `with Join([ddp]):`. A rank whose `body` returns early keeps shadowing the
+    /// others: for each training forward pass of the ranks still active it takes part in the
+    /// per-iteration all-reduce of the "still active" flags, in the buffer broadcast, and in every
+    /// bucket's gradient all-reduce with zero gradients, until every rank has returned. Then all
+    /// ranks take the parameters and buffers of the last rank to finish (the highest one if
+    /// several finish together), so the models end identical.
+    ///
+    /// Gradients are divided by the full world size by default, as PyTorch's
+    /// `divide_by_initial_world_size=True`: an iteration in which only k of n ranks still have
+    /// data gets the sum of their gradients ÷ n (the joined ranks contribute zeros), which keeps
+    /// each sample's weight the same in every iteration. With `divideByInitialWorldSize: false`
+    /// the sum is divided by k, the ranks still active.
+    ///
+    /// Each training forward pass (training mode, gradients enabled) inside `join` costs one
+    /// extra small all-reduce; evaluation passes (`eval()` or `Tensor.withNoGrad`) do not
+    /// communicate. Buffers are broadcast from the highest active rank instead of rank 0 (rank 0
+    /// may have finished). Models with `SyncBatchNorm` cannot join (its forward all-reduces could
+    /// not be shadowed), as in PyTorch; the call throws then. If `body` throws, the error is
+    /// rethrown at once and the other ranks fail when their collectives time out.
+    public func join<R>(divideByInitialWorldSize: Bool = true, _ body: () throws -> R) throws -> R {
+        guard processGroup.worldSize > 1 else { return try body() }
+        guard joinDivideByInitialWorldSize == nil else { throw DataParallelError.invalidArgument("join { } cannot be nested") }
+        let sync = module.namedModules().filter { $0.1 is SyncBatchNorm }.map { $0.0.isEmpty ? "the model" : $0.0 }
+        guard sync.isEmpty else {
+            throw DataParallelError.invalidArgument("join { } does not support SyncBatchNorm (\(sync.prefix(4).joined(separator: ", "))): its all-reduces in the forward pass cannot be shadowed by ranks that have finished; use BatchNorm or give every rank the same number of batches")
+        }
+        joinDivideByInitialWorldSize = divideByInitialWorldSize
+        defer {
+            joinDivideByInitialWorldSize = nil
+            gradientDivisor = nil
+        }
+        let result = try body()
+        if let failure { throw failure }
+        // Shadow the ranks still training, one loop per training iteration of theirs.
+        resetIteration()
+        var isLastJoiner = true
+        while true {
+            let status = try joinStatus(active: false, syncing: false)
+            if status.active == 0 { break }
+            isLastJoiner = false
+            if broadcastBuffers { try broadcastBufferValues(root: status.authoritativeRank) }
+            if status.syncing {
+                let op: ReduceOp = divideByInitialWorldSize ? .average : .sum
+                for b in buckets.indices {
+                    var zeros = Tensor.zeros(buckets[b].flat.shape, dtype: buckets[b].flat.dtype)
+                    try processGroup.allReduce(&zeros, op: op)
+                }
+            }
+        }
+        // Everyone takes the model of the last rank to finish (the highest if several).
+        var flags = [Double](repeating: 0, count: processGroup.worldSize)
+        if isLastJoiner { flags[processGroup.rank] = 1 }
+        let last = try processGroup.allReduce(Tensor(flags, shape: [flags.count], dtype: .float64), op: .sum).toDoubleArray()
+        let root = last.lastIndex { $0 > 0 } ?? 0
+        for (_, p) in named {
+            let value = try processGroup.broadcast(p.value.detach(), root: root)
+            try p.value.copyValues(from: value)
+        }
+        try broadcastBufferValues(root: root)
+        return result
+    }
+
+    /// The per-iteration all-reduce under `join`: element r is 1 when rank r is still active,
+    /// the last element counts the active ranks that synchronise gradients this iteration.
+    private func joinStatus(active: Bool, syncing: Bool) throws -> (active: Int, authoritativeRank: Int, syncing: Bool) {
+        let w = processGroup.worldSize
+        var flags = [Double](repeating: 0, count: w + 1)
+        if active {
+            flags[processGroup.rank] = 1
+            flags[w] = syncing ? 1 : 0
+        }
+        let reduced = try processGroup.allReduce(Tensor(flags, shape: [w + 1], dtype: .float64), op: .sum).toDoubleArray()
+        let ranks = reduced[0..<w]
+        return (ranks.filter { $0 > 0 }.count, ranks.lastIndex { $0 > 0 } ?? 0, reduced[w] > 0)
     }
 
     // MARK: - Construction
@@ -161,9 +269,9 @@ public final class DistributedDataParallel: Module {
         try broadcastBufferValues()
     }
 
-    private func broadcastBufferValues() throws {
+    private func broadcastBufferValues(root: Int = 0) throws {
         for (_, b) in module.namedBuffers() where b.value.dtype == .float32 || b.value.dtype == .float64 || b.value.dtype == .int64 {
-            b.value = try processGroup.broadcast(b.value, root: 0)
+            b.value = try processGroup.broadcast(b.value, root: root)
         }
     }
 
@@ -226,7 +334,7 @@ public final class DistributedDataParallel: Module {
             }
             buckets[b].ready += 1
             while nextToLaunch < buckets.count && buckets[nextToLaunch].ready == buckets[nextToLaunch].members.count {
-                buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: .average)
+                buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: gradientDivisor == nil ? .average : .sum)
                 nextToLaunch += 1
             }
             if nextToLaunch == buckets.count { try finish() }
@@ -238,7 +346,8 @@ public final class DistributedDataParallel: Module {
     private func finish() throws {
         for b in buckets.indices {
             guard let work = buckets[b].work else { continue }
-            let averaged = try work.wait()
+            var averaged = try work.wait()
+            if let gradientDivisor { averaged = try averaged / Double(gradientDivisor) }
             for (k, i) in buckets[b].members.enumerated() {
                 let p = named[i].1
                 let slice = try averaged.narrow(axis: 0, start: buckets[b].offsets[k], length: p.value.count).reshape(p.shape)

@@ -6,6 +6,7 @@ import TandemNN
 /// so uneven per-rank batches are weighted by their size. Backward all-reduces the two
 /// per-channel sums the input gradient needs. In eval mode, or with one rank, it is BatchNorm.
 public final class SyncBatchNorm: BatchNorm {
+    /// The ranks whose batches make up the statistics.
     public let processGroup: any ProcessGroup
 
     /// A SyncBatchNorm with `numFeatures` channels over `processGroup`.
@@ -14,6 +15,8 @@ public final class SyncBatchNorm: BatchNorm {
         super.init(numFeatures, eps: eps, momentum: momentum, affine: affine)
     }
 
+    /// Normalises `input` `[N, C, ...]` with statistics over every rank's batch (training) or
+    /// the running statistics (eval).
     public override func callAsFunction(_ input: Tensor) throws -> Tensor {
         guard isTraining, processGroup.worldSize > 1 else { return try super.callAsFunction(input) }
         guard input.rank >= 2, input.shape[1] == runningMean.value.count else {

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import TandemCore
 import TandemDistributed
+import TandemNN
+import TandemOptim
+import TandemParallel
 
 /// `tandem dist-selftest` (hidden): a worker that tests spawn as real processes. Every rank builds
 /// deterministic tensors, runs collectives and checks the results against values computed locally.
@@ -16,7 +19,7 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "Rank (default: from the environment).") var rank: Int?
     @Option(help: "World size (default: from the environment).") var worldSize: Int?
     @Option(help: "Timeout of the group and every operation, in milliseconds.") var timeoutMs: Int = 10_000
-    @Option(help: "allreduce, broadcast, allgather, barrier, reduce, gather, scatter, reducescatter, sendrecv or all.") var op: String = "all"
+    @Option(help: "allreduce, broadcast, allgather, barrier, reduce, gather, scatter, reducescatter, sendrecv, all, or join (DDP with uneven inputs, see --batches).") var op: String = "all"
     @Option(help: "Reduce op for allreduce/reduce/reducescatter (sum, product, min, max, average); 'all' tries each.") var reduceOp: String = "all"
     @Option(help: "float32, float64 or int64.") var dtype: String = "float32"
     @Option(help: "Elements per tensor.") var count: Int = 1000
@@ -25,7 +28,9 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "... before this iteration.") var dieAfter: Int = 0
     @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
     @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
-    @Flag(help: "Time allreduce (sum) and print one JSON line per size on rank 0.") var bench = false
+    @Flag(help: "Time allreduce (sum, float32; three call forms) and print one JSON line per size on rank 0.") var bench = false
+    @Option(help: "With --op join: comma-separated number of training batches of each rank, e.g. 3,5.") var batches: String = "3,5"
+
 
     func run() throws {
         do {
@@ -39,7 +44,25 @@ struct DistSelfTestCommand: ParsableCommand {
     private func value(_ r: Int, _ i: Int) -> Double { Double(i % 13 + r + 1) }
 
     private func tensor(rank r: Int, count: Int, dtype: DType, offset: Int = 0) -> Tensor {
-        Tensor((0..<count).map { value(r, $0) + Double(offset) }, shape: [count], dtype: dtype)
+        // Filled through a pointer: 16M-element tensors (the 64 MB test) stay quick in debug builds.
+        var t = Tensor.zeros([count], dtype: dtype)
+        let period = (0..<13).map { value(r, $0) + Double(offset) }
+        func fill<T>(_ type: T.Type, _ convert: (Double) -> T) {
+            let values = period.map(convert)
+            _ = try? t.withUnsafeMutableBufferPointer(as: T.self) { b in
+                var j = 0
+                for i in 0..<b.count {
+                    b[i] = values[j]
+                    j = j == 12 ? 0 : j + 1
+                }
+            }
+        }
+        switch dtype {
+        case .float32: fill(Float.self) { Float($0) }
+        case .float64: fill(Double.self) { $0 }
+        default: fill(Int64.self) { Int64($0) }
+        }
+        return t
     }
 
     private func doubles(_ t: Tensor) throws -> [Double] {
@@ -50,8 +73,8 @@ struct DistSelfTestCommand: ParsableCommand {
         }
     }
 
-    private func expectedReduce(_ op: ReduceOp, world: Int, count: Int, dtype: DType) -> [Double] {
-        // value(r, i) depends on i only through i % 13: compute the 13 distinct results once.
+    /// The 13 distinct values of the reduction (value(r, i) depends on i only through i % 13).
+    private func expectedReduce(_ op: ReduceOp, world: Int, dtype: DType) -> [Double] {
         let period = (0..<13).map { i -> Double in
             var acc = value(0, i)
             for r in 1..<max(world, 1) {
@@ -70,7 +93,32 @@ struct DistSelfTestCommand: ParsableCommand {
             default: return acc / Double(world)
             }
         }
-        return (0..<count).map { period[$0 % 13] }
+        return period
+    }
+
+    /// Checks that element i of `got` is `period[i % 13]` for `count` elements.
+    private func expectPeriodic(_ what: String, _ got: Tensor, _ period: [Double], rank r: Int) throws {
+        var bad: (Int, Double)?
+        func scan<T>(_ type: T.Type, _ convert: (T) -> Double) throws {
+            try got.withUnsafeBufferPointer(as: T.self) { b in
+                var j = 0
+                for i in 0..<b.count {
+                    let v = convert(b[i])
+                    if v != period[j] { bad = (i, v); return }
+                    j = j == 12 ? 0 : j + 1
+                }
+            }
+        }
+        switch got.dtype {
+        case .float32: try scan(Float.self) { Double($0) }
+        case .float64: try scan(Double.self) { $0 }
+        default: try scan(Int64.self) { Double($0) }
+        }
+        if got.count != count || bad != nil {
+            let (i, v) = bad ?? (0, .nan)
+            FileHandle.standardError.write(Data("MISMATCH rank \(r) \(what): element \(i) is \(v), expected \(period[i % 13]) (\(got.count) vs \(count) elements)\n".utf8))
+            throw ExitCode(3)
+        }
     }
 
     private func expect(_ what: String, _ got: Tensor, _ want: [Double], rank r: Int) throws {
@@ -90,12 +138,13 @@ struct DistSelfTestCommand: ParsableCommand {
         let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
         if bench { return try runBench(pg, dtype: dt) }
+        if op == "join" { return try runJoin(pg) }
         let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv", "subgroup"] : [op]
         let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
         let mine = tensor(rank: r, count: count, dtype: dt)
         var expected = [ReduceOp: [Double]]()
         if !Set(ops).isDisjoint(with: ["allreduce", "reduce", "reducescatter"]) {
-            for rop in reduceOps + [.sum] { expected[rop] = expectedReduce(rop, world: w, count: count, dtype: dt) }
+            for rop in reduceOps + [.sum] { expected[rop] = expectedReduce(rop, world: w, dtype: dt) }
         }
         for iteration in 0..<iterations {
             if let dieRank, dieRank == r, iteration == dieAfter { kill(getpid(), SIGKILL) }
@@ -107,10 +156,10 @@ struct DistSelfTestCommand: ParsableCommand {
                 switch name {
                 case "allreduce":
                     for rop in reduceOps {
-                        try expect("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
+                        try expectPeriodic("allReduce \(rop)", try pg.allReduce(mine, op: rop), expected[rop]!, rank: r)
                         var inPlace = mine
                         try pg.allReduce(&inPlace, op: rop)
-                        try expect("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
+                        try expectPeriodic("allReduce in place \(rop)", inPlace, expected[rop]!, rank: r)
                     }
                 case "broadcast":
                     let root = w - 1
@@ -123,7 +172,7 @@ struct DistSelfTestCommand: ParsableCommand {
                 case "reduce":
                     for rop in reduceOps {
                         let got = try pg.reduce(mine, root: 0, op: rop)
-                        if r == 0 { try expect("reduce \(rop)", got, expected[rop]!, rank: r) }
+                        if r == 0 { try expectPeriodic("reduce \(rop)", got, expected[rop]!, rank: r) }
                     }
                 case "gather":
                     let all = try pg.gather(mine, root: 0)
@@ -136,7 +185,7 @@ struct DistSelfTestCommand: ParsableCommand {
                                (0..<count).map { value(0, $0) + Double(100 * r) }, rank: r)
                 case "reducescatter":
                     let list = (0..<w).map { _ in mine }
-                    try expect("reduceScatter sum", try pg.reduceScatter(list, op: .sum), expected[.sum]!, rank: r)
+                    try expectPeriodic("reduceScatter sum", try pg.reduceScatter(list, op: .sum), expected[.sum]!, rank: r)
                 case "sendrecv":
                     if w >= 2 {
                         let next = (r + 1) % w, prev = (r + w - 1) % w
@@ -165,30 +214,35 @@ struct DistSelfTestCommand: ParsableCommand {
         pg.destroy()
     }
 
-    private func runBench(_ pg: any ProcessGroup, dtype: DType) throws {
-        let bytesPerElement = dtype.byteSize
-        for bytes in [1024, 1 << 20, 25 << 20, 100 << 20] where count <= 0 || bytes <= count * bytesPerElement {
-            let n = bytes / bytesPerElement
-            var t = Tensor.ones([n], dtype: dtype)
-            let reps = bytes >= (25 << 20) ? 10 : 50
-            for form in ["allreduce", "allreduce_inplace", "allreduce_async_consumed"] {
-                for _ in 0..<3 { _ = try pg.allReduce(t) }
-                var times = [Double]()
-                for _ in 0..<reps {
-                    let start = ContinuousClock.now
-                    switch form {
-                    case "allreduce": _ = try pg.allReduce(t)
-                    case "allreduce_inplace": try pg.allReduce(&t, op: .max)
-                    default: t = try pg.allReduceAsync(consume t, op: .max, timeout: nil).wait()
-                    }
-                    let d = ContinuousClock.now - start
-                    times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
-                }
-                times.sort()
-                if pg.rank == 0 {
-                    print("{\"op\":\"\(form)\",\"backend\":\"\(pg.backendName)\",\"world\":\(pg.worldSize),\"bytes\":\(bytes),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0])}")
-                }
+    /// `--op join`: DDP training of a small model where rank r has `batches[r]` batches, inside
+    /// `join { }`; prints the steps and a checksum of the final parameters (equal on every rank).
+    private func runJoin(_ pg: any ProcessGroup) throws {
+        let counts = batches.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard counts.count == pg.worldSize else { throw ValidationError("--batches needs \(pg.worldSize) numbers, got '\(batches)'") }
+        let g = Generator(seed: UInt64(1 + pg.rank))
+        let model = Sequential([Linear(16, 32, generator: g), ReLU(), Linear(32, 4, generator: g)])
+        let ddp = try DistributedDataParallel(model, processGroup: pg, bucketCapMB: 0.001)
+        let optimizer = try SGD(ddp.parameters(), lr: 0.1, momentum: 0.9)
+        try ddp.join {
+            for step in 0..<counts[pg.rank] {
+                let data = Generator(seed: UInt64(100 + 10 * pg.rank + step))
+                let x = Tensor.randn([8, 16], generator: data)
+                let y = Tensor(int64: (0..<8).map { _ in Int(data.next() % 4) })
+                optimizer.zeroGrad()
+                try Tensor.crossEntropy(ddp(x), target: y).backward()
+                try ddp.synchronize()
+                try optimizer.step()
             }
         }
+        let checksum = ddp.parameters().map { $0.value.toDoubleArray().reduce(0, +) }.reduce(0, +)
+        print("dist-selftest join rank \(pg.rank)/\(pg.worldSize): \(counts[pg.rank]) steps, checksum \(String(format: "%.9g", checksum))")
+        pg.destroy()
+    }
+
+    /// The three call forms of all-reduce (sum, float32) for 1 KB to 100 MB (`--count` elements
+    /// at most, unless 0), one JSON line each on rank 0 (see `tandem bench allreduce`).
+    private func runBench(_ pg: any ProcessGroup, dtype: DType) throws {
+        let sizes = [1024, 1 << 20, 25 << 20, 100 << 20].filter { count <= 0 || $0 <= count * 4 }
+        try AllReduceBench.run(pg, sizes: sizes, forms: AllReduceBench.Form.allCases, reps: nil)
     }
 }

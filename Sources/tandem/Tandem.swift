@@ -8,7 +8,7 @@ struct TandemCommand: ParsableCommand {
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
         subcommands: [TrainCommand.self, EvalCommand.self, RunCommand.self, BenchCommand.self, FlopsCommand.self,
-                      KanToyCommand.self, DistSelfTestCommand.self])
+                      KanToyCommand.self, AdviseCommand.self, DistSelfTestCommand.self])
 
     static func main() {
         ProcessEnvironment.ensureShortOpenMPSpin()
@@ -24,5 +24,5 @@ struct TandemCommand: ParsableCommand {
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Tandem's kernels.", subcommands: [BenchOps.self])
+        commandName: "bench", abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel).", subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self])
 }

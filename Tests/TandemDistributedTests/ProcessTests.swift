@@ -127,6 +127,70 @@ final class ProcessTests: XCTestCase {
         assertAllRanksOK(try tandemRun(nproc: 4, ["--op", "allgather", "--dtype", "float64", "--count", "131072"]), nproc: 4)
     }
 
+    func testAllReduce64MB() throws {
+        // 16M float32 = 64 MB, the largest size the issue asks for: sum on 2 processes.
+        assertAllRanksOK(try tandemRun(nproc: 2, ["--op", "allreduce", "--reduce-op", "sum", "--count", "16777216"], limit: 120), nproc: 2)
+    }
+
+    func testBenchAllReducePrintsOneJSONLinePerSize() throws {
+        let s = try run(["bench", "allreduce", "--sizes", "1KB,64KB", "--reps", "3", "--json"], limit: 60)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let lines = s.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertEqual(lines.count, 2, s.stdout + s.stderr)
+        for (line, (bytes, size)) in zip(lines, [(1024, "1 KB"), (65536, "64 KB")]) {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            XCTAssertEqual(object["bytes"] as? Int, bytes)
+            XCTAssertEqual(object["size"] as? String, size)
+            XCTAssertEqual(object["backend"] as? String, "gloo")
+            XCTAssertEqual(object["world"] as? Int, 2)
+            XCTAssertGreaterThan(object["median_ms"] as? Double ?? 0, 0)
+            XCTAssertGreaterThan(object["gb_per_s"] as? Double ?? 0, 0)
+        }
+    }
+
+    func testBenchAllReduceOverMPI() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let s = try run(["bench", "allreduce", "--backend", "mpi", "--sizes", "4KB", "--reps", "3", "--json"], limit: 60)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let line = try XCTUnwrap(s.stdout.split(separator: "\n").first { $0.hasPrefix("{") }, s.stdout + s.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+        XCTAssertEqual(object["backend"] as? String, "mpi")
+        XCTAssertEqual(object["bytes"] as? Int, 4096)
+    }
+
+    func testAdviseReadsACannedCpuinfo() throws {
+        // Two sockets of 4 cores without hyper-threading.
+        let blocks = (0..<8).map { "processor\t: \($0)\nphysical id\t: \($0 / 4)\nsiblings\t: 4\ncore id\t\t: \($0 % 4)\ncpu cores\t: 4\n" }
+        let path = NSTemporaryDirectory() + "tandem-cpuinfo-\(UUID().uuidString)"
+        try blocks.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let s = try run(["advise", "--json", "--cpuinfo", path, "--batch-size", "128"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any] ?? [:]
+        let machine = object["machine"] as? [String: Any] ?? [:]
+        XCTAssertEqual(machine["sockets"] as? Int, 2)
+        XCTAssertEqual(machine["physical_cores"] as? Int, 8)
+        XCTAssertEqual(object["processes_per_node"] as? Int, 8)
+        XCTAssertEqual(object["num_workers"] as? Int, 7)
+        XCTAssertEqual(object["ddp_global_batch"] as? Int, 1024)
+        XCTAssertEqual(object["data_parallel_per_replica_batch"] as? Int, 16)
+        let text = try run(["advise", "--cpuinfo", path])
+        XCTAssertTrue(text.stdout.contains("processes per node      8"), text.stdout)
+    }
+
+    func testJoinWithUnevenInputsOnRealProcesses() throws {
+        // DDP inside join { } where the ranks have different numbers of batches: no hang, and
+        // every rank ends with the same parameters.
+        for batches in ["3,5", "0,6,2,5"] {
+            let world = batches.split(separator: ",").count
+            let r = try tandemRun(nproc: world, ["--op", "join", "--batches", batches], limit: 60)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            let sums = r.stdout.split(separator: "\n").filter { $0.contains("dist-selftest join rank") }.compactMap { $0.split(separator: " ").last }
+            XCTAssertEqual(sums.count, world, r.stdout)
+            XCTAssertEqual(Set(sums).count, 1, r.stdout)
+        }
+    }
+
     private func direct(world: Int, initMethod: String, extra: [String] = [], environment: [String: String] = [:],
                         perRank: (Int) -> [String] = { _ in [] }) throws -> [Spawned] {
         let l = Launch()

@@ -12,10 +12,24 @@ public enum Tandem {
     /// else the number of active processors.
     public static var numThreads: Int {
         let current = threads.load(ordering: .relaxed)
-        if current > 0 { return current }
-        let initial = defaultThreadCount()
-        setNumThreads(initial)
-        return initial
+        let base: Int
+        if current > 0 {
+            base = current
+        } else {
+            base = defaultThreadCount()
+            setNumThreads(base)
+        }
+        if let limit = threadLimit { return min(base, limit) }
+        return base
+    }
+
+    @TaskLocal static var threadLimit: Int?
+
+    /// Runs `body` with at most `count` intra-op threads for the kernels it calls on this
+    /// thread (Tandem's own kernels and oneDNN; OpenBLAS keeps its process-wide count), leaving
+    /// the process-wide setting alone. `DataParallel` gives each replica its share this way.
+    public static func withThreadLimit<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        try $threadLimit.withValue(max(1, count), operation: body)
     }
 
     /// Sets the intra-op thread count for Tandem's kernels, OpenBLAS and oneDNN (OpenMP).
