@@ -61,7 +61,7 @@ extension Tensor {
         let shape = shape ?? [values.count]
         precondition(Shape.count(shape) == values.count,
                      "Tensor(int64:shape:): \(values.count) values do not fill shape \(shape)")
-        var t = Tensor(uninitializedShape: shape, dtype: .int64)
+        let t = Tensor(uninitializedShape: shape, dtype: .int64)
         let p = t.elementPointer(Int64.self)
         for (i, v) in values.enumerated() { p[i] = Int64(v) }
         self = t
@@ -73,7 +73,7 @@ extension Tensor {
         guard bytes.count == expected else {
             throw TensorError.invalidData("tensor of shape \(shape) and dtype \(dtype) needs \(expected) bytes, got \(bytes.count)")
         }
-        var t = Tensor(uninitializedShape: shape, dtype: dtype)
+        let t = Tensor(uninitializedShape: shape, dtype: dtype)
         if expected > 0 { t.storage.bytes.copyMemory(from: bytes.baseAddress!, byteCount: expected) }
         self = t
     }
