@@ -1,5 +1,7 @@
 /// 2-D and 1-D convolution (cross-correlation, as in PyTorch) with backward.
 ///
+/// Under `autocast`, float32 operands are converted to the autocast dtype; float16/bfloat16
+/// operands are convolved in float32 and the result is rounded to their dtype.
 /// float32 runs on oneDNN when the library can take the configuration; everything else
 /// (float64, and any configuration oneDNN refuses) runs on im2col + GEMM. Gradients are
 /// first-order only: the backward pass is not itself differentiable.
@@ -15,6 +17,16 @@ extension Tensor {
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int] = [1],
                               padding: [Int] = [0], dilation: [Int] = [1], groups: Int = 1) throws -> Tensor {
         let op = "conv2d"
+        if let low = Autocast.castTarget(input, weight, bias) {
+            return try conv2d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
+                           dilation: dilation, groups: groups)
+        }
+        if input.dtype.isLowPrecision, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+            return try Autocast.off {
+                try conv2d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
+                                          padding: padding, dilation: dilation, groups: groups)
+            }.to(input.dtype)
+        }
         try checkConvOperands(op, input, weight, bias, rank: 4, layout: "[N, C, H, W]", weightLayout: "[Cout, Cin/groups, kH, kW]")
         let s = try convPair(stride, "stride", op, minimum: 1)
         let p = try convPair(padding, "padding", op, minimum: 0)
@@ -34,6 +46,16 @@ extension Tensor {
     public static func conv1d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                               dilation: Int = 1, groups: Int = 1) throws -> Tensor {
         let op = "conv1d"
+        if let low = Autocast.castTarget(input, weight, bias) {
+            return try conv1d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
+                           dilation: dilation, groups: groups)
+        }
+        if input.dtype.isLowPrecision, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+            return try Autocast.off {
+                try conv1d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
+                                          padding: padding, dilation: dilation, groups: groups)
+            }.to(input.dtype)
+        }
         try checkConvOperands(op, input, weight, bias, rank: 3, layout: "[N, C, L]", weightLayout: "[Cout, Cin/groups, K]")
         let s = try convPair([stride], "stride", op, minimum: 1)
         let p = try convPair([padding], "padding", op, minimum: 0)

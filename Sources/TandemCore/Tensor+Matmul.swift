@@ -39,7 +39,15 @@ extension Tensor {
     /// Matrix product with NumPy semantics: 1-D operands are promoted (and the added
     /// dimension removed afterwards); batch dimensions broadcast.
     /// `[..., m, k] · [..., k, n] → [..., m, n]`.
+    ///
+    /// Under `autocast`, float32 operands are first converted to the autocast dtype.
+    /// float16/bfloat16 operands (both of the same dtype) are multiplied in float32 with
+    /// float32 accumulation and the result is rounded to their dtype.
     public static func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        if let low = Autocast.castTarget(a, b) { return try matmul(a.to(low), b.to(low)) }
+        if a.dtype.isLowPrecision, a.dtype == b.dtype {
+            return try Autocast.off { try matmul(a.to(.float32), b.to(.float32)) }.to(a.dtype)
+        }
         try Kernels.requireFloat(a, "matmul")
         guard a.dtype == b.dtype else {
             throw TensorError.dtypeMismatch(op: "matmul", message: "\(a.dtype) and \(b.dtype)")
@@ -121,6 +129,7 @@ extension Tensor {
     }
 
     /// `F.linear`: `x [..., in] · weightᵀ [in, out] + bias [out] → [..., out]`.
+    /// Under `autocast` it runs in the autocast dtype and returns that dtype.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
             throw TensorError.shapeMismatch(op: "linear", message: "input \(x.shape) does not fit weight \(weight.shape) (expects [..., \(weight.rank == 2 ? weight.shape[1] : -1)])")
@@ -130,7 +139,8 @@ extension Tensor {
         }
         let flat = try x.reshape([-1, weight.shape[1]])
         var out = try matmul(flat, weight.t())
-        if let bias { out = try out + bias }
+        // Under autocast the bias joins the low dtype too (PyTorch's addmm), so the output stays low.
+        if let bias { out = try out + (Autocast.castTarget(bias).map { bias.to($0) } ?? bias) }
         return try out.reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
     }
 

@@ -71,7 +71,9 @@ enum Kernels {
         let d = dst.elementPointer(D.self)
         let n = src.count
         let integral = !S.dtype.isFloatingPoint && !D.dtype.isFloatingPoint
-        if S.self == Float.self, D.self == Double.self {
+        if (S.self == Float.self && D.dtype.isLowPrecision) || (S.dtype.isLowPrecision && D.self == Float.self) {
+            convertFloat16Family(UnsafeMutableRawPointer(s), S.dtype, UnsafeMutableRawPointer(d), D.dtype, count: n)
+        } else if S.self == Float.self, D.self == Double.self {
             let sf = UnsafeMutableRawPointer(s).assumingMemoryBound(to: Float.self)
             let df = UnsafeMutableRawPointer(d).assumingMemoryBound(to: Double.self)
             for i in 0..<n { df[i] = Double(sf[i]) }
@@ -83,6 +85,32 @@ enum Kernels {
             for i in 0..<n { d[i] = D(fromInt64: s[i].int64Value) }
         } else {
             for i in 0..<n { d[i] = D(fromDouble: s[i].doubleValue) }
+        }
+    }
+}
+
+extension Kernels {
+    /// float32 ↔ float16/bfloat16 (the autocast casts), in parallel, without going through Double.
+    fileprivate static func convertFloat16Family(_ s: UnsafeMutableRawPointer, _ from: DType,
+                                                 _ d: UnsafeMutableRawPointer, _ to: DType, count n: Int) {
+        nonisolated(unsafe) let (sp, dp) = (s, d)
+        Parallel.forRanges(n, costPerItem: 2) { range in
+            switch (from, to) {
+            case (.float32, .bfloat16):
+                let x = sp.assumingMemoryBound(to: Float.self), y = dp.assumingMemoryBound(to: BFloat16.self)
+                for i in range { y[i] = BFloat16(x[i]) }
+            case (.bfloat16, .float32):
+                let x = sp.assumingMemoryBound(to: UInt16.self), y = dp.assumingMemoryBound(to: UInt32.self)
+                for i in range { y[i] = UInt32(x[i]) << 16 }
+            case (.float32, .float16):
+                let x = sp.assumingMemoryBound(to: Float.self), y = dp.assumingMemoryBound(to: Float16.self)
+                for i in range { y[i] = Float16(x[i]) }
+            case (.float16, .float32):
+                let x = sp.assumingMemoryBound(to: Float16.self), y = dp.assumingMemoryBound(to: Float.self)
+                for i in range { y[i] = Float(x[i]) }
+            default:
+                preconditionFailure("convertFloat16Family: \(from) → \(to)")
+            }
         }
     }
 }
