@@ -41,14 +41,15 @@ extension Tensor {
     /// `[..., m, k] · [..., k, n] → [..., m, n]`.
     ///
     /// Under `autocast`, float32 operands are first converted to the autocast dtype.
-    /// float16/bfloat16 operands (both of the same dtype) are multiplied in float32 with
-    /// float32 accumulation and the result is rounded to their dtype.
+    /// bfloat16 operands (both) run on oneDNN's bfloat16 matmul (float32 accumulation,
+    /// bfloat16 result) where it is available. float16 operands, and bfloat16 ones oneDNN
+    /// refuses, are multiplied in float32 and the result rounded to their dtype.
     public static func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor {
         if let low = Autocast.castTarget(a, b) { return try matmul(a.to(low), b.to(low)) }
-        if a.dtype.isLowPrecision, a.dtype == b.dtype {
+        if a.dtype == .float16, b.dtype == .float16 {
             return try Autocast.off { try matmul(a.to(.float32), b.to(.float32)) }.to(a.dtype)
         }
-        try Kernels.requireFloat(a, "matmul")
+        if a.dtype != .bfloat16 { try Kernels.requireFloat(a, "matmul") }
         guard a.dtype == b.dtype else {
             throw TensorError.dtypeMismatch(op: "matmul", message: "\(a.dtype) and \(b.dtype)")
         }
@@ -72,15 +73,20 @@ extension Tensor {
         }
         let batch = try Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2)), op: "matmul")
         let out = Tensor(uninitializedShape: batch + [m, n], dtype: a.dtype)
-        try matmulInto(out, a, b, batch: batch, m: m, n: n, k: k)
+        guard try matmulInto(out, a, b, batch: batch, m: m, n: n, k: k) else {
+            // bfloat16 that oneDNN refused: float32 compute on the (exactly) widened operands.
+            return try batchedMatmul(a.to(.float32), b.to(.float32)).to(a.dtype)
+        }
         return record("matmul", out, inputs: [a, b]) { g in
             let (ad, bd) = (a.detach(), b.detach())
+            let g = g.dtype == out.dtype ? g : g.to(out.dtype)
             return [a.requiresGrad ? try batchedMatmul(g, bd.transpose(-1, -2)).sumTo(a.shape) : nil,
                     b.requiresGrad ? try batchedMatmul(ad.transpose(-1, -2), g).sumTo(b.shape) : nil]
         }
     }
 
-    private static func matmulInto(_ out: Tensor, _ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws {
+    /// Writes the product into `out`; false when a bfloat16 product cannot run on oneDNN.
+    private static func matmulInto(_ out: Tensor, _ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws -> Bool {
         func prepared(_ t: Tensor) -> (Tensor, Bool, Int) {
             let r = t.rank
             if let layout = Kernels.gemmLayout(rowStride: t.strides[r - 2], colStride: t.strides[r - 1],
@@ -112,7 +118,25 @@ extension Tensor {
                              a: aBase + ao, lda: lda, b: bBase + bo, ldb: ldb, c: cBase + bi * m * n, ldc: n)
             }
         }
+        if a.dtype == .bfloat16 {
+            guard m > 0, n > 0, k > 0 else { return false }
+            let aBase = UnsafeMutableRawPointer(ap.elementPointer(UInt16.self)), bBase = UnsafeMutableRawPointer(bp.elementPointer(UInt16.self))
+            let cBase = UnsafeMutableRawPointer(out.elementPointer(UInt16.self))
+            for bi in 0..<batchCount {
+                var rest = bi, ao = 0, bo = 0
+                for d in 0..<batch.count {
+                    let c = rest / batchStrides[d]
+                    rest %= batchStrides[d]
+                    ao += c * aBatchStrides[d]
+                    bo += c * bBatchStrides[d]
+                }
+                guard DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: aBase + 2 * ao, lda: lda,
+                                      b: bBase + 2 * bo, ldb: ldb, c: cBase + 2 * bi * m * n, ldc: n) else { return false }
+            }
+            return true
+        }
         if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
+        return true
     }
 
     /// The batch dimensions of a rank ≥ 2 tensor as a view (for broadcasting strides).

@@ -182,3 +182,27 @@ import TandemCore
         #expect(Swift.abs(try loss32.item() - loss.item()) < 0.05)
     }
 }
+
+@Suite struct BFloat16MatmulTests {
+    /// Larger products (oneDNN's bfloat16 matmul where available) agree with float32 products of the
+    /// rounded operands within float32-accumulation error, for every transpose layout and batches.
+    @Test func bfloat16MatmulMatchesRoundedFloat32() throws {
+        let a = Tensor.randn([3, 64, 96], generator: Generator(seed: 11)).to(.bfloat16)
+        let b = Tensor.randn([96, 80], generator: Generator(seed: 12)).to(.bfloat16)
+        for (x, y) in [(a, b), (try a.transpose(-1, -2).contiguous().transpose(-1, -2), try b.t().contiguous().t())] {
+            let got = try Tensor.matmul(x, y)
+            #expect(got.dtype == .bfloat16)
+            let want = try Tensor.matmul(x.to(.float32), y.to(.float32))
+            let diff = try (got.to(.float32) - want).abs().amax().item()
+            let scale = try want.abs().amax().item()
+            #expect(diff <= scale * 0x1p-7, "max difference \(diff) of \(scale)")
+        }
+        // Gradients through the bfloat16 product reach float32 leaves in float32.
+        let w = Tensor.randn([96, 80], generator: Generator(seed: 13)).requiringGrad()
+        try Tensor.matmul(a, w.to(.bfloat16)).to(.float32).sum().backward()
+        #expect(w.grad?.dtype == .float32)
+        let expected = try a.to(.float32).sum(axes: [0, 1]).unsqueeze(1).expand([96, 80])
+        let gdiff = try (w.grad! - expected).abs().amax().item()
+        #expect(gdiff <= (try expected.abs().amax().item()) * 0x1p-7)
+    }
+}
