@@ -1,7 +1,9 @@
 /// 2-D and 1-D convolution (cross-correlation, as in PyTorch) with backward.
 ///
-/// Under `autocast`, float32 operands are converted to the autocast dtype; float16/bfloat16
-/// operands are convolved in float32 and the result is rounded to their dtype.
+/// Under `autocast`, float32 operands are converted to the autocast dtype. bfloat16
+/// operands run on oneDNN's bfloat16 convolution (float32 accumulation, bfloat16 result and
+/// gradients); float16 ones, and bfloat16 ones oneDNN refuses, are convolved in float32 and
+/// the result is rounded to their dtype.
 /// float32 runs on oneDNN when the library can take the configuration; everything else
 /// (float64, and any configuration oneDNN refuses) runs on im2col + GEMM. Gradients are
 /// first-order only: the backward pass is not itself differentiable.
@@ -21,7 +23,7 @@ extension Tensor {
             return try conv2d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
                            dilation: dilation, groups: groups)
         }
-        if input.dtype.isLowPrecision, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
             return try Autocast.off {
                 try conv2d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
                                           padding: padding, dilation: dilation, groups: groups)
@@ -50,7 +52,7 @@ extension Tensor {
             return try conv1d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
                            dilation: dilation, groups: groups)
         }
-        if input.dtype.isLowPrecision, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
             return try Autocast.off {
                 try conv1d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
                                           padding: padding, dilation: dilation, groups: groups)
@@ -72,7 +74,7 @@ extension Tensor {
 
     private static func checkConvOperands(_ op: String, _ input: Tensor, _ weight: Tensor, _ bias: Tensor?,
                                           rank: Int, layout: String, weightLayout: String) throws {
-        try Kernels.requireFloat(input, op)
+        if input.dtype != .bfloat16 { try Kernels.requireFloat(input, op) }
         guard weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true else {
             throw TensorError.dtypeMismatch(op: op, message: "input is \(input.dtype), weight \(weight.dtype)"
                                             + (bias.map { ", bias \($0.dtype)" } ?? "") + "; all must match")
@@ -132,13 +134,16 @@ extension Tensor {
         var saved: DNNLConvSaved?
         if let fast = Kernels.convForwardDNNL(geo, input: x, weight: w, bias: b, keep: recording) {
             (out, saved) = fast
+        } else if input.dtype == .bfloat16 {
+            // oneDNN refused: float32 on the exactly widened operands, rounded back.
+            return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(.bfloat16)
         } else {
             out = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: b)
         }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         let hasBias = bias != nil
         return record(op, out, inputs: inputs) { g in
-            let gy = g.contiguousStorage()
+            let gy = (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguousStorage()
             let grads = saved.map {
                 Kernels.convBackwardDNNL($0, input: x, weight: w, gradOut: gy, needInput: needInput,
                                          needWeight: needWeight, needBias: needBias)

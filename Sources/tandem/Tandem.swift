@@ -24,5 +24,5 @@ struct TandemCommand: ParsableCommand {
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Tandem's kernels.", subcommands: [BenchOps.self])
+        commandName: "bench", abstract: "Measure Tandem's kernels.", subcommands: [BenchOps.self, BenchAMP.self])
 }

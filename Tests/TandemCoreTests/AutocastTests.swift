@@ -206,3 +206,29 @@ import TandemCore
         #expect(gdiff <= (try expected.abs().amax().item()) * 0x1p-7)
     }
 }
+
+@Suite struct BFloat16ConvTests {
+    /// bfloat16 convolution (oneDNN where available) agrees with float32 convolution of the
+    /// rounded operands, forward and backward, with and without groups and bias.
+    @Test(arguments: [(1, true), (2, false)])
+    func bfloat16ConvMatchesRoundedFloat32(groups: Int, withBias: Bool) throws {
+        let x = Tensor.randn([4, 4, 12, 12], generator: Generator(seed: 21)).to(.bfloat16)
+        let w = Tensor.randn([8, 4 / groups, 3, 3], generator: Generator(seed: 22)).to(.bfloat16)
+        let b = withBias ? Tensor.randn([8], generator: Generator(seed: 23)).to(.bfloat16) : nil
+        let up = Tensor.randn([4, 8, 12, 12], generator: Generator(seed: 24))
+        func run(_ x: Tensor, _ w: Tensor, _ b: Tensor?) throws -> [Tensor] {
+            let (xl, wl, bl) = (x.requiringGrad(), w.requiringGrad(), b?.requiringGrad())
+            let y = try Tensor.conv2d(xl, weight: wl, bias: bl, padding: [1], groups: groups)
+            try (y.to(.float32) * up).sum().backward()
+            return [y, xl.grad!, wl.grad!] + (bl.map { [$0.grad!] } ?? [])
+        }
+        let low = try run(x, w, b)
+        let wide = try run(x.to(.float32), w.to(.float32), b?.to(.float32))
+        for (name, (l, f)) in zip(["output", "input grad", "weight grad", "bias grad"], zip(low, wide)) {
+            #expect(l.dtype == .bfloat16, "\(name)")
+            let diff = try (l.to(.float32) - f).abs().amax().item()
+            let scale = try f.abs().amax().item()
+            #expect(diff <= scale * 0x1p-6, "\(name): max difference \(diff) of \(scale)")
+        }
+    }
+}

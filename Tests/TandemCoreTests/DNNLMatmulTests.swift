@@ -15,4 +15,15 @@ import Testing
         print("oneDNN bfloat16 matmul available: \(ran)")
         if ran { #expect(c.allSatisfy { BFloat16(bitPattern: $0).floatValue == 64 }) }
     }
+
+    /// Reports whether oneDNN makes bfloat16 plans for the MNIST ConvNet's two convolutions.
+    @Test func reportsWhetherOneDNNRunsBFloat16Convolution() {
+        for cin in [1, 16] {
+            let geo = ConvGeometry(batch: 64, inChannels: cin, height: 28 / (cin == 1 ? 1 : 2), width: 28 / (cin == 1 ? 1 : 2),
+                                   outChannels: cin == 1 ? 16 : 32, groups: 1, kernelH: 5, kernelW: 5, strideH: 1, strideW: 1,
+                                   padH: 2, padW: 2, dilationH: 1, dilationW: 1)
+            let plan = DNNLConvPlan.plan(for: geo, hasBias: true, threads: 2, bfloat16: true)
+            print("oneDNN bfloat16 convolution \(cin)→\(geo.outChannels): \(plan != nil), backward data \(plan?.backwardData() != nil), backward weights \(plan?.backwardWeights() != nil)")
+        }
+    }
 }
