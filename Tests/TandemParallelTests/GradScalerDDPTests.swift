@@ -73,4 +73,16 @@ import TandemParallel
         #expect(r0.scale == 32768 && r1.scale == 32768)
         #expect(r0.weights == r1.weights)
     }
+
+    /// SyncBatchNorm normalises a bfloat16 input (an autocast conv output) in float32.
+    @Test func syncBatchNormOfBFloat16InputIsFloat32() throws {
+        try runRanks(2) { rank, group in
+            let bn = SyncBatchNorm(3, processGroup: group)
+            let x = Tensor.randn([4, 3, 5, 5], generator: Generator(seed: UInt64(rank + 1)))
+            let low = try bn(x.to(.bfloat16))
+            #expect(low.dtype == .float32)
+            let reference = try SyncBatchNorm(3, processGroup: group)(x.to(.bfloat16).to(.float32))
+            #expect(low.toFloatArray() == reference.toFloatArray())
+        }
+    }
 }
