@@ -162,9 +162,11 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "linear", message: "bias \(bias.shape) for weight \(weight.shape)")
         }
         let flat = try x.reshape([-1, weight.shape[1]])
-        var out = try matmul(flat, weight.t())
-        // Under autocast the bias joins the low dtype too (PyTorch's addmm), so the output stays low.
-        if let bias { out = try out + (Autocast.castTarget(bias).map { bias.to($0) } ?? bias) }
+        // Under autocast, weight and bias join the low dtype (PyTorch's addmm), so the output is
+        // low too. The weight is converted before the transpose, so the conversion reads it in order.
+        let low = Autocast.castTarget(x, weight, bias)
+        var out = try matmul(flat, (low.map { weight.to($0) } ?? weight).t())
+        if let bias { out = try out + (low.map { bias.to($0) } ?? bias) }
         return try out.reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
     }
 
