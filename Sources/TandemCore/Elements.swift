@@ -11,15 +11,13 @@ public struct BFloat16: Sendable, Equatable, CustomStringConvertible {
     public init(bitPattern: UInt16) { self.bitPattern = bitPattern }
 
     /// Rounds a Float to the nearest bfloat16 (ties to even).
-    public init(_ value: Float) {
+    @inline(__always) public init(_ value: Float) {
+        // Branch-free, so conversion loops vectorise.
         let bits = value.bitPattern
-        if value.isNaN {
-            bitPattern = UInt16(truncatingIfNeeded: bits >> 16) | 0x0040  // keep sign, force a quiet NaN
-            return
-        }
-        let lsb = (bits >> 16) & 1
-        let rounded = bits &+ 0x7FFF &+ lsb
-        bitPattern = UInt16(truncatingIfNeeded: rounded >> 16)
+        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+        let isNaN = bits & 0x7FFF_FFFF > 0x7F80_0000
+        // A NaN keeps its sign and becomes quiet (its payload may sit only in the low bits).
+        bitPattern = isNaN ? UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 : UInt16(truncatingIfNeeded: rounded >> 16)
     }
 
     /// Rounds a Double to the nearest bfloat16 (ties to even) with a single rounding: the

@@ -80,8 +80,13 @@ extension Tensor {
         return record("matmul", out, inputs: [a, b]) { g in
             let (ad, bd) = (a.detach(), b.detach())
             let g = g.dtype == out.dtype ? g : g.to(out.dtype)
+            // When b is a transposed view (linear's weight.t()), dB is computed as (gᵀ·a)ᵀ, so that
+            // the gradient reaching the untransposed tensor is contiguous, not a strided transpose.
+            let bTransposed = b.rank == 2 && b.strides[1] != 1 && b.strides[0] == 1
             return [a.requiresGrad ? try batchedMatmul(g, bd.transpose(-1, -2)).sumTo(a.shape) : nil,
-                    b.requiresGrad ? try batchedMatmul(ad.transpose(-1, -2), g).sumTo(b.shape) : nil]
+                    b.requiresGrad ? try (bTransposed && a.rank == 2
+                                          ? batchedMatmul(g.transpose(-1, -2), ad).transpose(-1, -2)
+                                          : batchedMatmul(ad.transpose(-1, -2), g)).sumTo(b.shape) : nil]
         }
     }
 
