@@ -27,3 +27,34 @@ import Testing
         }
     }
 }
+
+@Suite struct HalfConversionTests {
+    /// The branch-free float16 conversions agree with Swift's `Float16` bit for bit (NaNs as NaNs).
+    @Test func everyHalfWidensExactly() {
+        for h in 0...UInt16.max {
+            let want = Float(Float16(bitPattern: h))
+            let got = Float(bitPattern: Kernels.floatBits(fromHalfBits: h))
+            #expect(want.isNaN ? got.isNaN : got.bitPattern == want.bitPattern, "half 0x\(String(h, radix: 16))")
+        }
+    }
+
+    @Test func floatsNarrowLikeFloat16() {
+        var patterns: [UInt32] = [0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7F80_0001, 0x477F_E000,
+                                  0x477F_EFFF, 0x477F_F000, 0x4780_0000, 0x3880_0000, 0x387F_FFFF, 0x3300_0000,
+                                  0x3300_0001, 0x32FF_FFFF, 0x3380_0000, 0x33C0_0000, 0x3F80_1000, 0x3F80_3000]
+        var x: UInt32 = 12345
+        for _ in 0..<300_000 { x = x &* 1_664_525 &+ 1_013_904_223; patterns.append(x) }
+        // Dense around float16's range and subnormal boundary.
+        for base: UInt32 in [0x3300_0000, 0x3880_0000, 0x477F_0000] { for d in 0..<20_000 { patterns.append(base &+ UInt32(d) &* 7) } }
+        var mismatches = 0
+        for p in patterns {
+            let f = Float(bitPattern: p)
+            let want = Float16(f), got = Float16(bitPattern: Kernels.halfBits(fromFloatBits: p))
+            if want.isNaN ? !got.isNaN : got.bitPattern != want.bitPattern {
+                mismatches += 1
+                if mismatches < 5 { Issue.record("float 0x\(String(p, radix: 16)): got 0x\(String(got.bitPattern, radix: 16)), want 0x\(String(want.bitPattern, radix: 16))") }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+}
