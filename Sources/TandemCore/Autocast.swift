@@ -12,9 +12,10 @@
 /// gradients of float32 parameters arrive in float32.
 ///
 /// Compute: Debian's OpenBLAS 0.3.21 declares `cblas_sbgemm` in its header but its library
-/// does not export it (built without BUILD_BFLOAT16). Low-precision matmul and convolution
-/// therefore round their operands to the low dtype, compute in float32 with float32
-/// accumulation (sgemm, oneDNN f32) and round the result: PyTorch's numerics, not its speed.
+/// does not export it (built without BUILD_BFLOAT16). bfloat16 matmul and convolution run on
+/// oneDNN's bfloat16 primitives instead (AVX512-BF16 where the CPU has it; float32
+/// accumulation, bfloat16 results and gradients). float16 ones, and any shape oneDNN refuses,
+/// compute in float32 on the rounded operands and round the result: PyTorch's numerics.
 public enum Autocast {
     /// The low dtype of the innermost enclosing `autocast`, or nil when autocast is off.
     @TaskLocal public static var dtype: DType?
