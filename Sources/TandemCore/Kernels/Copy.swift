@@ -146,6 +146,17 @@ extension Kernels {
 }
 
 extension Tensor {
+    /// True when the elements fill `count` consecutive storage slots in some dimension order
+    /// (a permuted contiguous tensor): no broadcasting, no gaps.
+    var isDensePermutation: Bool {
+        var expected = 1
+        for (stride, size) in zip(strides, shape).filter({ $0.1 != 1 }).sorted(by: { $0.0 < $1.0 }) {
+            if stride != expected { return false }
+            expected *= size
+        }
+        return true
+    }
+
     /// This tensor with row-major contiguous storage (a copy only if needed). Differentiable.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
@@ -154,9 +165,19 @@ extension Tensor {
 
     /// This tensor converted to `dtype` (round to nearest even for narrowing float conversions,
     /// truncation toward zero for float to integer). Differentiable between float types.
+    /// The result is contiguous, except that a permutation of contiguous memory (e.g. `x.t()`)
+    /// keeps its strides.
     public func to(_ dtype: DType) -> Tensor {
         if dtype == self.dtype { return self }
-        let out = Kernels.convert(self, to: dtype)
+        let out: Tensor
+        if !isContiguous, isDensePermutation {
+            // A permuted contiguous tensor (a transposed weight, say) keeps its strides, so the
+            // conversion runs in storage order instead of transposing.
+            let flat = Kernels.convert(restrided(shape: [count], strides: [1], offset: offset), to: dtype)
+            out = flat.restrided(shape: shape, strides: strides, offset: 0)
+        } else {
+            out = Kernels.convert(self, to: dtype)
+        }
         guard dtype.isFloatingPoint, self.dtype.isFloatingPoint else { return out }
         let source = self.dtype
         return Tensor.record("to", out, inputs: [self]) { g in [g.to(source)] }
