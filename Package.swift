@@ -40,7 +40,7 @@ let package = Package(
             path: "Sources/CGloo",
             linkerSettings: [.linkedLibrary("gloo"), .linkedLibrary("pthread")]),
         // Data-parallel training: DistributedDataParallel, SyncBatchNorm, distributed evaluation.
-        .target(name: "TandemParallel", dependencies: ["TandemNN", "TandemData", "TandemDistributed"]),
+        .target(name: "TandemParallel", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemDistributed"]),
         // The model zoo.
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
         // Training driver: loop, checkpoints, metrics, plots, progress.

@@ -1,8 +1,9 @@
 /// The element type of a tensor.
 ///
 /// `float32` is the default compute type and `float64` is used for gradient checks.
-/// `float16` and `bfloat16` are storage types for now: they convert to and from
-/// the float types with round-to-nearest-even. Integer and boolean tensors hold
+/// `float16` and `bfloat16` are the mixed-precision types (see `autocast`): they convert to
+/// and from the float types with round-to-nearest-even; bfloat16 matmul and convolution run
+/// on oneDNN, and other ops on them compute in float32. Integer and boolean tensors hold
 /// indices, labels and masks.
 public enum DType: String, Sendable, CaseIterable, CustomStringConvertible {
     case float32, float64, float16, bfloat16, int32, int64, uint8, bool

@@ -1,5 +1,8 @@
-/// A brain floating-point number: the upper 16 bits of a Float32.
-/// Conversion from Float rounds to nearest, ties to even; NaN stays NaN.
+/// A brain floating-point number: the upper 16 bits of a Float32 (8 exponent bits, 7
+/// fraction bits; same range as Float, subnormals included).
+/// Conversions from Float and Double round to nearest, ties to even; values beyond the
+/// largest finite bfloat16 plus half an ulp become ±infinity; NaN stays a (quiet) NaN
+/// with its sign.
 public struct BFloat16: Sendable, Equatable, CustomStringConvertible {
     /// The raw bit pattern.
     public var bitPattern: UInt16
@@ -8,15 +11,26 @@ public struct BFloat16: Sendable, Equatable, CustomStringConvertible {
     public init(bitPattern: UInt16) { self.bitPattern = bitPattern }
 
     /// Rounds a Float to the nearest bfloat16 (ties to even).
-    public init(_ value: Float) {
+    @inline(__always) public init(_ value: Float) {
+        // Branch-free, so conversion loops vectorise.
         let bits = value.bitPattern
-        if value.isNaN {
-            bitPattern = UInt16(truncatingIfNeeded: bits >> 16) | 0x0040  // keep sign, force a quiet NaN
-            return
+        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+        let isNaN = bits & 0x7FFF_FFFF > 0x7F80_0000
+        // A NaN keeps its sign and becomes quiet (its payload may sit only in the low bits).
+        bitPattern = isNaN ? UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 : UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+
+    /// Rounds a Double to the nearest bfloat16 (ties to even) with a single rounding: the
+    /// Double is first rounded to Float *to odd* (truncate, then set the last bit if
+    /// anything was lost), which is exact for the second rounding because Float keeps 16
+    /// more fraction bits than bfloat16.
+    public init(_ value: Double) {
+        var f = Float(value)
+        if !value.isNaN, Double(f) != value {
+            if Swift.abs(Double(f)) > Swift.abs(value) { f = value > 0 ? f.nextDown : f.nextUp }
+            f = Float(bitPattern: f.bitPattern | 1)
         }
-        let lsb = (bits >> 16) & 1
-        let rounded = bits &+ 0x7FFF &+ lsb
-        bitPattern = UInt16(truncatingIfNeeded: rounded >> 16)
+        self.init(f)
     }
 
     /// The exact Float value.
@@ -53,16 +67,16 @@ extension Double: StorableElement {
 
 extension Float16: StorableElement {
     static var dtype: DType { .float16 }
-    init(fromDouble value: Double) { self = Float16(Float(value)) }
-    init(fromInt64 value: Int64) { self = Float16(Float(value)) }
+    init(fromDouble value: Double) { self = Float16(value) }  // one rounding, not via Float
+    init(fromInt64 value: Int64) { self = Float16(Double(value)) }
     var doubleValue: Double { Double(Float(self)) }
     var int64Value: Int64 { Float(self).int64Value }
 }
 
 extension BFloat16: StorableElement {
     static var dtype: DType { .bfloat16 }
-    init(fromDouble value: Double) { self.init(Float(value)) }
-    init(fromInt64 value: Int64) { self.init(Float(value)) }
+    init(fromDouble value: Double) { self.init(value) }
+    init(fromInt64 value: Int64) { self.init(Double(value)) }
     var doubleValue: Double { Double(floatValue) }
     var int64Value: Int64 { floatValue.int64Value }
 }

@@ -29,6 +29,10 @@ extension Tensor {
     public static func crossEntropy(_ logits: Tensor, target: Tensor, reduction: Reduction = .mean,
                                     ignoreIndex: Int = -100, labelSmoothing: Double = 0) throws -> Tensor {
         let op = "crossEntropy"
+        if logits.dtype.isLowPrecision {  // losses stay float32 (autocast fp32 list)
+            return try crossEntropy(logits.widened(), target: target, reduction: reduction, ignoreIndex: ignoreIndex,
+                                    labelSmoothing: labelSmoothing)
+        }
         guard labelSmoothing >= 0, labelSmoothing <= 1 else {
             throw TensorError.invalidArgument(op: op, message: "labelSmoothing must be in [0, 1], got \(labelSmoothing)")
         }
@@ -78,6 +82,9 @@ extension Tensor {
     public static func nllLoss(logProbs: Tensor, target: Tensor, reduction: Reduction = .mean,
                                ignoreIndex: Int = -100) throws -> Tensor {
         let op = "nllLoss"
+        if logProbs.dtype.isLowPrecision {
+            return try nllLoss(logProbs: logProbs.widened(), target: target, reduction: reduction, ignoreIndex: ignoreIndex)
+        }
         let (rows, c) = try classRows(logProbs, target, ignoreIndex: ignoreIndex, op: op)
         let labels = target.contiguousStorage()
         let ignore = Int64(ignoreIndex)
@@ -164,6 +171,9 @@ extension Tensor {
     ///   to both arguments.
     /// - Throws: `TensorError` when the shapes or dtypes differ.
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+        if input.dtype.isLowPrecision || target.dtype.isLowPrecision {
+            return try mseLoss(input.widened(), target.widened(), reduction: reduction)
+        }
         try Kernels.requireFloat(input, "mseLoss")
         guard input.shape == target.shape else {
             throw TensorError.shapeMismatch(op: "mseLoss", message: "input \(input.shape) and target \(target.shape) must have the same shape")
@@ -187,6 +197,9 @@ extension Tensor {
     public static func binaryCrossEntropyWithLogits(_ logits: Tensor, _ target: Tensor, reduction: Reduction = .mean,
                                                     posWeight: Tensor? = nil) throws -> Tensor {
         let op = "binaryCrossEntropyWithLogits"
+        if logits.dtype.isLowPrecision || target.dtype.isLowPrecision {
+            return try binaryCrossEntropyWithLogits(logits.widened(), target.widened(), reduction: reduction, posWeight: posWeight)
+        }
         try Kernels.requireFloat(logits, op)
         guard logits.shape == target.shape else {
             throw TensorError.shapeMismatch(op: op, message: "logits \(logits.shape) and target \(target.shape) must have the same shape")

@@ -23,6 +23,10 @@ extension Tensor {
         training: Bool, momentum: Double = 0.1, eps: Double = 1e-5
     ) throws -> Tensor {
         let op = "batchNorm"
+        if x.dtype.isLowPrecision {  // statistics stay float32 (autocast fp32 list)
+            return try batchNorm(x.widened(), runningMean: &runningMean, runningVar: &runningVar, weight: weight, bias: bias,
+                                 training: training, momentum: momentum, eps: eps)
+        }
         try Kernels.requireFloat(x, op)
         guard x.rank >= 2 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C] or [N, C, *], got \(x.shape)")
@@ -173,6 +177,9 @@ extension Tensor {
     ///   when weight/bias have another shape or dtype, or for non-float input.
     public static func layerNorm(_ x: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?,
                                  eps: Double = 1e-5) throws -> Tensor {
+        if x.dtype.isLowPrecision {
+            return try layerNorm(x.widened(), normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+        }
         try checkTrailing(x, normalizedShape, op: "layerNorm")
         try checkParameter(weight, "weight", normalizedShape, x, op: "layerNorm")
         try checkParameter(bias, "bias", normalizedShape, x, op: "layerNorm")
@@ -191,6 +198,7 @@ extension Tensor {
     /// - Throws: `TensorError` when `normalizedShape` does not match x's trailing dimensions,
     ///   when weight has another shape or dtype, or for non-float input.
     public static func rmsNorm(_ x: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Double = 1e-6) throws -> Tensor {
+        if x.dtype.isLowPrecision { return try rmsNorm(x.widened(), normalizedShape: normalizedShape, weight: weight, eps: eps) }
         try checkTrailing(x, normalizedShape, op: "rmsNorm")
         try checkParameter(weight, "weight", normalizedShape, x, op: "rmsNorm")
         let k = Shape.count(normalizedShape)
@@ -211,6 +219,7 @@ extension Tensor {
     public static func groupNorm(_ x: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?,
                                  eps: Double = 1e-5) throws -> Tensor {
         let op = "groupNorm"
+        if x.dtype.isLowPrecision { return try groupNorm(x.widened(), numGroups: numGroups, weight: weight, bias: bias, eps: eps) }
         try Kernels.requireFloat(x, op)
         guard x.rank >= 2 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C, *], got \(x.shape)")

@@ -99,6 +99,7 @@ extension Tensor {
 
     /// `a ** exponent` for a scalar exponent.
     public func pow(_ exponent: Double) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().pow(exponent).to(dtype) }
         try Kernels.requireFloat(self, "pow")
         return try unary("pow", ScalarPowFn(exponent: exponent))
     }

@@ -1,5 +1,9 @@
 /// 2-D and 1-D convolution (cross-correlation, as in PyTorch) with backward.
 ///
+/// Under `autocast`, float32 operands are converted to the autocast dtype. bfloat16
+/// operands run on oneDNN's bfloat16 convolution (float32 accumulation, bfloat16 result and
+/// gradients); float16 ones, and bfloat16 ones oneDNN refuses, are convolved in float32 and
+/// the result is rounded to their dtype.
 /// float32 runs on oneDNN when the library can take the configuration; everything else
 /// (float64, and any configuration oneDNN refuses) runs on im2col + GEMM. Gradients are
 /// first-order only: the backward pass is not itself differentiable.
@@ -15,6 +19,16 @@ extension Tensor {
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int] = [1],
                               padding: [Int] = [0], dilation: [Int] = [1], groups: Int = 1) throws -> Tensor {
         let op = "conv2d"
+        if let low = Autocast.castTarget(input, weight, bias) {
+            return try conv2d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
+                           dilation: dilation, groups: groups)
+        }
+        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+            return try Autocast.off {
+                try conv2d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
+                                          padding: padding, dilation: dilation, groups: groups)
+            }.to(input.dtype)
+        }
         try checkConvOperands(op, input, weight, bias, rank: 4, layout: "[N, C, H, W]", weightLayout: "[Cout, Cin/groups, kH, kW]")
         let s = try convPair(stride, "stride", op, minimum: 1)
         let p = try convPair(padding, "padding", op, minimum: 0)
@@ -34,6 +48,16 @@ extension Tensor {
     public static func conv1d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                               dilation: Int = 1, groups: Int = 1) throws -> Tensor {
         let op = "conv1d"
+        if let low = Autocast.castTarget(input, weight, bias) {
+            return try conv1d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
+                           dilation: dilation, groups: groups)
+        }
+        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
+            return try Autocast.off {
+                try conv1d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
+                                          padding: padding, dilation: dilation, groups: groups)
+            }.to(input.dtype)
+        }
         try checkConvOperands(op, input, weight, bias, rank: 3, layout: "[N, C, L]", weightLayout: "[Cout, Cin/groups, K]")
         let s = try convPair([stride], "stride", op, minimum: 1)
         let p = try convPair([padding], "padding", op, minimum: 0)
@@ -50,7 +74,7 @@ extension Tensor {
 
     private static func checkConvOperands(_ op: String, _ input: Tensor, _ weight: Tensor, _ bias: Tensor?,
                                           rank: Int, layout: String, weightLayout: String) throws {
-        try Kernels.requireFloat(input, op)
+        if input.dtype != .bfloat16 { try Kernels.requireFloat(input, op) }
         guard weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true else {
             throw TensorError.dtypeMismatch(op: op, message: "input is \(input.dtype), weight \(weight.dtype)"
                                             + (bias.map { ", bias \($0.dtype)" } ?? "") + "; all must match")
@@ -110,13 +134,16 @@ extension Tensor {
         var saved: DNNLConvSaved?
         if let fast = Kernels.convForwardDNNL(geo, input: x, weight: w, bias: b, keep: recording) {
             (out, saved) = fast
+        } else if input.dtype == .bfloat16 {
+            // oneDNN refused: float32 on the exactly widened operands, rounded back.
+            return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(.bfloat16)
         } else {
             out = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: b)
         }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         let hasBias = bias != nil
         return record(op, out, inputs: inputs) { g in
-            let gy = g.contiguousStorage()
+            let gy = (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguousStorage()
             let grads = saved.map {
                 Kernels.convBackwardDNNL($0, input: x, weight: w, gradOut: gy, needInput: needInput,
                                          needWeight: needWeight, needBias: needBias)

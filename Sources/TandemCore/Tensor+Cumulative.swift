@@ -2,6 +2,7 @@
 extension Tensor {
     /// Running sum along `axis`.
     public func cumsum(axis: Int) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().cumsum(axis: axis) }
         try Kernels.requireFloat(self, "cumsum")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "cumsum")
         let out = try scan(axis: a, product: false, exclusive: false, reverse: false)
@@ -12,6 +13,7 @@ extension Tensor {
 
     /// Running product along `axis`. The gradient is exact where elements are zero.
     public func cumprod(axis: Int) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().cumprod(axis: axis) }
         try Kernels.requireFloat(self, "cumprod")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "cumprod")
         let out = try scan(axis: a, product: true, exclusive: false, reverse: false)

@@ -39,8 +39,17 @@ extension Tensor {
     /// Matrix product with NumPy semantics: 1-D operands are promoted (and the added
     /// dimension removed afterwards); batch dimensions broadcast.
     /// `[..., m, k] · [..., k, n] → [..., m, n]`.
+    ///
+    /// Under `autocast`, float32 operands are first converted to the autocast dtype.
+    /// bfloat16 operands (both) run on oneDNN's bfloat16 matmul (float32 accumulation,
+    /// bfloat16 result) where it is available. float16 operands, and bfloat16 ones oneDNN
+    /// refuses, are multiplied in float32 and the result rounded to their dtype.
     public static func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        try Kernels.requireFloat(a, "matmul")
+        if let low = Autocast.castTarget(a, b) { return try matmul(a.to(low), b.to(low)) }
+        if a.dtype == .float16, b.dtype == .float16 {
+            return try Autocast.off { try matmul(a.to(.float32), b.to(.float32)) }.to(a.dtype)
+        }
+        if a.dtype != .bfloat16 { try Kernels.requireFloat(a, "matmul") }
         guard a.dtype == b.dtype else {
             throw TensorError.dtypeMismatch(op: "matmul", message: "\(a.dtype) and \(b.dtype)")
         }
@@ -64,15 +73,25 @@ extension Tensor {
         }
         let batch = try Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2)), op: "matmul")
         let out = Tensor(uninitializedShape: batch + [m, n], dtype: a.dtype)
-        try matmulInto(out, a, b, batch: batch, m: m, n: n, k: k)
+        guard try matmulInto(out, a, b, batch: batch, m: m, n: n, k: k) else {
+            // bfloat16 that oneDNN refused: float32 compute on the (exactly) widened operands.
+            return try batchedMatmul(a.to(.float32), b.to(.float32)).to(a.dtype)
+        }
         return record("matmul", out, inputs: [a, b]) { g in
             let (ad, bd) = (a.detach(), b.detach())
+            let g = g.dtype == out.dtype ? g : g.to(out.dtype)
+            // When b is a transposed view (linear's weight.t()), dB is computed as (gᵀ·a)ᵀ, so that
+            // the gradient reaching the untransposed tensor is contiguous, not a strided transpose.
+            let bTransposed = b.rank == 2 && b.strides[1] != 1 && b.strides[0] == 1
             return [a.requiresGrad ? try batchedMatmul(g, bd.transpose(-1, -2)).sumTo(a.shape) : nil,
-                    b.requiresGrad ? try batchedMatmul(ad.transpose(-1, -2), g).sumTo(b.shape) : nil]
+                    b.requiresGrad ? try (bTransposed && a.rank == 2
+                                          ? batchedMatmul(g.transpose(-1, -2), ad).transpose(-1, -2)
+                                          : batchedMatmul(ad.transpose(-1, -2), g)).sumTo(b.shape) : nil]
         }
     }
 
-    private static func matmulInto(_ out: Tensor, _ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws {
+    /// Writes the product into `out`; false when a bfloat16 product cannot run on oneDNN.
+    private static func matmulInto(_ out: Tensor, _ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws -> Bool {
         func prepared(_ t: Tensor) -> (Tensor, Bool, Int) {
             let r = t.rank
             if let layout = Kernels.gemmLayout(rowStride: t.strides[r - 2], colStride: t.strides[r - 1],
@@ -104,7 +123,25 @@ extension Tensor {
                              a: aBase + ao, lda: lda, b: bBase + bo, ldb: ldb, c: cBase + bi * m * n, ldc: n)
             }
         }
+        if a.dtype == .bfloat16 {
+            guard m > 0, n > 0, k > 0 else { return false }
+            let aBase = UnsafeMutableRawPointer(ap.elementPointer(UInt16.self)), bBase = UnsafeMutableRawPointer(bp.elementPointer(UInt16.self))
+            let cBase = UnsafeMutableRawPointer(out.elementPointer(UInt16.self))
+            for bi in 0..<batchCount {
+                var rest = bi, ao = 0, bo = 0
+                for d in 0..<batch.count {
+                    let c = rest / batchStrides[d]
+                    rest %= batchStrides[d]
+                    ao += c * aBatchStrides[d]
+                    bo += c * bBatchStrides[d]
+                }
+                guard DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: aBase + 2 * ao, lda: lda,
+                                      b: bBase + 2 * bo, ldb: ldb, c: cBase + 2 * bi * m * n, ldc: n) else { return false }
+            }
+            return true
+        }
         if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
+        return true
     }
 
     /// The batch dimensions of a rank ≥ 2 tensor as a view (for broadcasting strides).
@@ -121,6 +158,7 @@ extension Tensor {
     }
 
     /// `F.linear`: `x [..., in] · weightᵀ [in, out] + bias [out] → [..., out]`.
+    /// Under `autocast` it runs in the autocast dtype and returns that dtype.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
             throw TensorError.shapeMismatch(op: "linear", message: "input \(x.shape) does not fit weight \(weight.shape) (expects [..., \(weight.rank == 2 ? weight.shape[1] : -1)])")
@@ -129,8 +167,11 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "linear", message: "bias \(bias.shape) for weight \(weight.shape)")
         }
         let flat = try x.reshape([-1, weight.shape[1]])
-        var out = try matmul(flat, weight.t())
-        if let bias { out = try out + bias }
+        // Under autocast, weight and bias join the low dtype (PyTorch's addmm), so the output is
+        // low too. The weight is converted before the transpose, so the conversion reads it in order.
+        let low = Autocast.castTarget(x, weight, bias)
+        var out = try matmul(flat, (low.map { weight.to($0) } ?? weight).t())
+        if let bias { out = try out + (low.map { bias.to($0) } ?? bias) }
         return try out.reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
     }
 

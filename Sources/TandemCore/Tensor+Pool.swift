@@ -8,6 +8,7 @@ extension Tensor {
     /// The gradient goes to the first maximum of each window (row-major order), as in PyTorch;
     /// a NaN in a window is its maximum.
     public func maxPool2d(kernelSize: [Int], stride: [Int]? = nil, padding: [Int] = [0]) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().maxPool2d(kernelSize: kernelSize, stride: stride, padding: padding) }
         let (x, geo, outShape) = try poolSetup("maxPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
         let (out, indices) = Kernels.maxPool2dForward(geo, input: x)
         let inShape = shape
@@ -23,6 +24,9 @@ extension Tensor {
     /// padded input; without it, by the number of real input elements it covers.
     public func avgPool2d(kernelSize: [Int], stride: [Int]? = nil, padding: [Int] = [0],
                           countIncludePad: Bool = true) throws -> Tensor {
+        if dtype.isLowPrecision {
+            return try widened().avgPool2d(kernelSize: kernelSize, stride: stride, padding: padding, countIncludePad: countIncludePad)
+        }
         let (x, geo, outShape) = try poolSetup("avgPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
         let out = Kernels.avgPool2dForward(geo, input: x, countIncludePad: countIncludePad)
         let inShape = shape
@@ -37,6 +41,7 @@ extension Tensor {
     /// `floor(i·H/outH) ..< ceil((i+1)·H/outH)` (likewise columns), so windows may overlap.
     public func adaptiveAvgPool2d(outputSize: [Int]) throws -> Tensor {
         let op = "adaptiveAvgPool2d"
+        if dtype.isLowPrecision { return try widened().adaptiveAvgPool2d(outputSize: outputSize) }
         try Kernels.requireFloat(self, op)
         guard rank == 3 || rank == 4 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C, H, W] or [C, H, W], got \(shape)")

@@ -7,6 +7,7 @@ extension Tensor {
 
     /// Sum over `axes`.
     public func sum(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().sum(axes: axes, keepDim: keepDim) }
         try Kernels.requireFloat(self, "sum")
         let ax = try Shape.normalizeAxes(axes, rank: rank, op: "sum")
         let kept = ax.isEmpty ? self : Kernels.reduce(self, axes: ax, kind: .sum)
@@ -42,6 +43,7 @@ extension Tensor {
     }
 
     private func extremum(axes: [Int]?, keepDim: Bool, kind: ReduceKind, op: String) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().extremum(axes: axes, keepDim: keepDim, kind: kind, op: op) }
         try Kernels.requireFloat(self, op)
         guard count > 0 else { throw TensorError.invalidArgument(op: op, message: "cannot reduce an empty tensor") }
         let ax = try Shape.normalizeAxes(axes, rank: rank, op: op)
@@ -73,6 +75,7 @@ extension Tensor {
     public func argmin(axis: Int, keepDim: Bool = false) throws -> Tensor { try min(axis: axis, keepDim: keepDim).indices }
 
     private func argExtremum(axis: Int, keepDim: Bool, wantMax: Bool, op: String) throws -> (values: Tensor, indices: Tensor) {
+        if dtype.isLowPrecision { return try widened().argExtremum(axis: axis, keepDim: keepDim, wantMax: wantMax, op: op) }
         try Kernels.requireFloat(self, op)
         let a = try Shape.normalizeAxis(axis, rank: rank, op: op)
         guard rank == 0 || shape[a] > 0 else { throw TensorError.invalidArgument(op: op, message: "axis \(axis) of \(shape) is empty") }
@@ -123,6 +126,7 @@ extension Tensor {
 
     /// Product over `axes`. The gradient is exact even where elements are zero.
     public func prod(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().prod(axes: axes, keepDim: keepDim) }
         try Kernels.requireFloat(self, "prod")
         let ax = try Shape.normalizeAxes(axes, rank: rank, op: "prod")
         let keptAxes = (0..<rank).filter { !ax.contains($0) }

@@ -2,6 +2,7 @@
 extension Tensor {
     /// exp(x) / sum(exp(x)) along `axis`, computed stably.
     public func softmax(axis: Int) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().softmax(axis: axis) }
         try Kernels.requireFloat(self, "softmax")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "softmax")
         let (out, _) = try softmaxRows(axis: a, log: false, keepProbabilities: false)
@@ -15,6 +16,7 @@ extension Tensor {
 
     /// x - logsumexp(x) along `axis`, computed stably.
     public func logSoftmax(axis: Int) throws -> Tensor {
+        if dtype.isLowPrecision { return try widened().logSoftmax(axis: axis) }
         try Kernels.requireFloat(self, "logSoftmax")
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "logSoftmax")
         // With a graph, keep softmax = exp(out) from the forward pass: backward then needs no exp.

@@ -54,6 +54,8 @@ struct ClampFn: UnaryFunction {
 extension Tensor {
     /// Applies `f` elementwise and records its derivative for autograd.
     func unary<F: UnaryFunction>(_ name: String, _ f: F) throws -> Tensor {
+        // float16/bfloat16: compute in float32, round the result back (PyTorch keeps the dtype).
+        if dtype.isLowPrecision { return try widened().unary(name, f).to(dtype) }
         try Kernels.requireFloat(self, name)
         let out = Kernels.map(self, f)
         let input = self

@@ -19,6 +19,8 @@ public final class SyncBatchNorm: BatchNorm {
     /// the running statistics (eval).
     public override func callAsFunction(_ input: Tensor) throws -> Tensor {
         guard isTraining, processGroup.worldSize > 1 else { return try super.callAsFunction(input) }
+        // Normalisation stays float32 under autocast (like BatchNorm).
+        if input.dtype.isLowPrecision { return try callAsFunction(input.to(.float32)) }
         guard input.rank >= 2, input.shape[1] == runningMean.value.count else {
             throw TensorError.shapeMismatch(op: "SyncBatchNorm", message: "input \(input.shape) for \(runningMean.value.count) channels")
         }

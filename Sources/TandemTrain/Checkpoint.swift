@@ -4,7 +4,8 @@ import TandemOptim
 
 /// Checkpoints in a folder: `model.safetensors` holds the model's state dict under PyTorch's
 /// names (loadable with `safetensors.torch.load_file` into the same `nn.Module`), and
-/// `training_state.safetensors` holds optimizer state, counters and the scheduler position.
+/// `training_state.safetensors` holds optimizer state (`optimizer.*`), the loss scaler's
+/// state (`grad_scaler.*`, float16 AMP), counters and the scheduler position.
 /// Each file is written atomically (temporary file, fsync, rename).
 public enum Checkpoint {
     public static let modelFile = "model.safetensors"
@@ -19,21 +20,25 @@ public enum Checkpoint {
 
     /// Saves model weights and training state into `folder` (created if needed).
     public static func save(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
-                            position: Position, metadata: [String: String] = [:], to folder: String) throws {
+                            scaler: GradScaler? = nil, position: Position, metadata: [String: String] = [:],
+                            to folder: String) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var meta = metadata
         meta["epoch"] = "\(position.epoch)"
         meta["step"] = "\(position.step)"
         meta["schedule_epoch"] = "\(schedule?.epoch ?? 0)"
-        try SafeTensors.save(optimizer.stateDict().map { ("optimizer.\($0.0)", $0.1) }, metadata: meta,
+        let scalerState = scaler?.stateDict().map { ("grad_scaler.\($0.0)", $0.1) } ?? []
+        try SafeTensors.save(optimizer.stateDict().map { ("optimizer.\($0.0)", $0.1) } + scalerState, metadata: meta,
                              to: folder + "/" + stateFile)
         try SafeTensors.save(model.stateDict(), metadata: ["format": "pt", "step": "\(position.step)"], to: folder + "/" + modelFile)
     }
 
     /// Loads weights into `model` (strict) and state into the optimizer and schedule; returns
     /// the position to continue from. Errors name the file and what does not fit.
+    /// A `scaler` takes the saved loss-scaler state if there is one (a checkpoint of a run
+    /// without float16 AMP has none: the scaler then keeps its initial scale).
     public static func load(from folder: String, model: any Module, optimizer: any StatefulOptimizer,
-                            schedule: (any LRSchedule)?) throws -> Position {
+                            schedule: (any LRSchedule)?, scaler: GradScaler? = nil) throws -> Position {
         let weights = try loadWeights(path: folder + "/" + modelFile, into: model)
         let state = try SafeTensors.load(path: folder + "/" + stateFile)
         guard let epoch = state.metadata["epoch"].flatMap(Int.init), let step = state.metadata["step"].flatMap(Int.init) else {
@@ -45,6 +50,9 @@ public enum Checkpoint {
         var optimizerState: [String: Tensor] = [:]
         for (k, v) in state.tensors where k.hasPrefix("optimizer.") { optimizerState[String(k.dropFirst(10))] = v }
         try optimizer.loadStateDict(optimizerState)
+        var scalerState: [String: Tensor] = [:]
+        for (k, v) in state.tensors where k.hasPrefix("grad_scaler.") { scalerState[String(k.dropFirst(12))] = v }
+        if let scaler, !scalerState.isEmpty { try scaler.loadStateDict(scalerState) }
         if let schedule, let e = state.metadata["schedule_epoch"].flatMap(Int.init) {
             schedule.epoch = e
             optimizer.learningRate = schedule.rate(at: e)

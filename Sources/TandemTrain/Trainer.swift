@@ -23,6 +23,11 @@ public struct TrainConfig: Sendable {
     public var processGroup: (any ProcessGroup)? = nil
     /// Called after every optimizer step with the global step number (hooks, fault injection).
     public var afterStep: (@Sendable (Int) -> Void)? = nil
+    /// Mixed precision: `.bfloat16` or `.float16` runs the forward pass (training and
+    /// evaluation) under `autocast(dtype:)`; nil trains in float32. float16 also scales the
+    /// loss with a `GradScaler` (all-reduced over `processGroup`), whose state goes into the
+    /// checkpoint; bfloat16 needs no scaler, as in PyTorch.
+    public var amp: DType? = nil
     public init() {}
 
     var isLeader: Bool { (processGroup?.rank ?? 0) == 0 }
@@ -37,6 +42,8 @@ public struct TrainResult: Sendable {
     public var trainImagesPerSecond: Double
     public var wallSeconds: Double
     public var checkpointPath: String?
+    /// Steps the `GradScaler` skipped because of inf/NaN gradients (float16 AMP only).
+    public var skippedSteps = 0
 }
 
 /// A plain supervised classification loop: cross-entropy loss, an optimizer step per batch,
@@ -48,9 +55,23 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
     public let trainLoader: DataLoader<Train>
     public let testLoader: DataLoader<Test>?
     public let config: TrainConfig
+    /// The loss scaler of `amp: .float16` runs; nil otherwise.
+    public let scaler: GradScaler?
 
+    /// Traps if `config.amp` is not nil, `.bfloat16` or `.float16` (a programmer error).
     public init(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
                 trainLoader: DataLoader<Train>, testLoader: DataLoader<Test>?, config: TrainConfig) {
+        precondition(config.amp.map(\.isLowPrecision) ?? true, "TrainConfig.amp must be .bfloat16, .float16 or nil")
+        if config.amp == .float16 {
+            // The arguments are valid, so the initialisers cannot throw.
+            if let group = config.processGroup {
+                scaler = try! GradScaler(processGroup: group)
+            } else {
+                scaler = try! GradScaler()
+            }
+        } else {
+            scaler = nil
+        }
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
@@ -64,7 +85,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         var position = Checkpoint.Position(epoch: 0, step: 0)
         var stepsIntoEpoch = 0
         if config.resume, let out = config.outDir, FileManager.default.fileExists(atPath: out + "/" + Checkpoint.stateFile) {
-            position = try Checkpoint.load(from: out, model: model, optimizer: optimizer, schedule: schedule)
+            position = try Checkpoint.load(from: out, model: model, optimizer: optimizer, schedule: schedule, scaler: scaler)
             stepsIntoEpoch = position.step - position.epoch * trainLoader.count
         }
         var log: MetricsLog?
@@ -78,6 +99,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         var result = TrainResult(epochs: position.epoch, steps: position.step, trainImagesPerSecond: 0, wallSeconds: 0)
         var epoch = position.epoch
         var step = position.step
+        var skippedSteps = 0
         let stepLimit = config.maxSteps ?? Int.max
         while epoch < config.epochs && step < stepLimit {
             model.train()
@@ -94,14 +116,24 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 if batchIndex < stepsIntoEpoch { continue }  // resuming mid-epoch: these batches were trained
                 let stepStart = Date()
                 optimizer.zeroGrad()
-                let loss = try Tensor.crossEntropy(model(x), target: y)
-                try loss.backward()
+                let loss = try forward { try Tensor.crossEntropy(model(x), target: y) }
+                if let scaler {
+                    try scaler.scale(loss).backward()
+                } else {
+                    try loss.backward()
+                }
                 if let ddp = model as? DistributedDataParallel { try ddp.synchronize() }
-                try optimizer.step()
+                if let scaler {
+                    if try !scaler.step(optimizer) { skippedSteps += 1 }
+                    scaler.update()
+                } else {
+                    try optimizer.step()
+                }
                 step += 1
                 config.afterStep?(step)
                 let lossValue = try loss.item()
-                guard lossValue.isFinite else {
+                // With a scaler, a non-finite loss only skips the step (its gradients are not finite).
+                guard lossValue.isFinite || scaler != nil else {
                     throw TrainError.invalidArgument("loss became \(lossValue) at step \(step); lower the learning rate")
                 }
                 let n = x.shape[0]
@@ -113,8 +145,10 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 let rate = Double(epochImages) / Date().timeIntervalSince(epochStart)
                 progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f img/s", lossValue, rate))
                 if step % config.logEvery == 0 {
-                    try log?.write(["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
-                                    "lr": optimizer.learningRate, "images_per_second": rate])
+                    var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
+                                                 "lr": optimizer.learningRate, "images_per_second": rate]
+                    if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
+                    try log?.write(record)
                 }
             }
             stepsIntoEpoch = 0
@@ -134,7 +168,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             }
             try log?.write(record)
             if let out = config.outDir, config.isLeader {
-                try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule,
+                try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
                                     position: .init(epoch: epoch, step: step), to: out)
                 result.checkpointPath = out + "/" + Checkpoint.modelFile
                 try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
@@ -142,6 +176,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         }
         result.epochs = epoch
         result.steps = step
+        result.skippedSteps = skippedSteps
         result.wallSeconds = Date().timeIntervalSince(start)
         let rate = trainingSeconds > 0 ? Double(trainedImages) / trainingSeconds : 0
         // Global throughput: every rank trains its share at the same time.
@@ -158,7 +193,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         var lossSum = 0.0
         try Tensor.withNoGrad {
             try testLoader.forEach { x, y in
-                let logits = try model(x)
+                let logits = try forward { try model(x) }
                 lossSum += try Tensor.crossEntropy(logits, target: y, reduction: .sum).item()
                 correct += try logits.argmax(axis: 1).eq(y).toIntArray().reduce(0, +)
                 total += y.shape[0]
@@ -166,6 +201,12 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         }
         let sums = try DistributedMetrics.sum([Double(correct), Double(total), lossSum], group: config.processGroup)
         return (sums[0] / Swift.max(sums[1], 1), sums[2] / Swift.max(sums[1], 1))
+    }
+
+    /// Runs `body` under `autocast(dtype: config.amp)` when mixed precision is on.
+    private func forward<R>(_ body: () throws -> R) throws -> R {
+        guard let dtype = config.amp else { return try body() }
+        return try autocast(dtype: dtype, body)
     }
 
     private func writePlot(metricsPath: String, to path: String) throws {

@@ -24,5 +24,6 @@ struct TandemCommand: ParsableCommand {
 /// `tandem bench`: micro-benchmarks, one JSON line per case.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel).", subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self])
+        commandName: "bench", abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel), mixed precision (amp).",
+        subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self, BenchAMP.self])
 }

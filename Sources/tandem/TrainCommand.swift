@@ -32,6 +32,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
     @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
+    @Option(help: "Mixed precision: bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler).")
+    var amp: String?
+
+    /// The autocast dtype of `--amp`.
+    var ampDType: DType? { amp.map { $0 == "fp16" ? .float16 : .bfloat16 } }
 
     func validate() throws {
         guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
@@ -56,6 +61,7 @@ struct TrainCommand: ParsableCommand {
         }
         guard numWorkers >= 0 else { throw ValidationError("--num-workers must be ≥ 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let amp, !["bf16", "fp16"].contains(amp) { throw ValidationError("unknown --amp '\(amp)'; choose bf16 or fp16") }
         if resume && out == nil { throw ValidationError("--resume needs --out, the folder that holds the checkpoint") }
     }
 
@@ -103,6 +109,7 @@ struct TrainCommand: ParsableCommand {
         config.showProgress = !json
         config.processGroup = group
         config.afterStep = FaultInjection.fromEnvironment(rank: rank)
+        config.amp = ampDType
         // Each rank trains on its shard; evaluation counts every test image exactly once.
         func samplers(trainCount: Int, testCount: Int) throws -> ((any Sampler)?, (any Sampler)?) {
             guard worldSize > 1 else { return (nil, nil) }
@@ -136,8 +143,9 @@ struct TrainCommand: ParsableCommand {
                 "model": model, "dataset": datasetName, "world_size": worldSize, "epochs": result.epochs, "steps": result.steps,
                 "train_images_per_second": (result.trainImagesPerSecond * 10).rounded() / 10,
                 "wall_seconds": (result.wallSeconds * 100).rounded() / 100, "threads": Tandem.numThreads,
-                "batch_size": batchSize,
+                "batch_size": batchSize, "amp": amp ?? "none",
             ]
+            if ampDType == .float16 { object["skipped_steps"] = result.skippedSteps }
             object["test_accuracy"] = result.testAccuracy
             object["checkpoint"] = result.checkpointPath
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

@@ -72,6 +72,23 @@ import TandemTrain
         try Checkpoint.loadWeights(path: out + "/model.safetensors", into: model)
     }
 
+    /// float16 AMP in a 2-process DDP job: the GradScaler's found-inf flag is all-reduced, the
+    /// job finishes, and rank 0's checkpoint holds a scale consistent with the skipped steps.
+    @Test(.enabled(if: tandemExecutable() != nil)) func twoProcessFloat16TrainingWithGradScaler() throws {
+        let data = try Self.smallMNIST(train: 256, test: 100)
+        let out = data + "/run"
+        let result = try Self.run(["train", "--model", "convnet", "--data-dir", data, "--epochs", "1", "--batch-size", "16",
+                                   "--nproc-per-node", "2", "--amp", "fp16", "--out", out, "--json"])
+        #expect(result.status == 0, "\(result.output)")
+        let line = result.output.split(separator: "\n").first { $0.contains("\"world_size\"") }.map(String.init) ?? "{}"
+        let object = line.firstIndex(of: "{").map { String(line[$0...]) } ?? "{}"  // the launcher may prefix the rank
+        let json = try JSONSerialization.jsonObject(with: Data(object.utf8)) as? [String: Any] ?? [:]
+        #expect(json["world_size"] as? Int == 2 && json["steps"] as? Int == 8 && json["amp"] as? String == "fp16", "\(result.output)")
+        let skipped = try #require(json["skipped_steps"] as? Int, "\(result.output)")
+        let state = try SafeTensors.load(path: out + "/" + Checkpoint.stateFile)
+        #expect(try state.tensors["grad_scaler.scale"]?.item() == 65536 * pow(0.5, Double(skipped)))
+    }
+
     @Test(.enabled(if: tandemExecutable() != nil)) func deadRankFailsTheJobAndRestartResumes() throws {
         let data = try Self.smallMNIST(train: 256, test: 100)
         let out = data + "/run"

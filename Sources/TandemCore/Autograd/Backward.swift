@@ -25,7 +25,8 @@ extension Tensor {
             }
             seed = Tensor.ones(shape, dtype: dtype)
         }
-        try Tensor.withNoGrad { try AutogradEngine.run(root: root, seed: seed, retainGraph: retainGraph) }
+        // The backward ops use the dtypes recorded in the forward pass, never autocast's.
+        try Tensor.withNoGrad { try Autocast.off { try AutogradEngine.run(root: root, seed: seed, retainGraph: retainGraph) } }
     }
 }
 

@@ -71,7 +71,9 @@ enum Kernels {
         let d = dst.elementPointer(D.self)
         let n = src.count
         let integral = !S.dtype.isFloatingPoint && !D.dtype.isFloatingPoint
-        if S.self == Float.self, D.self == Double.self {
+        if (S.self == Float.self && D.dtype.isLowPrecision) || (S.dtype.isLowPrecision && D.self == Float.self) {
+            convertFloat16Family(UnsafeMutableRawPointer(s), S.dtype, UnsafeMutableRawPointer(d), D.dtype, count: n)
+        } else if S.self == Float.self, D.self == Double.self {
             let sf = UnsafeMutableRawPointer(s).assumingMemoryBound(to: Float.self)
             let df = UnsafeMutableRawPointer(d).assumingMemoryBound(to: Double.self)
             for i in 0..<n { df[i] = Double(sf[i]) }
@@ -87,7 +89,74 @@ enum Kernels {
     }
 }
 
+extension Kernels {
+    /// float32 → float16 bits, rounding to nearest even, branch-free so that loops vectorise
+    /// (the baseline x86-64 target has no F16C, and `Float16(Float)` is a library call per
+    /// element). Overflow gives ±inf, NaN a quiet NaN, tiny values float16 subnormals or ±0.
+    /// After F. Giesen's `float_to_half_fast3_rtne`.
+    @inline(__always) static func halfBits(fromFloatBits x: UInt32) -> UInt16 {
+        let sign = x & 0x8000_0000
+        let a = x ^ sign
+        // Below 2^-14 the result is subnormal: adding 0.5 lets the float adder round at
+        // float16's subnormal spacing (2^-24), leaving the result in the low bits.
+        let denormMagic: UInt32 = ((127 - 15) + (23 - 10) + 1) << 23
+        let subnormal = (Float(bitPattern: a) + Float(bitPattern: denormMagic)).bitPattern &- denormMagic
+        // Normal: rebias the exponent and round the 13 dropped bits to nearest even.
+        let normal = (a &+ (UInt32(bitPattern: 15 - 127) << 23) &+ 0xFFF &+ ((a >> 13) & 1)) >> 13
+        let special: UInt32 = a > 0x7F80_0000 ? 0x7E00 : 0x7C00  // NaN or ±inf (also ≥ 65536)
+        let bits = a >= (127 + 16) << 23 ? special : (a < 113 << 23 ? subnormal : normal)
+        return UInt16(truncatingIfNeeded: bits | (sign >> 16))
+    }
+
+    /// float16 bits → float32 bits (exact), branch-free. After F. Giesen's `half_to_float`.
+    @inline(__always) static func floatBits(fromHalfBits h: UInt16) -> UInt32 {
+        let shiftedExponent: UInt32 = 0x7C00 << 13
+        let magnitude = (UInt32(h) & 0x7FFF) << 13
+        let exponent = magnitude & shiftedExponent
+        let rebiased = magnitude &+ ((127 - 15) << 23)
+        let special = rebiased &+ ((128 - 16) << 23)                       // inf / NaN
+        let subnormal = (Float(bitPattern: rebiased &+ (1 << 23)) - Float(bitPattern: 113 << 23)).bitPattern
+        let bits = exponent == shiftedExponent ? special : (exponent == 0 ? subnormal : rebiased)
+        return bits | ((UInt32(h) & 0x8000) << 16)
+    }
+
+    /// float32 ↔ float16/bfloat16 (the autocast casts), in parallel, without going through Double.
+    fileprivate static func convertFloat16Family(_ s: UnsafeMutableRawPointer, _ from: DType,
+                                                 _ d: UnsafeMutableRawPointer, _ to: DType, count n: Int) {
+        nonisolated(unsafe) let (sp, dp) = (s, d)
+        Parallel.forRanges(n, costPerItem: 2) { range in
+            switch (from, to) {
+            case (.float32, .bfloat16):
+                let x = sp.assumingMemoryBound(to: Float.self), y = dp.assumingMemoryBound(to: BFloat16.self)
+                for i in range { y[i] = BFloat16(x[i]) }
+            case (.bfloat16, .float32):
+                let x = sp.assumingMemoryBound(to: UInt16.self), y = dp.assumingMemoryBound(to: UInt32.self)
+                for i in range { y[i] = UInt32(x[i]) << 16 }
+            case (.float32, .float16):
+                let x = sp.assumingMemoryBound(to: UInt32.self), y = dp.assumingMemoryBound(to: UInt16.self)
+                for i in range { y[i] = halfBits(fromFloatBits: x[i]) }
+            case (.float16, .float32):
+                let x = sp.assumingMemoryBound(to: UInt16.self), y = dp.assumingMemoryBound(to: UInt32.self)
+                for i in range { y[i] = floatBits(fromHalfBits: x[i]) }
+            default:
+                preconditionFailure("convertFloat16Family: \(from) → \(to)")
+            }
+        }
+    }
+}
+
 extension Tensor {
+    /// True when the elements fill `count` consecutive storage slots in some dimension order
+    /// (a permuted contiguous tensor): no broadcasting, no gaps.
+    var isDensePermutation: Bool {
+        var expected = 1
+        for (stride, size) in zip(strides, shape).filter({ $0.1 != 1 }).sorted(by: { $0.0 < $1.0 }) {
+            if stride != expected { return false }
+            expected *= size
+        }
+        return true
+    }
+
     /// This tensor with row-major contiguous storage (a copy only if needed). Differentiable.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
@@ -96,9 +165,19 @@ extension Tensor {
 
     /// This tensor converted to `dtype` (round to nearest even for narrowing float conversions,
     /// truncation toward zero for float to integer). Differentiable between float types.
+    /// The result is contiguous, except that a permutation of contiguous memory (e.g. `x.t()`)
+    /// keeps its strides.
     public func to(_ dtype: DType) -> Tensor {
         if dtype == self.dtype { return self }
-        let out = Kernels.convert(self, to: dtype)
+        let out: Tensor
+        if !isContiguous, isDensePermutation {
+            // A permuted contiguous tensor (a transposed weight, say) keeps its strides, so the
+            // conversion runs in storage order instead of transposing.
+            let flat = Kernels.convert(restrided(shape: [count], strides: [1], offset: offset), to: dtype)
+            out = flat.restrided(shape: shape, strides: strides, offset: 0)
+        } else {
+            out = Kernels.convert(self, to: dtype)
+        }
         guard dtype.isFloatingPoint, self.dtype.isFloatingPoint else { return out }
         let source = self.dtype
         return Tensor.record("to", out, inputs: [self]) { g in [g.to(source)] }

@@ -61,7 +61,14 @@ extension Kernels {
     }
 
     /// `f(a, b)` with NumPy broadcasting into a new contiguous tensor of the broadcast shape.
+    /// float16/bfloat16 operands compute in float32; the result keeps the low dtype when both
+    /// operands have it and is float32 otherwise (PyTorch's type promotion).
     static func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _ f: F, op: String) throws -> Tensor {
+        if a.dtype.isLowPrecision || b.dtype.isLowPrecision {
+            let wide = try zip(a.dtype.isLowPrecision ? convert(a, to: .float32) : a,
+                               b.dtype.isLowPrecision ? convert(b, to: .float32) : b, f, op: op)
+            return a.dtype == b.dtype ? convert(wide, to: a.dtype) : wide
+        }
         try requireFloat(a, op)
         guard a.dtype == b.dtype else {
             throw TensorError.dtypeMismatch(op: op, message: "\(a.dtype) and \(b.dtype); convert one with .to(_:)")

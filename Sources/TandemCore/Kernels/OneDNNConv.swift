@@ -2,7 +2,9 @@ import CDNNL
 import Foundation
 import Synchronization
 
-/// float32 convolution on oneDNN (Debian's libdnnl 2.6, C API).
+/// float32 and bfloat16 convolution on oneDNN (Debian's libdnnl 2.6, C API). bfloat16
+/// plans take bfloat16 source, weights, bias and destination (and their gradients) and
+/// accumulate in float32; they are what `autocast(dtype: .bfloat16)` runs.
 ///
 /// Primitives are created once per (geometry, bias, thread count) and cached. They use
 /// `format_tag_any`, so oneDNN picks its blocked layouts; Tandem's NCHW/OIHW tensors are
@@ -64,11 +66,11 @@ enum DNNL {
         deinit { pointer.deallocate() }
     }
 
-    /// A float32 memory descriptor in a fixed format.
-    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t? {
+    /// A memory descriptor in a fixed format (float32 unless told).
+    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t? {
         var md = dnnl_memory_desc_t()
         let d = dims.map(Int64.init)
-        guard dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag) == dnnl_success else { return nil }
+        guard dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, type, tag) == dnnl_success else { return nil }
         return md
     }
 
@@ -210,10 +212,12 @@ enum DNNL {
 
 /// The cached oneDNN primitives of one convolution geometry.
 final class DNNLConvPlan: @unchecked Sendable {
-    struct Key: Hashable { var geo: ConvGeometry; var hasBias: Bool; var threads: Int }
+    struct Key: Hashable { var geo: ConvGeometry; var hasBias: Bool; var threads: Int; var bfloat16 = false }
 
     let geo: ConvGeometry
     let hasBias: Bool
+    /// dnnl_f32 or dnnl_bf16, for every tensor of the plan.
+    let dataType: dnnl_data_type_t
     let plainSrc: dnnl_memory_desc_t, plainWeights: dnnl_memory_desc_t, plainDst: dnnl_memory_desc_t
     let plainBias: dnnl_memory_desc_t
     let forward: DNNL.Primitive
@@ -252,18 +256,19 @@ final class DNNLConvPlan: @unchecked Sendable {
                         : [geo.groups, geo.outPerGroup, geo.inPerGroup, geo.kernelH, geo.kernelW]
     }
 
-    init?(geo: ConvGeometry, hasBias: Bool) {
+    init?(geo: ConvGeometry, hasBias: Bool, dataType: dnnl_data_type_t = dnnl_f32) {
         guard let engine = DNNL.engine, let attributes = DNNL.attributes else { return nil }
         self.geo = geo
         self.hasBias = hasBias
+        self.dataType = dataType
         let wDims = Self.weightDims(geo)
-        guard let ps = DNNL.memoryDesc(geo.inputShape, dnnl_nchw),
-              let pw = DNNL.memoryDesc(wDims, geo.groups == 1 ? dnnl_oihw : dnnl_goihw),
-              let pd = DNNL.memoryDesc(geo.outputShape, dnnl_nchw),
-              let pb = DNNL.memoryDesc([geo.outChannels], dnnl_x),
-              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
-              var anyWeights = DNNL.memoryDesc(wDims, dnnl_format_tag_any),
-              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+        guard let ps = DNNL.memoryDesc(geo.inputShape, dnnl_nchw, dataType),
+              let pw = DNNL.memoryDesc(wDims, geo.groups == 1 ? dnnl_oihw : dnnl_goihw, dataType),
+              let pd = DNNL.memoryDesc(geo.outputShape, dnnl_nchw, dataType),
+              let pb = DNNL.memoryDesc([geo.outChannels], dnnl_x, dataType),
+              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any, dataType),
+              var anyWeights = DNNL.memoryDesc(wDims, dnnl_format_tag_any, dataType),
+              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any, dataType) else { return nil }
         plainSrc = ps; plainWeights = pw; plainDst = pd; plainBias = pb
         var desc = dnnl_convolution_desc_t()
         var bias = pb
@@ -318,9 +323,9 @@ final class DNNLConvPlan: @unchecked Sendable {
 
     private func makeBackwardData() -> BackwardData? {
         guard let engine = DNNL.engine, let attributes = DNNL.attributes,
-              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
-              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any),
-              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+              var anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any, dataType),
+              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any, dataType),
+              var anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any, dataType) else { return nil }
         var desc = dnnl_convolution_desc_t()
         let p = padding
         var pd: dnnl_primitive_desc_t?
@@ -342,8 +347,8 @@ final class DNNLConvPlan: @unchecked Sendable {
     /// Tries the forward pass's source and destination layouts first (no extra reorders), then
     /// plain layouts when the forward source is plain, then lets oneDNN choose.
     private func makeBackwardWeights() -> BackwardWeights? {
-        guard let anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any),
-              let anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any) else { return nil }
+        guard let anySrc = DNNL.memoryDesc(geo.inputShape, dnnl_format_tag_any, dataType),
+              let anyDst = DNNL.memoryDesc(geo.outputShape, dnnl_format_tag_any, dataType) else { return nil }
         if let made = makeBackwardWeights(src: src, diffDst: dst) { return made }
         // The forward pass kept a few-channel source unblocked: blocking it here would pad the
         // channels to the vector width (8× the work for one channel). Plain layouts run
@@ -355,7 +360,7 @@ final class DNNLConvPlan: @unchecked Sendable {
     private func makeBackwardWeights(src wantedSrc: dnnl_memory_desc_t, diffDst wantedDiffDst: dnnl_memory_desc_t)
         -> BackwardWeights? {
         guard let engine = DNNL.engine, let attributes = DNNL.attributes,
-              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any) else { return nil }
+              var anyWeights = DNNL.memoryDesc(Self.weightDims(geo), dnnl_format_tag_any, dataType) else { return nil }
         var srcDesc = wantedSrc, diffDstDesc = wantedDiffDst
         var desc = dnnl_convolution_desc_t()
         var bias = plainBias
@@ -390,13 +395,13 @@ final class DNNLConvPlan: @unchecked Sendable {
     static let cacheLimit = 512
 
     /// The plan for `geo`, made on first use; nil when oneDNN cannot run it.
-    static func plan(for geo: ConvGeometry, hasBias: Bool, threads: Int) -> DNNLConvPlan? {
-        let key = Key(geo: geo, hasBias: hasBias, threads: threads)
+    static func plan(for geo: ConvGeometry, hasBias: Bool, threads: Int, bfloat16: Bool = false) -> DNNLConvPlan? {
+        let key = Key(geo: geo, hasBias: hasBias, threads: threads, bfloat16: bfloat16)
         if let entry = cache.withLock({ $0[key] }) {
             if case .plan(let p) = entry { return p }
             return nil
         }
-        let made = DNNLConvPlan(geo: geo, hasBias: hasBias)
+        let made = DNNLConvPlan(geo: geo, hasBias: hasBias, dataType: bfloat16 ? dnnl_bf16 : dnnl_f32)
         cache.withLock { table in
             if table.count >= cacheLimit { table.removeAll() }
             table[key] = made.map { .plan($0) } ?? .refused
@@ -414,42 +419,44 @@ struct DNNLConvSaved: @unchecked Sendable {
 }
 
 extension Kernels {
-    /// float32 forward on oneDNN: nil when oneDNN cannot run this geometry. Tensors are
-    /// contiguous float32; `keep` asks for what the backward pass needs.
+    /// float32 or bfloat16 forward on oneDNN: nil when oneDNN cannot run this geometry.
+    /// Tensors are contiguous, all of one dtype; `keep` asks for what the backward pass needs.
     static func convForwardDNNL(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?,
                                 keep: Bool) -> (out: Tensor, saved: DNNLConvSaved?)? {
-        guard input.dtype == .float32, geo.batch > 0 else { return nil }
+        guard input.dtype == .float32 || input.dtype == .bfloat16, geo.batch > 0 else { return nil }
         let threads = DNNL.syncThreads()
-        guard let plan = DNNLConvPlan.plan(for: geo, hasBias: bias != nil, threads: threads) else { return nil }
-        let out = Tensor(uninitializedShape: geo.outputShape, dtype: .float32)
-        let x = UnsafeMutableRawPointer(input.elementPointer(Float.self))
-        let w = UnsafeMutableRawPointer(weight.elementPointer(Float.self))
-        let y = UnsafeMutableRawPointer(out.elementPointer(Float.self))
+        guard let plan = DNNLConvPlan.plan(for: geo, hasBias: bias != nil, threads: threads,
+                                           bfloat16: input.dtype == .bfloat16) else { return nil }
+        let out = Tensor(uninitializedShape: geo.outputShape, dtype: input.dtype)
+        let x = input.rawElements
+        let w = weight.rawElements
+        let y = out.rawElements
         guard case let (src, srcBuffer)? = plan.srcIn.convert(x),
               case let (wts, wBuffer)? = plan.weightsIn.convert(w) else { return nil }
         let (dst, dstBuffer) = plan.dstOut.target(y)
         var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.src, src), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
-        if let bias { args.append((DNNL.Arg.bias, plan.plainBias, UnsafeMutableRawPointer(bias.elementPointer(Float.self)))) }
+        if let bias { args.append((DNNL.Arg.bias, plan.plainBias, bias.rawElements)) }
         guard DNNL.execute(plan.forward, args), plan.dstOut.finish(dst, y) else { return nil }
         withExtendedLifetime(dstBuffer) {}
         return (out, keep ? DNNLConvSaved(plan: plan, src: srcBuffer, weights: wBuffer) : nil)
     }
 
-    /// float32 backward on oneDNN, falling back to im2col for any part oneDNN refuses.
+    /// float32 or bfloat16 backward on oneDNN (gradients in the input's dtype), falling back
+    /// to im2col for any part oneDNN refuses (in float32 for bfloat16, then rounded).
     static func convBackwardDNNL(_ saved: DNNLConvSaved, input: Tensor, weight: Tensor, gradOut: Tensor,
                                  needInput: Bool, needWeight: Bool, needBias: Bool)
         -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
         let plan = saved.plan, geo = plan.geo
         _ = DNNL.syncThreads()
-        let gy = UnsafeMutableRawPointer(gradOut.elementPointer(Float.self))
+        let gy = gradOut.rawElements
         var gradInput: Tensor?, gradWeight: Tensor?, gradBias: Tensor?
         var convertedDiffDst: (desc: dnnl_memory_desc_t, pointer: UnsafeMutableRawPointer, buffer: DNNL.Buffer?)?
 
         if needInput, let bd = plan.backwardData() {
-            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: .float32)
-            let gxp = UnsafeMutableRawPointer(gx.elementPointer(Float.self))
-            let w = UnsafeMutableRawPointer(weight.elementPointer(Float.self))
+            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: input.dtype)
+            let gxp = gx.rawElements
+            let w = weight.rawElements
             var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
             if DNNL.equal(bd.weights, plan.weights) {
                 weights = saved.weights.map { ($0.pointer, $0) } ?? (w, nil)
@@ -469,10 +476,10 @@ extension Kernels {
         }
 
         if needWeight, let bw = plan.backwardWeights() {
-            let gw = Tensor(uninitializedShape: geo.weightShape, dtype: .float32)
-            let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: .float32)
-            let gwp = UnsafeMutableRawPointer(gw.elementPointer(Float.self))
-            let x = UnsafeMutableRawPointer(input.elementPointer(Float.self))
+            let gw = Tensor(uninitializedShape: geo.weightShape, dtype: input.dtype)
+            let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: input.dtype)
+            let gwp = gw.rawElements
+            let x = input.rawElements
             var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
             if DNNL.equal(bw.src, plan.src) {
                 src = saved.src.map { ($0.pointer, $0) } ?? (x, nil)
@@ -491,7 +498,7 @@ extension Kernels {
                     [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, dd),
                      (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
                 if plan.hasBias {
-                    args.append((DNNL.Arg.diffBias, plan.plainBias, UnsafeMutableRawPointer(gb.elementPointer(Float.self))))
+                    args.append((DNNL.Arg.diffBias, plan.plainBias, gb.rawElements))
                 }
                 if DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gwp) {
                     gradWeight = gw
@@ -506,12 +513,20 @@ extension Kernels {
         let missingWeight = needWeight && gradWeight == nil
         let missingBias = needBias && gradBias == nil
         if missingInput || missingWeight || missingBias {
-            let rest = convBackwardIm2col(geo, input: input, weight: weight, gradOut: gradOut, needInput: missingInput,
-                                          needWeight: missingWeight, needBias: missingBias)
-            gradInput = gradInput ?? rest.input
-            gradWeight = gradWeight ?? rest.weight
-            gradBias = gradBias ?? rest.bias
+            let low = input.dtype == .bfloat16
+            func wide(_ t: Tensor) -> Tensor { low ? convert(t, to: .float32) : t }
+            func back(_ t: Tensor?) -> Tensor? { low ? t.map { convert($0, to: .bfloat16) } : t }
+            let rest = convBackwardIm2col(geo, input: wide(input), weight: wide(weight), gradOut: wide(gradOut),
+                                          needInput: missingInput, needWeight: missingWeight, needBias: missingBias)
+            gradInput = gradInput ?? back(rest.input)
+            gradWeight = gradWeight ?? back(rest.weight)
+            gradBias = gradBias ?? back(rest.bias)
         }
         return (gradInput, gradWeight, gradBias)
     }
+}
+
+extension Tensor {
+    /// The address of element `[0, 0, ...]`, untyped (for oneDNN, whatever the dtype).
+    var rawElements: UnsafeMutableRawPointer { storage.bytes + offset * dtype.byteSize }
 }
