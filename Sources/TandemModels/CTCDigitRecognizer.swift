@@ -41,7 +41,7 @@ public final class CTCDigitRecognizer: Module {
 
     /// A recogniser with conv channels `channels` (two values), model width `dModel`, `layers`
     /// bidirectional Mamba-2 layers (`dState`, `headdim`, expand 2, chunk `chunkSize`).
-    public init(numClasses: Int = 11, channels: (Int, Int) = (32, 64), dModel: Int = 96, layers: Int = 1,
+    public init(numClasses: Int = 11, channels: (Int, Int) = (16, 32), dModel: Int = 64, layers: Int = 1,
                 dState: Int = 16, headdim: Int = 32, chunkSize: Int = 64, generator: Generator = .default) {
         self.numClasses = numClasses
         features = Sequential(
