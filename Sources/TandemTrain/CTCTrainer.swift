@@ -157,7 +157,8 @@ public final class CTCTrainer {
         return RandomSampler(count: train.count, seed: config.seed)
     }
 
-    /// The CTC loss (`.mean`) of one batch; `[T, N, C]` from `network`.
+    /// The CTC loss of one batch (blank 0, zeroInfinity): `network` maps the images `[N, 1, 28, W]`
+    /// to `[T, N, 11]` with frame counts `frames(forWidth:)` of the widths; `[]` for `.mean`/`.sum`, `[N]` for `.none`.
     public func loss(_ batch: MNISTStrings.Batch, reduction: Reduction = .mean) throws -> Tensor {
         model.widths = batch.widths
         let logProbs = try network(batch.images)
