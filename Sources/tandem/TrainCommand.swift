@@ -37,8 +37,11 @@ struct TrainCommand: ParsableCommand {
 
     /// The autocast dtype of `--amp`.
     var ampDType: DType? { amp.map { $0 == "fp16" ? .float16 : .bfloat16 } }
+    @Option(help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
+    @Option(help: "ctc-digits: test strings.") var testStrings: Int = 2_000
 
     func validate() throws {
+        if model == "ctc-digits" { return try validateCTC() }   // TrainCTC.swift
         guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
         guard let chosen = Backend(rawValue: backend) else { throw ValidationError("unknown --backend '\(backend)'; choose gloo or mpi") }
         if chosen == .mpi && nprocPerNode > 1 {
@@ -66,6 +69,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        if model == "ctc-digits" { return try runCTC() }   // TrainCTC.swift
         if dataset == "kan-toy" {
             // The KAN paper's function-fitting demo (grid extension 5 → 10 → 20).
             var arguments = ["--seed", "\(seed)"]
