@@ -79,7 +79,7 @@ import TandemTrain
         let data = try DistributedTrainTests.smallMNIST(train: 256, test: 100)
         let out = data + "/ddp.safetensors"
         let common = ["--init-method", "tcp://127.0.0.1:\(Self.freePort())", "--world-size", "2", "--data-dir", data,
-                      "--max-steps", "4", "--batch-size", "16", "--log-every", "1", "--amp", "fp16", "--out", out]
+                      "--max-steps", "4", "--batch-size", "16", "--log-every", "1", "--amp", "fp16", "--sync-bn", "--out", out]
         let tcp = Self.executable("mnist-ddp-tcp")!
         let rank1 = try Running(tcp, common + ["--rank", "1"])
         let rank0 = try Running(tcp, common + ["--rank", "0"])
