@@ -11,7 +11,7 @@
 //   # terminal 1:
 //   TANDEM_NUM_THREADS=1 .build/release/mnist-ddp-tcp --init-method tcp://127.0.0.1:23456 --rank 1 --world-size 2
 //   # two machines: --init-method tcp://IP-OF-RANK-0:23456 on both (GLOO_SOCKET_IFNAME=eth0 if needed);
-//   # add --amp bf16 (or fp16, with loss scaling) for mixed precision.
+//   # add --amp bf16 (or fp16, with loss scaling) for mixed precision, --sync-bn for the seed's SyncBatchNorm.
 import ArgumentParser
 import Foundation
 import TandemData
