@@ -2,6 +2,8 @@
 // Tandem: a deep-learning training framework in Swift for Linux.
 import PackageDescription
 
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "Tandem",
     platforms: [.macOS(.v15)],
@@ -13,6 +15,11 @@ let package = Package(
         .library(name: "TandemDistributed", targets: ["TandemDistributed"]),
         .library(name: "TandemModels", targets: ["TandemModels"]),
         .executable(name: "tandem", targets: ["tandem"]),
+        // The seed's programs as examples to copy (Examples/README.md).
+        .executable(name: "mnist", targets: ["mnist"]),
+        .executable(name: "mnist-ddp-tcp", targets: ["mnist-ddp-tcp"]),
+        .executable(name: "mnist-ddp-env", targets: ["mnist-ddp-env"]),
+        .executable(name: "cifar10", targets: ["cifar10"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +59,20 @@ let package = Package(
                 "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels", "TandemTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+
+        // Examples: the seed's training programs, each one main.swift with an explicit training loop.
+        .executableTarget(
+            name: "mnist", dependencies: ["TandemData", "TandemModels", "TandemNN", "TandemOptim", argumentParser],
+            path: "Examples/MNIST"),
+        .executableTarget(
+            name: "mnist-ddp-tcp", dependencies: ["TandemData", "TandemModels", "TandemNN", "TandemOptim", "TandemDistributed", "TandemParallel", argumentParser],
+            path: "Examples/MNISTDistributedTCP"),
+        .executableTarget(
+            name: "mnist-ddp-env", dependencies: ["TandemData", "TandemModels", "TandemNN", "TandemOptim", "TandemDistributed", "TandemParallel", argumentParser],
+            path: "Examples/MNISTDistributedEnv"),
+        .executableTarget(
+            name: "cifar10", dependencies: ["TandemData", "TandemModels", "TandemNN", "TandemOptim", "TandemDistributed", "TandemParallel", argumentParser],
+            path: "Examples/CIFAR10"),
 
         // Shared test helpers: gradient checker, closeness assertions, golden-file loader.
         .target(name: "TandemTestSupport", dependencies: ["TandemCore"], path: "Sources/TandemTestSupport"),
