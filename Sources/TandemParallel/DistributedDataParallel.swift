@@ -79,7 +79,7 @@ public final class DistributedDataParallel: Module {
     }
 
     public var children: [(String, any Module)] { [] }
-    public var localParameters: [(String, Parameter)] { module.namedParameters() }
+    public var localParameters: [(String, Parameter)] { module.allNamedParameters() }   // tied weights under each name
     public var localBuffers: [(String, Buffer)] { module.namedBuffers() }
 
     /// The inner model's state dict (PyTorch names, no `module.` prefix).
