@@ -42,7 +42,12 @@ public enum TextDatasetError: Error, CustomStringConvertible, Equatable {
 /// lines that are a single `%` (the separators of the fortune format), leaving the blank line.
 public struct TextDataset: Dataset {
     /// The two parts of a corpus.
-    public enum Split: String, Sendable { case train, test }
+    public enum Split: String, Sendable {
+        /// The first `1 − testFraction` of the bytes.
+        case train
+        /// The last `testFraction` of the bytes.
+        case test
+    }
 
     /// Byte-level vocabulary: token ids 0...255.
     public static let vocabularySize = 256
