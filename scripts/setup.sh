@@ -12,6 +12,7 @@ packages=(
   openmpi-bin       # mpirun
   pkg-config
   zlib1g-dev        # gzip-compressed MNIST files
+  fortunes          # English text corpus for the character language model (/usr/share/games/fortunes)
 )
 
 missing=()

@@ -2,12 +2,15 @@ import TandemNN
 
 /// Builds models by the names the CLI uses.
 public enum ModelZoo {
-    /// Names `tandem train --model` accepts.
+    /// Classifier names `tandem train --model` and `tandem eval --model` accept.
     public static let names = ["convnet", "cifar-cnn", "kan", "mambaout-mini"]
+
+    /// Language-model names `tandem train --model` accepts (trained on `--dataset text`).
+    public static let languageModelNames = ["mamba2-lm"]
 
     /// The dataset each model is made for.
     public static func defaultDataset(for model: String) -> String? {
-        ["convnet": "mnist", "cifar-cnn": "cifar10", "kan": "mnist", "mambaout-mini": "mnist"][model]
+        ["convnet": "mnist", "cifar-cnn": "cifar10", "kan": "mnist", "mambaout-mini": "mnist", "mamba2-lm": "text"][model]
     }
 
     /// A freshly initialised model, or nil for an unknown name.
@@ -21,4 +24,40 @@ public enum ModelZoo {
         default: return nil
         }
     }
+
+    /// The configuration of a language model by name: `mamba2-lm` is byte-level (vocab 256),
+    /// dModel 128, 4 layers, dState 32, headdim 32 (8 heads), expand 2, chunk 64.
+    public static func languageModelConfig(_ name: String) -> Mamba2LM.Config? {
+        guard name == "mamba2-lm" else { return nil }
+        var config = Mamba2LM.Config()
+        config.nLayers = 4
+        return config
+    }
+}
+
+/// Presents a sequence model's logits `[N, L, C]` in PyTorch's cross-entropy layout `[N, C, L]`
+/// (targets `[N, L]`), so the classification `Trainer` computes loss and accuracy over every
+/// position. `tokens [N, L]` → `[N, C, L]`. Children, parameters and names are the wrapped
+/// model's (no prefix), so checkpoints load into the bare model.
+public final class ClassFirstLogits: Module {
+    /// The wrapped model (`[N, L] → [N, L, C]`).
+    public let model: any Module
+    /// Training mode of the wrapped model.
+    public var isTraining: Bool {
+        get { model.isTraining }
+        set { model.isTraining = newValue }
+    }
+
+    /// Wraps `model`.
+    public init(_ model: any Module) { self.model = model }
+
+    /// The wrapped model's children.
+    public var children: [(String, any Module)] { model.children }
+    /// The wrapped model's own parameters.
+    public var localParameters: [(String, Parameter)] { model.localParameters }
+    /// The wrapped model's own buffers.
+    public var localBuffers: [(String, Buffer)] { model.localBuffers }
+
+    /// `[N, L]` → logits `[N, C, L]`.
+    public func callAsFunction(_ input: Tensor) throws -> Tensor { try model(input).transpose(1, 2) }
 }

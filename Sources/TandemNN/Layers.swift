@@ -22,6 +22,15 @@ public final class Linear: Module {
         self.bias = bias ? Parameter(DefaultInit.uniform([outFeatures], fanIn: inFeatures, generator: generator)) : nil
     }
 
+    /// A layer over existing parameters, e.g. a language model's head tied to its embedding
+    /// (`weight [outFeatures, inFeatures]` shared with `Embedding.weight [vocab, dim]`).
+    public init(weight: Parameter, bias: Parameter? = nil) {
+        precondition(weight.shape.count == 2 && bias.map { $0.shape == [weight.shape[0]] } ?? true,
+                     "Linear: weight must be [out, in] and bias [out], got \(weight.shape) and \(bias?.shape ?? [])")
+        self.weight = weight
+        self.bias = bias
+    }
+
     public var localParameters: [(String, Parameter)] { [("weight", weight)] + (bias.map { [("bias", $0)] } ?? []) }
 
     public func callAsFunction(_ input: Tensor) throws -> Tensor {

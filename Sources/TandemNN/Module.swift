@@ -46,11 +46,20 @@ extension Module {
     public var localParameters: [(String, Parameter)] { [] }
     public var localBuffers: [(String, Buffer)] { [] }
 
-    /// Every parameter with its dotted name, depth first in registration order.
+    /// Every parameter with its dotted name, depth first in registration order. A parameter
+    /// reachable under several names (a tied weight) appears once, under its first name, as in
+    /// PyTorch's `named_parameters()`, so optimizers and DDP see it once.
     public func namedParameters() -> [(String, Parameter)] {
+        var seen = Set<ObjectIdentifier>()
+        return allNamedParameters().filter { seen.insert(ObjectIdentifier($0.1)).inserted }
+    }
+
+    /// Every parameter under every name it has (a tied weight once per name), depth first in
+    /// registration order: the parameter entries of `stateDict()`.
+    public func allNamedParameters() -> [(String, Parameter)] {
         var out = localParameters
         for (name, child) in children {
-            out += child.namedParameters().map { ("\(name).\($0.0)", $0.1) }
+            out += child.allNamedParameters().map { ("\(name).\($0.0)", $0.1) }
         }
         return out
     }
@@ -88,7 +97,8 @@ extension Module {
     public func zeroGrad() { for p in parameters() { p.value.zeroGrad() } }
 
     /// Parameters and buffers by PyTorch name, in PyTorch's order (each module's parameters,
-    /// then its buffers, then its children).
+    /// then its buffers, then its children). A tied weight appears under each of its names with
+    /// the same values, as in PyTorch's `state_dict()`.
     public func stateDict() -> [(String, Tensor)] {
         var out = localParameters.map { ($0.0, $0.1.value.detach()) } + localBuffers.map { ($0.0, $0.1.value) }
         for (name, child) in children {
@@ -99,13 +109,25 @@ extension Module {
 
     /// Loads values by name. A leading `module.` (from a DDP-wrapped PyTorch model) is
     /// stripped. With `strict`, missing and unexpected names are errors; shapes must always match.
+    /// A tied weight is loaded from whichever of its names is present (the first in
+    /// `stateDict()` order when several are); it is missing only when none is.
     public func loadStateDict(_ state: [String: Tensor], strict: Bool = true) throws {
         var byName: [String: Tensor] = [:]
         for (k, v) in state { byName[k.hasPrefix("module.") ? String(k.dropFirst(7)) : k] = v }
-        let params = namedParameters(), buffers = namedBuffers()
-        let known = Set(params.map(\.0) + buffers.map(\.0))
+        let buffers = namedBuffers()
+        // Each parameter once, with the first of its names that the state dict holds.
+        var params: [(String, Parameter)] = [], aliases: [ObjectIdentifier: Int] = [:]
+        for (name, p) in allNamedParameters() {
+            if let i = aliases[ObjectIdentifier(p)] {
+                if byName[params[i].0] == nil && byName[name] != nil { params[i].0 = name }
+            } else {
+                aliases[ObjectIdentifier(p)] = params.count
+                params.append((name, p))
+            }
+        }
         if strict {
-            let missing = known.subtracting(byName.keys).sorted()
+            let known = Set(allNamedParameters().map(\.0) + buffers.map(\.0))
+            let missing = (params.map(\.0) + buffers.map(\.0)).filter { byName[$0] == nil }.sorted()
             let unexpected = Set(byName.keys).subtracting(known).sorted()
             if !missing.isEmpty || !unexpected.isEmpty {
                 throw ModuleError.stateDictMismatch(missing: missing, unexpected: unexpected)

@@ -98,8 +98,8 @@ public final class DistributedDataParallel: Module {
 
     /// None: the wrapped model's parameters and buffers appear without a `module.` prefix.
     public var children: [(String, any Module)] { [] }
-    /// The wrapped model's parameters, under their own names.
-    public var localParameters: [(String, Parameter)] { module.namedParameters() }
+    /// The wrapped model's parameters, under their own names (tied weights under each name).
+    public var localParameters: [(String, Parameter)] { module.allNamedParameters() }
     /// The wrapped model's buffers, under their own names.
     public var localBuffers: [(String, Buffer)] { module.namedBuffers() }
 

@@ -39,6 +39,8 @@ public struct TrainResult: Sendable {
     public var steps: Int
     public var testAccuracy: Double?
     public var testLoss: Double?
+    /// Mean training loss over the steps of the last epoch run.
+    public var trainLoss: Double?
     public var trainImagesPerSecond: Double
     public var wallSeconds: Double
     public var checkpointPath: String?
@@ -159,6 +161,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             }
             var record: [String: Any] = ["kind": "epoch", "epoch": epoch, "step": step,
                                          "train_loss": runningCount > 0 ? runningLoss / Double(runningCount) : Double.nan]
+            if runningCount > 0 { result.trainLoss = runningLoss / Double(runningCount) }
             if testLoader != nil {
                 let (accuracy, testLoss) = try evaluate()
                 result.testAccuracy = accuracy
@@ -184,7 +187,9 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         return result
     }
 
-    /// Accuracy and mean cross-entropy on the test loader, in evaluation mode without grad.
+    /// Accuracy and mean cross-entropy on the test loader, in evaluation mode without grad,
+    /// per target element: per image for classifiers (`[N, C]`, targets `[N]`), per position
+    /// for sequence logits `[N, C, L]` with targets `[N, L]` (e.g. `ClassFirstLogits`).
     public func evaluate() throws -> (accuracy: Double, loss: Double) {
         guard let testLoader else { return (.nan, .nan) }
         model.eval()
@@ -196,7 +201,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 let logits = try forward { try model(x) }
                 lossSum += try Tensor.crossEntropy(logits, target: y, reduction: .sum).item()
                 correct += try logits.argmax(axis: 1).eq(y).toIntArray().reduce(0, +)
-                total += y.shape[0]
+                total += y.count
             }
         }
         let sums = try DistributedMetrics.sum([Double(correct), Double(total), lossSum], group: config.processGroup)

@@ -34,7 +34,8 @@ extension TrainCommand {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard lr > 0, lr.isFinite, weightDecay >= 0 else { throw ValidationError("--lr must be positive and --weight-decay ≥ 0") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must be ≥ 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if resume { throw ValidationError("--resume is not supported for ctc-digits; start a new run") }
     }
@@ -64,7 +65,7 @@ extension TrainCommand {
             if syncBn { network = try convertSyncBatchNorm(network, processGroup: group) }
             network = try DistributedDataParallel(network, processGroup: group)
         }
-        let rate = Self.given("--lr") ? lr : 3e-3
+        let rate = lr ?? 3e-3
         let optimizer = try Adam(network.parameters(), lr: rate, weightDecay: weightDecay, decoupled: true)
         var config = CTCTrainConfig()
         config.epochs = epochs

@@ -13,13 +13,15 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a model (one process, or DDP with --nproc-per-node or under tandem run or mpirun).")
 
-    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).") var model: String = "convnet"
-    @Option(help: "Dataset: mnist, cifar10 (default: the model's).") var dataset: String?
+    @Option(help: "Model: \((ModelZoo.names + ModelZoo.languageModelNames).joined(separator: ", ")).") var model: String = "convnet"
+    @Option(help: "Dataset: mnist, cifar10, text (default: the model's).") var dataset: String?
     @Option(help: "Dataset folder (default Data/mnist or Data/cifar-10-batches-bin).") var dataDir: String?
+    @Option(help: "Text corpus for --dataset text: a UTF-8 file, or a folder of fortune files (default /usr/share/games/fortunes).") var dataFile: String?
+    @Option(help: "Tokens per training window for --dataset text.") var context: Int = 128
     @Option(help: "Epochs.") var epochs: Int = 1
     @Option(help: "Stop after this many steps in total.") var maxSteps: Int?
     @Option(help: "Batch size.") var batchSize: Int = 64
-    @Option(help: "Learning rate.") var lr: Double = 0.01
+    @Option(help: "Learning rate (default 0.01; 1e-3 for language models).") var lr: Double?
     @Option(help: "SGD momentum.") var momentum: Double = 0.9
     @Option(help: "Weight decay.") var weightDecay: Double = 0
     @Option(help: "LR schedule per epoch: none, step (×0.1 each epoch), cosine.") var scheduler: String = "none"
@@ -34,11 +36,11 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
     @Option(help: "Mixed precision: bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler).")
     var amp: String?
+    @Option(help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
+    @Option(help: "ctc-digits: test strings.") var testStrings: Int = 2_000
 
     /// The autocast dtype of `--amp`.
     var ampDType: DType? { amp.map { $0 == "fp16" ? .float16 : .bfloat16 } }
-    @Option(help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
-    @Option(help: "ctc-digits: test strings.") var testStrings: Int = 2_000
 
     func validate() throws {
         if model == "ctc-digits" { return try validateCTC() }   // TrainCTC.swift
@@ -47,17 +49,18 @@ struct TrainCommand: ParsableCommand {
         if chosen == .mpi && nprocPerNode > 1 {
             throw ValidationError("--backend mpi takes its processes from mpirun: run `mpirun -np \(nprocPerNode) tandem train --backend mpi ...` without --nproc-per-node")
         }
-        guard ModelZoo.names.contains(model) else {
-            throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
+        guard ModelZoo.names.contains(model) || ModelZoo.languageModelNames.contains(model) else {
+            throw ValidationError("unknown --model '\(model)'; choose one of \((ModelZoo.names + ModelZoo.languageModelNames).joined(separator: ", "))")
         }
-        if let dataset, !["mnist", "cifar10", "kan-toy"].contains(dataset) {
-            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist, cifar10 or kan-toy (with --model kan)")
+        if let dataset, !["mnist", "cifar10", "kan-toy", "text"].contains(dataset) {
+            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist, cifar10, text (with --model mamba2-lm) or kan-toy (with --model kan)")
         }
+        try validateLanguageModelOptions()
         if dataset == "kan-toy" && model != "kan" { throw ValidationError("--dataset kan-toy goes with --model kan") }
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
         guard momentum >= 0, weightDecay >= 0 else { throw ValidationError("--momentum and --weight-decay must be ≥ 0") }
         guard ["none", "step", "cosine"].contains(scheduler) else {
             throw ValidationError("unknown --scheduler '\(scheduler)'; choose none, step or cosine")
@@ -70,6 +73,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         if model == "ctc-digits" { return try runCTC() }   // TrainCTC.swift
+        if ModelZoo.languageModelNames.contains(model) { return try trainLanguageModel() }
         if dataset == "kan-toy" {
             // The KAN paper's function-fitting demo (grid extension 5 → 10 → 20).
             var arguments = ["--seed", "\(seed)"]
@@ -99,7 +103,7 @@ struct TrainCommand: ParsableCommand {
             if syncBn { net = try convertSyncBatchNorm(net, processGroup: group) }
             net = try DistributedDataParallel(net, processGroup: group)
         }
-        let optimizer = try SGD(net.parameters(), lr: lr, momentum: momentum, weightDecay: weightDecay)
+        let optimizer = try SGD(net.parameters(), lr: lr ?? 0.01, momentum: momentum, weightDecay: weightDecay)
         let schedule: (any LRSchedule)? = switch scheduler {
         case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
         case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)

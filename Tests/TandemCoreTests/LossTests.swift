@@ -265,4 +265,19 @@ import TandemTestSupport
             try Tensor.binaryCrossEntropyWithLogits(x, y, posWeight: Tensor.ones([3]))
         }
     }
+
+    /// A strided target view (e.g. a narrowed window of tokens) gives the same loss as its
+    /// contiguous copy; the label check once read a freed temporary copy here.
+    @Test func crossEntropyStridedTarget() throws {
+        let tokens = Tensor(int64: (0..<4 * 6).map { ($0 * 7) % 3 }, shape: [4, 6])
+        let strided = try tokens.narrow(axis: 1, start: 1, length: 5).narrow(axis: 0, start: 2, length: 2)   // [2, 5]
+        #expect(!strided.isContiguous)
+        let logits = Self.randn([2, 3, 5], seed: 11)
+        let contiguous = Tensor(int64: strided.toIntArray(), shape: [2, 5])
+        for _ in 0..<20 {
+            let a = try Tensor.crossEntropy(logits, target: strided, reduction: .none)
+            let b = try Tensor.crossEntropy(logits, target: contiguous, reduction: .none)
+            #expect(a.toDoubleArray() == b.toDoubleArray())
+        }
+    }
 }

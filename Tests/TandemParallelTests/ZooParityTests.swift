@@ -14,6 +14,12 @@ import TandemParallel
             let g = Generator(seed: UInt64(500 + step))
             return (Tensor.randn([globalBatch] + inputShape, generator: g), Tensor(int64: (0..<globalBatch).map { _ in Int(g.next() % UInt64(classes)) }))
         }
+        try parity(makeModel: makeModel, batch: batch, steps: steps, lr: lr)
+    }
+
+    /// The global batch of each step is 8 examples (`batch(step)`); rank r trains on rows 4r..<4r+4.
+    func parity(makeModel: @escaping @Sendable () -> any Module, batch: @escaping @Sendable (Int) -> (Tensor, Tensor),
+                steps: Int, lr: Double = 0.05) throws {
         let single = makeModel()
         let opt = try SGD(single.parameters(), lr: lr, momentum: 0.9)
         for step in 0..<steps {
@@ -47,6 +53,18 @@ import TandemParallel
 
     @Test func kan() throws {
         try parity(makeModel: { KAN([6, 5, 3], generator: Generator(seed: 9)) }, inputShape: [6], classes: 3, steps: 10)
+    }
+
+    @Test func mamba2LM() throws {
+        var config = Mamba2LM.Config()
+        (config.vocabSize, config.dModel, config.nLayers, config.dState, config.headdim, config.chunkSize) = (13, 8, 2, 4, 4, 4)
+        let sizes = config
+        @Sendable func batch(_ step: Int) -> (Tensor, Tensor) {
+            let g = Generator(seed: UInt64(700 + step))
+            let tokens = Tensor(int64: (0..<8 * 11).map { _ in Int(g.next() % 13) }, shape: [8, 11])
+            return (try! tokens.narrow(axis: 1, start: 0, length: 10), try! tokens.narrow(axis: 1, start: 1, length: 10))
+        }
+        try parity(makeModel: { ClassFirstLogits(Mamba2LM(sizes, generator: Generator(seed: 9))) }, batch: batch, steps: 3, lr: 0.05)
     }
 
     @Test func mambaOut() throws {

@@ -156,12 +156,16 @@ extension Kernels {
 extension Kernels {
     /// The first label that is neither in 0..<c nor `ignoreIndex`, or nil.
     static func firstInvalidLabel(_ labels: Tensor, classes c: Int, ignoreIndex: Int64) -> Int64? {
-        let p = labels.contiguousStorage().elementPointer(Int64.self)
-        for i in 0..<labels.count {
-            let t = p[i]
-            if t != ignoreIndex && (t < 0 || t >= Int64(c)) { return t }
+        // Keep the contiguous copy (made for a strided view) alive while its pointer is read.
+        let contiguous = labels.contiguousStorage()
+        return withExtendedLifetime(contiguous) {
+            let p = contiguous.elementPointer(Int64.self)
+            for i in 0..<labels.count {
+                let t = p[i]
+                if t != ignoreIndex && (t < 0 || t >= Int64(c)) { return t }
+            }
+            return nil
         }
-        return nil
     }
 
     /// Per-row `-logProbs[r, t]` (0 for ignored rows) on contiguous `[rows, c]` input.
