@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Synchronization
 
 /// The handle of an asynchronous collective. `wait()` blocks until the operation has finished
@@ -31,7 +32,17 @@ public final class Work<Result: Sendable>: Sendable {
     /// The operation itself is bounded by its timeout, so this returns.
     @discardableResult
     public func wait() throws -> Result {
+        spinBriefly()
         group.wait()
         return try state.withLock { $0! }.get()
+    }
+
+    /// Polls for up to 2 ms, yielding the core between polls, before blocking. A core
+    /// that goes idle while its rank waits for a collective may be halted by the hypervisor,
+    /// and waking it costs milliseconds on a VM; collectives of DDP's step usually finish
+    /// within this window.
+    private func spinBriefly() {
+        let deadline = DispatchTime.now().uptimeNanoseconds + 2_000_000
+        while !isCompleted && DispatchTime.now().uptimeNanoseconds < deadline { sched_yield() }
     }
 }

@@ -269,9 +269,22 @@ public final class DistributedDataParallel: Module {
         try broadcastBufferValues()
     }
 
+    /// Broadcasts the buffers from `root` coalesced, one collective per dtype (like PyTorch's
+    /// `_sync_buffers`): a ConvNet's six BatchNorm buffers cost two broadcasts per step, not six.
     private func broadcastBufferValues(root: Int = 0) throws {
-        for (_, b) in module.namedBuffers() where b.value.dtype == .float32 || b.value.dtype == .float64 || b.value.dtype == .int64 {
-            b.value = try processGroup.broadcast(b.value, root: root)
+        let buffers = module.namedBuffers().map(\.1)
+        for dtype in [DType.float32, .float64, .int64] {
+            let same = buffers.filter { $0.value.dtype == dtype }
+            if same.count == 1 { same[0].value = try processGroup.broadcast(same[0].value, root: root) }
+            guard same.count > 1 else { continue }
+            let flat = try processGroup.broadcast(Tensor.cat(same.map { try $0.value.flatten() }), root: root)
+            var offset = 0
+            for b in same {
+                var value = b.value
+                try value.copyValues(from: flat.narrow(axis: 0, start: offset, length: value.count).reshape(value.shape))
+                b.value = value
+                offset += value.count
+            }
         }
     }
 
