@@ -41,15 +41,7 @@ extension TrainCommand {
     }
 
     func runCTC() throws {
-        let environment = ProcessInfo.processInfo.environment
-        if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil {
-            try relaunchUnderTandemRun()
-        }
-        if let threads { Tandem.setNumThreads(threads) }
-        var group: (any ProcessGroup)?
-        if let size = Self.launchedWorldSize(environment, backend: backend), size > 1 {
-            group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
-        }
+        let group = try startDistributed()
         defer { group?.destroy() }
         let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
 

@@ -84,15 +84,7 @@ struct TrainCommand: ParsableCommand {
             }
             return try KanToyCommand.parse(arguments).run()
         }
-        let environment = ProcessInfo.processInfo.environment
-        if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil {
-            try relaunchUnderTandemRun()
-        }
-        if let threads { Tandem.setNumThreads(threads) }
-        var group: (any ProcessGroup)?
-        if let size = Self.launchedWorldSize(environment, backend: backend), size > 1 {
-            group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
-        }
+        let group = try startDistributed()
         // Closing the group lets MPI finalize (mpirun treats a rank that exits without it as failed).
         defer { group?.destroy() }
         let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
@@ -104,19 +96,8 @@ struct TrainCommand: ParsableCommand {
             net = try DistributedDataParallel(net, processGroup: group)
         }
         let optimizer = try SGD(net.parameters(), lr: lr ?? 0.01, momentum: momentum, weightDecay: weightDecay)
-        let schedule: (any LRSchedule)? = switch scheduler {
-        case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
-        case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)
-        default: nil
-        }
-        var config = TrainConfig()
-        config.epochs = epochs
-        config.maxSteps = maxSteps
-        config.outDir = out
-        config.resume = resume
-        config.showProgress = !json
-        config.processGroup = group
-        config.afterStep = FaultInjection.fromEnvironment(rank: rank)
+        let schedule = try makeSchedule(optimizer)
+        var config = trainConfig(group: group)
         config.amp = ampDType
         // Each rank trains on its shard; evaluation counts every test image exactly once.
         func samplers(trainCount: Int, testCount: Int) throws -> ((any Sampler)?, (any Sampler)?) {
@@ -167,6 +148,38 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
+    /// Relaunches under `tandem run` for `--nproc-per-node`, applies `--threads`, and joins the
+    /// process group that the launcher (or mpirun) set up; nil for a single process.
+    func startDistributed() throws -> (any ProcessGroup)? {
+        let environment = ProcessInfo.processInfo.environment
+        if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil { try relaunchUnderTandemRun() }
+        if let threads { Tandem.setNumThreads(threads) }
+        guard let size = Self.launchedWorldSize(environment, backend: backend), size > 1 else { return nil }
+        return try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
+    }
+
+    /// The per-epoch LR schedule of `--scheduler` (nil for none).
+    func makeSchedule(_ optimizer: any Optimizer) throws -> (any LRSchedule)? {
+        switch scheduler {
+        case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
+        case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)
+        default: nil
+        }
+    }
+
+    /// The Trainer settings that come from the common flags.
+    func trainConfig(group: (any ProcessGroup)?) -> TrainConfig {
+        var config = TrainConfig()
+        config.epochs = epochs
+        config.maxSteps = maxSteps
+        config.outDir = out
+        config.resume = resume
+        config.showProgress = !json
+        config.processGroup = group
+        config.afterStep = FaultInjection.fromEnvironment(rank: group?.rank ?? 0)
+        return config
+    }
+
     /// The world size the launcher gave this process: WORLD_SIZE from `tandem run` (or torchrun),
     /// and for `--backend mpi` also mpirun's OMPI_COMM_WORLD_SIZE or PMI_SIZE.
     static func launchedWorldSize(_ environment: [String: String], backend: String) -> Int? {

@@ -31,13 +31,7 @@ extension TrainCommand {
     /// Trains the language model `--model` on the corpus `--data-file` and prints the result
     /// (with `--json`: one object with `train_loss`, `test_bits_per_char`, `train_tokens_per_second`, ...).
     func trainLanguageModel() throws {
-        let environment = ProcessInfo.processInfo.environment
-        if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil { try relaunchUnderTandemRun() }
-        if let threads { Tandem.setNumThreads(threads) }
-        var group: (any ProcessGroup)?
-        if let size = Self.launchedWorldSize(environment, backend: backend), size > 1 {
-            group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
-        }
+        let group = try startDistributed()
         defer { group?.destroy() }
         let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
 
@@ -52,19 +46,8 @@ extension TrainCommand {
         var net: any Module = ClassFirstLogits(lm)
         if let group { net = try DistributedDataParallel(net, processGroup: group) }
         let optimizer = try Adam.adamW(net.parameters(), lr: lr ?? 1e-3, weightDecay: weightDecay)
-        let schedule: (any LRSchedule)? = switch scheduler {
-        case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
-        case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)
-        default: nil
-        }
-        var config = TrainConfig()
-        config.epochs = epochs
-        config.maxSteps = maxSteps
-        config.outDir = out
-        config.resume = resume
-        config.showProgress = !json
-        config.processGroup = group
-        config.afterStep = FaultInjection.fromEnvironment(rank: rank)
+        let schedule = try makeSchedule(optimizer)
+        let config = trainConfig(group: group)
         var trainSampler: (any Sampler)?, testSampler: (any Sampler)?
         if worldSize > 1 {
             trainSampler = try DistributedSampler(count: train.count, numReplicas: worldSize, rank: rank, shuffle: true, seed: seed)
