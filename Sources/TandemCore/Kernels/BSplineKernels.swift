@@ -40,7 +40,7 @@ extension Kernels {
                 }
                 // The span s with t_s ≤ x < t_{s+1}: one less than the number of knots ≤ x.
                 var s = -1
-                for j in 0..<m { s += t[j] <= xv ? 1 : 0 }
+                for j in 0..<m { s &+= t[j] <= xv ? 1 : 0 }   // wrapping: no overflow check in the hot loop
                 if s < 0 || s > m - 2 { continue }
                 cur[0] = 1
                 if order >= 1 {
