@@ -24,6 +24,9 @@ extension Kernels {
             var cur = UnsafeMutablePointer<T>.allocate(capacity: order + 1)
             var prev = UnsafeMutablePointer<T>.allocate(capacity: order + 1)
             defer { cur.deallocate(); prev.deallocate() }
+            // One fill per range (not two small memsets per item): only order + 1 entries per row are set below.
+            (bp + range.lowerBound * c).update(repeating: 0, count: range.count * c)
+            dp.map { ($0 + range.lowerBound * c).update(repeating: 0, count: range.count * c) }
             var feature = range.lowerBound % features
             for item in range {
                 defer { feature = feature + 1 == features ? 0 : feature + 1 }
@@ -31,8 +34,6 @@ extension Kernels {
                 let t = tp + feature * m
                 let out = bp + item * c
                 let dOut = dp.map { $0 + item * c }
-                for j in 0..<c { out[j] = 0 }
-                if let dOut { for j in 0..<c { dOut[j] = 0 } }
                 if order >= 1 && !xv.isFinite {
                     for j in 0..<c { out[j] = .nan }
                     if let dOut { for j in 0..<c { dOut[j] = .nan } }
