@@ -97,33 +97,3 @@ public final class KANLinear: Module {
         return try base + spline
     }
 }
-
-extension Tensor {
-    /// B-spline bases of order `order` (Cox–de Boor recursion) of every feature of `x` on its own
-    /// knots: `x [N, in]`, `grid [in, M]` → `[N, in, M − order − 1]`. Order 0 uses half-open
-    /// intervals `[t_j, t_{j+1})`, so the bases vanish outside `[grid[0], grid[M−1])`.
-    /// Differentiable in `x` (the indicator functions have zero derivative).
-    public static func bSplineBases(_ x: Tensor, grid: Tensor, order: Int) throws -> Tensor {
-        guard x.rank == 2, grid.rank == 2, grid.shape[0] == x.shape[1] else {
-            throw TensorError.shapeMismatch(op: "bSplineBases", message: "x [N, in] and grid [in, M] expected, got \(x.shape) and \(grid.shape)")
-        }
-        let m = grid.shape[1]
-        guard order >= 0, m >= order + 2 else {
-            throw TensorError.invalidArgument(op: "bSplineBases", message: "order \(order) needs at least \(order + 2) knots, grid has \(m)")
-        }
-        let g = grid.detach().to(x.dtype)
-        let xe = try x.unsqueeze(-1)
-        func knots(_ lo: Int, _ hi: Int) throws -> Tensor { try g.slice(axis: 1, start: lo, end: hi) }
-        var bases = try xe.ge(knots(0, m - 1)).to(x.dtype) * xe.lt(knots(1, m)).to(x.dtype)
-        if order == 0 { return bases }
-        for k in 1...order {
-            let n = bases.shape[2]
-            let left = try (xe - knots(0, m - k - 1)) / (knots(k, m - 1) - knots(0, m - k - 1))
-                * bases.slice(axis: 2, start: 0, end: n - 1)
-            let right = try (knots(k + 1, m) - xe) / (knots(k + 1, m) - knots(1, m - k))
-                * bases.slice(axis: 2, start: 1, end: n)
-            bases = try left + right
-        }
-        return bases
-    }
-}
