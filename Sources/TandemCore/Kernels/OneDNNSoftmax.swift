@@ -7,14 +7,15 @@ import Synchronization
 /// `dnnl_softmax_log`). oneDNN picks its kernel at run time (AVX-512 where the CPU has it),
 /// where Swift's own kernels are compiled for baseline SSE.
 ///
-/// Primitives are cached per (rows, n, algorithm, thread count); the backward primitive is
-/// made on the first backward pass of a shape. Whatever oneDNN refuses, or would run with
+/// The rows are split over Tandem's threads, each block one single-threaded oneDNN call.
+/// Primitives are cached per (block rows, n, algorithm); the backward primitive is made on
+/// the first backward pass of a shape. Whatever oneDNN refuses, or would run with
 /// its reference implementation, returns false so the caller can use the Swift kernels.
 enum DNNLSoftmax {
     /// Smallest element count worth a oneDNN call (below it the Swift kernels win on overhead).
     static let minimumElements = 4096
 
-    private struct Key: Hashable { let rows, n, threads: Int; let log: Bool }
+    private struct Key: Hashable { let rows, n: Int; let log: Bool }
 
     private final class Plan: @unchecked Sendable {
         let key: Key
@@ -75,8 +76,7 @@ enum DNNLSoftmax {
     }
 
     private static func plan(rows: Int, n: Int, log: Bool) -> Plan? {
-        guard rows > 0, n > 0, rows * n >= minimumElements else { return nil }
-        let key = Key(rows: rows, n: n, threads: DNNL.syncThreads(), log: log)
+        let key = Key(rows: rows, n: n, log: log)
         if let entry = cache.withLock({ $0[key] }) {
             if case .plan(let p) = entry { return p }
             return nil
@@ -89,11 +89,28 @@ enum DNNLSoftmax {
         return made
     }
 
+    /// Runs `body` on blocks of rows with Tandem's threads, each block on one oneDNN thread.
+    /// An OpenMP team waits at a barrier for its slowest thread (spinning), which on a busy
+    /// machine costs several times the work; row blocks on Tandem's own threads do not.
+    /// False when any block failed.
+    private static func forRowBlocks(rows: Int, n: Int, _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
+        guard rows > 0, n > 0, rows * n >= minimumElements else { return false }
+        let failed = Mutex(false)
+        Parallel.forRanges(rows, costPerItem: n * 8) { range in
+            omp_set_num_threads(1)
+            if !body(range.lowerBound, range.count) { failed.withLock { $0 = true } }
+        }
+        return !failed.withLock { $0 }
+    }
+
     /// `dst = softmax(src)` (or log-softmax) along rows of `n` float32 values. False when
     /// oneDNN cannot run it (nothing useful is then in `dst`).
     static func forward(_ src: UnsafeMutableRawPointer, _ dst: UnsafeMutableRawPointer, rows: Int, n: Int, log: Bool) -> Bool {
-        guard let plan = plan(rows: rows, n: n, log: log) else { return false }
-        return DNNL.execute(plan.forward, [(DNNL.Arg.src, plan.md, src), (DNNL.Arg.dst, plan.md, dst)])
+        forRowBlocks(rows: rows, n: n) { start, count in
+            guard let plan = plan(rows: count, n: n, log: log) else { return false }
+            let offset = start * n * 4
+            return DNNL.execute(plan.forward, [(DNNL.Arg.src, plan.md, src + offset), (DNNL.Arg.dst, plan.md, dst + offset)])
+        }
     }
 
     /// The input gradient from the forward result `dst` and its gradient `diffDst`:
@@ -101,9 +118,12 @@ enum DNNLSoftmax {
     /// oneDNN cannot run it.
     static func backward(dst: UnsafeMutableRawPointer, diffDst: UnsafeMutableRawPointer, diffSrc: UnsafeMutableRawPointer,
                          rows: Int, n: Int, log: Bool) -> Bool {
-        guard let plan = plan(rows: rows, n: n, log: log), let primitive = plan.backward() else { return false }
-        return DNNL.execute(primitive, [(DNNL.Arg.dst, plan.md, dst), (DNNL.Arg.diffDst, plan.md, diffDst),
-                                        (DNNL.Arg.diffSrc, plan.md, diffSrc)])
+        forRowBlocks(rows: rows, n: n) { start, count in
+            guard let plan = plan(rows: count, n: n, log: log), let primitive = plan.backward() else { return false }
+            let offset = start * n * 4
+            return DNNL.execute(primitive, [(DNNL.Arg.dst, plan.md, dst + offset), (DNNL.Arg.diffDst, plan.md, diffDst + offset),
+                                            (DNNL.Arg.diffSrc, plan.md, diffSrc + offset)])
+        }
     }
 
     /// Indices of the rows of `[rows, n]` float32 values holding a NaN (`nanOnly`; for
