@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Softmax and log-softmax along one axis, with fused row kernels.
 extension Tensor {
     /// exp(x) / sum(exp(x)) along `axis`, computed stably.
@@ -43,15 +45,23 @@ extension Tensor {
                 nonisolated(unsafe) let d = out.elementPointer(Float.self)
                 // Rows with a NaN (NaN or +∞ inputs, all −∞ rows) are redone by the Swift kernel,
                 // whose NaN handling differs from oneDNN's.
-                let suspects = DNNLSoftmax.suspectRows(prob.rawElements, rows: rowCount, n: n, nanOnly: true)
+                var suspects: [Int] = []
                 if log {
+                    let found = Mutex<[Int]>([])
                     Parallel.forRanges(rowCount, costPerItem: n * 2) { range in
+                        var nanRows: [Int] = []
                         for r in range {
                             let x = s + r * n, y = d + r * n
-                            let m = Kernels.rowMax(x, n), c = Float.log(Kernels.rowMax(p + r * n, n))
+                            let (pm, total) = DNNLSoftmax.maxAndSum(p + r * n, n)
+                            if total.isNaN { nanRows.append(r); continue }
+                            let m = Kernels.rowMax(x, n), c = Float.log(pm)
                             for j in 0..<n { y[j] = (x[j] - m) + c }
                         }
+                        if !nanRows.isEmpty { found.withLock { $0.append(contentsOf: nanRows) } }
                     }
+                    suspects = found.withLock { $0 }
+                } else {
+                    suspects = DNNLSoftmax.suspectRows(prob.rawElements, rows: rowCount, n: n, nanOnly: true)
                 }
                 for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, log ? p + r * n : nil, n, log: log) }
                 let kept = log && keepProbabilities ? try prob.movedBack(from: a, shape: shape) : nil

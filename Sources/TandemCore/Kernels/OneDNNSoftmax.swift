@@ -126,6 +126,24 @@ enum DNNLSoftmax {
         }
     }
 
+    /// The largest value and the sum of a row of probabilities in one pass (the sum is NaN
+    /// when the row holds a NaN; the maximum ignores NaN).
+    @inline(__always)
+    static func maxAndSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> (max: Float, sum: Float) {
+        let raw = UnsafeRawPointer(p)
+        var high = SIMD8<Float>(repeating: -.infinity), acc = SIMD8<Float>(repeating: 0)
+        var j = 0
+        while j + 8 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            high.replace(with: v, where: v .> high)
+            acc += v
+            j += 8
+        }
+        var m = high.max(), total = acc.sum()
+        while j < n { if p[j] > m { m = p[j] }; total += p[j]; j += 1 }
+        return (m, total)
+    }
+
     /// Indices of the rows of `[rows, n]` float32 values holding a NaN (`nanOnly`; for
     /// softmax and log-softmax outputs, which hold no +∞, the row sum tells) or any
     /// non-finite value (the sum of `x · 0`). oneDNN's results can differ from the Swift
