@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Softmax and log-softmax along one axis, with fused row kernels.
 extension Tensor {
     /// exp(x) / sum(exp(x)) along `axis`, computed stably.
@@ -7,8 +9,9 @@ extension Tensor {
         let a = try Shape.normalizeAxis(axis, rank: rank, op: "softmax")
         let (out, _) = try softmaxRows(axis: a, log: false, keepProbabilities: false)
         return Tensor.record("softmax", out, inputs: [self]) { g in
-            // dx = y * (g - sum(g * y))
+            // dx = y * (g - sum(g * y)); a fused kernel unless the backward pass itself is recorded.
             let y = out
+            if !GradMode.isEnabled, let dx = try Kernels.softmaxBackwardDNNL(g, out: y, axis: a) { return [dx] }
             let dot = try (g * y).sum(axes: [a], keepDim: true)
             return [try y * (g - dot)]
         }
@@ -29,34 +32,96 @@ extension Tensor {
     private func softmaxRows(axis a: Int, log: Bool, keepProbabilities: Bool) throws -> (Tensor, Tensor?) {
         let rows = try movedToLast(a)
         let n = rank == 0 ? 1 : shape[a]
+        let rowCount = rows.count / Swift.max(n, 1)
         let out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
+        // float32 on oneDNN (AVX-512 where available). Log-softmax takes oneDNN's softmax p
+        // and y = (x − max) + log(max p), since max p = exp(0) / Σ exp(x − max): oneDNN's own
+        // log-softmax is off by up to 1.4e-6 near 0 (its log(1) is not 0). p is kept for the
+        // backward pass, which then needs no exp.
+        if dtype == .float32, rowCount * n >= DNNLSoftmax.minimumElements {
+            let prob = log ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : out
+            if DNNLSoftmax.forward(rows.rawElements, prob.rawElements, rows: rowCount, n: n, log: false) {
+                nonisolated(unsafe) let s = rows.elementPointer(Float.self), p = prob.elementPointer(Float.self)
+                nonisolated(unsafe) let d = out.elementPointer(Float.self)
+                // Rows with a NaN (NaN or +∞ inputs, all −∞ rows) are redone by the Swift kernel,
+                // whose NaN handling differs from oneDNN's.
+                var suspects: [Int] = []
+                if log {
+                    let found = Mutex<[Int]>([])
+                    Parallel.forRanges(rowCount, costPerItem: n * 2) { range in
+                        var nanRows: [Int] = []
+                        for r in range {
+                            let x = s + r * n, y = d + r * n
+                            let (pm, total) = DNNLSoftmax.maxAndSum(p + r * n, n)
+                            if total.isNaN { nanRows.append(r); continue }
+                            let m = Kernels.rowMax(x, n), c = Float.log(pm)
+                            for j in 0..<n { y[j] = (x[j] - m) + c }
+                        }
+                        if !nanRows.isEmpty { found.withLock { $0.append(contentsOf: nanRows) } }
+                    }
+                    suspects = found.withLock { $0 }
+                } else {
+                    suspects = DNNLSoftmax.suspectRows(prob.rawElements, rows: rowCount, n: n, nanOnly: true)
+                }
+                for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, log ? p + r * n : nil, n, log: log) }
+                let kept = log && keepProbabilities ? try prob.movedBack(from: a, shape: shape) : nil
+                return (try out.movedBack(from: a, shape: shape), kept)
+            }
+        }
         let probabilities = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
         func run<T: FloatElement>(_: T.Type) {
             nonisolated(unsafe) let s = rows.elementPointer(T.self), d = out.elementPointer(T.self)
             nonisolated(unsafe) let prob = probabilities?.elementPointer(T.self)
-            Parallel.forRanges(rows.count / Swift.max(n, 1), costPerItem: n * 8) { range in
-                for r in range {
-                    // Separate passes (max; exp and sum; scale), each vectorised.
-                    let x = s + r * n, y = d + r * n
-                    var m = Kernels.rowMax(x, n)
-                    if !m.isFinite { m = m.isNaN ? m : 0 }
-                    let total = Kernels.rowExpSumStoring(x, y, n, m)
-                    if log {
-                        if let prob {
-                            let p = prob + r * n, inv = 1 / total
-                            for j in 0..<n { p[j] = y[j] * inv }
-                        }
-                        let lse = m + T.log(total)
-                        for j in 0..<n { y[j] = x[j] - lse }
-                    } else {
-                        let inv = 1 / total
-                        for j in 0..<n { y[j] *= inv }
-                    }
-                }
+            Parallel.forRanges(rowCount, costPerItem: n * 8) { range in
+                for r in range { Kernels.softmaxRow(s + r * n, d + r * n, prob.map { $0 + r * n }, n, log: log) }
             }
         }
         if dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return (try out.movedBack(from: a, shape: shape), try probabilities?.movedBack(from: a, shape: shape))
+    }
+}
+
+extension Kernels {
+    /// Softmax (or log-softmax) of one row of `n` values `x` into `y`; with `prob`, log-softmax
+    /// also writes the softmax there. Separate passes (max; exp and sum; scale), each vectorised.
+    @inline(__always)
+    static func softmaxRow<T: FloatElement>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                            _ prob: UnsafeMutablePointer<T>?, _ n: Int, log: Bool) {
+        var m = Kernels.rowMax(x, n)
+        if !m.isFinite { m = m.isNaN ? m : 0 }
+        let total = Kernels.rowExpSumStoring(x, y, n, m)
+        if log {
+            if let p = prob {
+                let inv = 1 / total
+                for j in 0..<n { p[j] = y[j] * inv }
+            }
+            // (x − m) − log Σ, not x − (m + log Σ): the latter loses log Σ next to a large m.
+            let logTotal = T.log(total)
+            for j in 0..<n { y[j] = (x[j] - m) - logTotal }
+        } else {
+            let inv = 1 / total
+            for j in 0..<n { y[j] *= inv }
+        }
+    }
+
+    /// Softmax backward `y · (g − Σ g·y)` on oneDNN for float32; nil when it does not apply.
+    /// Rows whose result is not finite are recomputed in Swift.
+    static func softmaxBackwardDNNL(_ g: Tensor, out: Tensor, axis a: Int) throws -> Tensor? {
+        guard out.dtype == .float32, g.dtype == .float32, out.count >= DNNLSoftmax.minimumElements else { return nil }
+        let gr = try g.movedToLast(a), yr = try out.movedToLast(a)
+        let n = out.rank == 0 ? 1 : out.shape[a]
+        let rowCount = yr.count / Swift.max(n, 1)
+        let dx = Tensor(uninitializedShape: yr.shape, dtype: .float32)
+        guard DNNLSoftmax.backward(dst: yr.rawElements, diffDst: gr.rawElements, diffSrc: dx.rawElements,
+                                   rows: rowCount, n: n, log: false) else { return nil }
+        let gp = gr.elementPointer(Float.self), yp = yr.elementPointer(Float.self), d = dx.elementPointer(Float.self)
+        for r in DNNLSoftmax.suspectRows(dx.rawElements, rows: rowCount, n: n, nanOnly: false) {
+            let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
+            var dot: Float = 0
+            for j in 0..<n { dot += gRow[j] * yRow[j] }
+            for j in 0..<n { dRow[j] = yRow[j] * (gRow[j] - dot) }
+        }
+        return try dx.movedBack(from: a, shape: out.shape)
     }
 }
 
