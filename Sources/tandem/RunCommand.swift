@@ -21,6 +21,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Restart the whole local group this many times after a failure.") var maxRestarts: Int = 0
     @Option(help: "Seconds to wait for the other ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
     @Flag(help: "One node, 127.0.0.1 and a free port.") var standalone = false
+    /// `tandem train --nproc-per-node` passes 0: rank 0's standard output (progress, the final
+    /// JSON object) then reads as a single process's would; everything else keeps its prefix.
+    @Option(help: .hidden) var unprefixedStdoutRank: Int?
     @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.") var command: [String] = []
 
     func validate() throws {
@@ -43,7 +46,7 @@ struct RunCommand: ParsableCommand {
         let executable = try resolve(command[0])
         let world = nodes * nprocPerNode
         let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / nprocPerNode)
-        let output = OutputSink()
+        let output = OutputSink(unprefixedStdoutRank: unprefixedStdoutRank)
         var attempt = 0
         while true {
             let failure = try launch(executable: executable, arguments: Array(command.dropFirst()), world: world, node: node,
@@ -212,9 +215,13 @@ struct RunCommand: ParsableCommand {
 /// Serializes the children's prefixed output lines.
 final class OutputSink: Sendable {
     private let lock = Mutex(())
+    private let unprefixedStdoutRank: Int?
+
+    init(unprefixedStdoutRank: Int? = nil) { self.unprefixedStdoutRank = unprefixedStdoutRank }
 
     func line(rank: Int, _ text: Data, toStderr: Bool) {
-        var data = Data("[rank \(rank)] ".utf8)
+        let prefixed = toStderr || rank != unprefixedStdoutRank
+        var data = Data((prefixed ? "[rank \(rank)] " : "").utf8)
         data.append(text)
         data.append(UInt8(ascii: "\n"))
         lock.withLock { _ in (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(data) }

@@ -200,7 +200,7 @@ extension TrainCommand {
             rest.append(argument)
         }
         let executable = "/proc/self/exe"
-        let arguments = ["tandem", "run", "--standalone", "--nproc-per-node", "\(nprocPerNode)", "--",
+        let arguments = ["tandem", "run", "--standalone", "--nproc-per-node", "\(nprocPerNode)", "--unprefixed-stdout-rank", "0", "--",
                          (try? FileManager.default.destinationOfSymbolicLink(atPath: executable)) ?? CommandLine.arguments[0]] + rest
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)

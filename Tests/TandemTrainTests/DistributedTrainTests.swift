@@ -66,6 +66,7 @@ import TandemTrain
         #expect(result.status == 0, "\(result.output)")
         let json = result.output.split(separator: "\n").first { $0.contains("\"world_size\"") }.map(String.init) ?? ""
         #expect(json.contains("\"world_size\":2") && json.contains("\"steps\":8"), "\(result.output)")
+        #expect(json.hasPrefix("{"), "rank 0's JSON object is printed without the rank prefix: \(json)")
         // Only rank 0 prints the result.
         #expect(result.output.components(separatedBy: "\"world_size\"").count == 2)
         let model = ConvNet()
