@@ -6,27 +6,13 @@ Run with a virtualenv that has torch (outside the repository), e.g.
     tandem bench ops --filter ctc --json > /tmp/tandem_ctc.jsonl
     python3 Benchmarks/compare.py /tmp/tandem_ctc.jsonl /tmp/torch_ctc.jsonl
 """
-import argparse
-import json
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
+from ops import run_cases
+
 # (T, N, C, S): keep in step with BenchCases.ctcCases in Sources/tandem/BenchOps.swift.
 SHAPES = ((200, 16, 30, 40), (1000, 4, 60, 200))
-
-
-def timed(body, seconds):
-    body(); body()
-    samples = []
-    start = time.perf_counter()
-    while len(samples) < 5 or (time.perf_counter() - start < seconds and len(samples) < 1000):
-        t0 = time.perf_counter()
-        body()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
 
 
 def cases():
@@ -47,21 +33,5 @@ def cases():
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--filter", default=None)
-    args = parser.parse_args()
-    all_cases = cases()
-    for n in [int(t) for t in args.threads.split(",")]:
-        torch.set_num_threads(n)
-        for name, body in all_cases:
-            if args.filter and args.filter not in name:
-                continue
-            ms = timed(body, args.seconds)
-            print(json.dumps({"case": name, "threads": n, "ms": round(ms, 4), "framework": "pytorch"}), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(cases)

@@ -59,13 +59,14 @@ def cases():
     return out
 
 
-def main():
+def run_cases(make_cases):
+    """Times every (name, body) of make_cases() for each --threads count, one JSON line each."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--filter", default=None)
     args = parser.parse_args()
-    all_cases = cases()
+    all_cases = make_cases()
     for n in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(n)
         for name, body in all_cases:
@@ -76,4 +77,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cases(cases)

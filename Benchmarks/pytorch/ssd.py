@@ -8,12 +8,10 @@ backward to X, A, B, C. One JSON line per case and thread count, the median over
     tandem bench ops --filter ssd --json > tandem.jsonl
     python3 Benchmarks/compare.py tandem.jsonl pytorch.jsonl
 """
-import json
-import sys
-import time
-
 import torch
 import torch.nn.functional as F
+
+from ops import run_cases
 
 
 def segsum(x):
@@ -43,23 +41,10 @@ def ssd_minimal_discrete(X, A, B, C, block_len, initial_states=None):
     return (Y_diag + Y_off).reshape(b, l, *Y_diag.shape[3:]), final_state
 
 
-def timed(body, seconds=0.5):
-    body(); body()
-    samples = []
-    start = time.perf_counter()
-    while len(samples) < 5 or (time.perf_counter() - start < seconds and len(samples) < 1000):
-        t0 = time.perf_counter()
-        body()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return samples[len(samples) // 2]
-
-
-def main():
-    threads = [int(t) for t in (sys.argv[1] if len(sys.argv) > 1 else "1,2").split(",")]
+def cases():
     g = torch.Generator().manual_seed(1)
     h, p, n, q = 8, 64, 64, 64
-    cases = []
+    out = []
     for b, l in [(2, 1024), (1, 4096)]:
         X = torch.randn(b, l, h, p, generator=g)
         A = torch.empty(b, l, h).uniform_(-0.1, -0.001, generator=g)
@@ -77,12 +62,9 @@ def main():
             y, _ = ssd_minimal_discrete(*xs, q)
             y.backward(up)
 
-        cases += [(name + "_fwd", fwd), (name + "_fwd_bwd", fwd_bwd)]
-    for t in threads:
-        torch.set_num_threads(t)
-        for name, body in cases:
-            print(json.dumps({"case": name, "threads": t, "ms": round(timed(body), 4), "framework": "pytorch"}), flush=True)
+        out += [(name + "_fwd", fwd), (name + "_fwd_bwd", fwd_bwd)]
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    run_cases(cases)
