@@ -5,21 +5,19 @@ safetensors.torch.load_file and gives the same predictions as `tandem eval`.
     tandem eval --model convnet --weights /tmp/run/model.safetensors --predictions /tmp/pred.safetensors
     python scripts/check_torch_interop.py /tmp/run/model.safetensors /tmp/pred.safetensors
 """
-import gzip
 import sys
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, "Benchmarks/pytorch")
-from mnist_convnet import ConvNet, read_idx  # noqa: E402
+from mnist_convnet import ConvNet  # noqa: E402
+from mnist_train import load_mnist  # noqa: E402
 
 model = ConvNet()
 model.load_state_dict(load_file(sys.argv[1]))  # strict: every name and shape must match
 model.eval()
-images = torch.from_numpy(read_idx("Data/mnist/t10k-images-idx3-ubyte.gz").copy()).float().div(255)
-images = ((images - 0.1307) / 0.3081).unsqueeze(1)
+images, _ = load_mnist("Data/mnist", "t10k")
 with torch.no_grad():
     ours = torch.cat([model(images[i:i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
 tandem = load_file(sys.argv[2])["predictions"]

@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mnist_convnet import ConvNet, read_idx  # noqa: E402
+from mnist_convnet import ConvNet  # noqa: E402
+from mnist_train import load_mnist  # noqa: E402
 from ops import timed  # noqa: E402
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -59,13 +60,8 @@ def bench(args):
 
 
 def mnist(args):
-    def load(prefix):
-        x = torch.from_numpy(read_idx(f"{args.data_dir}/{prefix}-images-idx3-ubyte.gz").copy()).float().div(255)
-        x = ((x - 0.1307) / 0.3081).unsqueeze(1)
-        y = torch.from_numpy(read_idx(f"{args.data_dir}/{prefix}-labels-idx1-ubyte.gz").astype("int64"))
-        return x, y
-    train_x, train_y = load("train")
-    test_x, test_y = load("t10k")
+    train_x, train_y = load_mnist(args.data_dir, "train")
+    test_x, test_y = load_mnist(args.data_dir, "t10k")
     for precision in ("fp32", "bf16"):
         dtype = DTYPES[precision]
         torch.manual_seed(args.seed)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from mnist_convnet import ConvNet, read_idx
+from mnist_convnet import ConvNet
+from mnist_train import load_mnist
 
 
 def worker(rank, args):
@@ -27,10 +28,7 @@ def worker(rank, args):
     torch.manual_seed(args.seed)
 
     def load(prefix):
-        x = torch.from_numpy(read_idx(f"{args.data_dir}/{prefix}-images-idx3-ubyte.gz").copy()).float().div(255)
-        x = ((x - 0.1307) / 0.3081).unsqueeze(1)
-        y = torch.from_numpy(read_idx(f"{args.data_dir}/{prefix}-labels-idx1-ubyte.gz").astype("int64"))
-        return TensorDataset(x, y)
+        return TensorDataset(*load_mnist(args.data_dir, prefix))
 
     train, test = load("train"), load("t10k")
     sampler = DistributedSampler(train, num_replicas=args.nproc, rank=rank, shuffle=True, seed=args.seed)

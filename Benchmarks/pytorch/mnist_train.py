@@ -1,5 +1,5 @@
-"""The training loop the PyTorch references of `tandem train --dataset mnist` share (kan.py,
-mambaout.py): the recipe of Sources/tandem/TrainCommand.swift (SGD lr 0.01, momentum 0.9,
+"""The training loop the PyTorch references of `tandem train --dataset mnist` share (mnist_convnet.py,
+kan.py, mambaout.py): the recipe of Sources/tandem/TrainCommand.swift (SGD lr 0.01, momentum 0.9,
 batch 64, cross-entropy, 1 epoch), the timing rule of Sources/TandemTrain/Trainer.swift (train
 images/s counts zero_grad + forward + backward + optimizer step + reading the loss, not data
 loading), evaluation in batches of 1000, and one final JSON line like mnist_convnet.py.
@@ -10,6 +10,7 @@ model.safetensors), loaded with strict=True, so its accuracy can be compared wit
 which `tandem eval` reads.
 """
 import argparse
+import gzip
 import json
 import time
 
@@ -17,7 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnist_convnet import read_idx
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    rank = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
 
 
 def load_mnist(data_dir, prefix):

@@ -107,18 +107,23 @@ extension Tensor {
         let aBatchStrides = Kernels.broadcastStrides(ap.batchView, to: batch)
         let bBatchStrides = Kernels.broadcastStrides(bp.batchView, to: batch)
         let batchStrides = Shape.contiguousStrides(batch)
+        /// Element offsets of batch `bi`'s a and b matrices (broadcast batch dimensions repeat).
+        func operandOffsets(_ bi: Int) -> (Int, Int) {
+            var rest = bi, ao = 0, bo = 0
+            for d in 0..<batch.count {
+                let c = rest / batchStrides[d]
+                rest %= batchStrides[d]
+                ao += c * aBatchStrides[d]
+                bo += c * bBatchStrides[d]
+            }
+            return (ao, bo)
+        }
         func run<T: FloatElement>(_: T.Type) {
             let aBase = ap.elementPointer(T.self), bBase = bp.elementPointer(T.self), cBase = out.elementPointer(T.self)
             if m == 0 || n == 0 { return }
             if k == 0 { cBase.update(repeating: 0, count: out.count); return }
             for bi in 0..<batchCount {
-                var rest = bi, ao = 0, bo = 0
-                for d in 0..<batch.count {
-                    let c = rest / batchStrides[d]
-                    rest %= batchStrides[d]
-                    ao += c * aBatchStrides[d]
-                    bo += c * bBatchStrides[d]
-                }
+                let (ao, bo) = operandOffsets(bi)
                 Kernels.gemm(T.self, transA: ta, transB: tb, m: m, n: n, k: k,
                              a: aBase + ao, lda: lda, b: bBase + bo, ldb: ldb, c: cBase + bi * m * n, ldc: n)
             }
@@ -128,13 +133,7 @@ extension Tensor {
             let aBase = UnsafeMutableRawPointer(ap.elementPointer(UInt16.self)), bBase = UnsafeMutableRawPointer(bp.elementPointer(UInt16.self))
             let cBase = UnsafeMutableRawPointer(out.elementPointer(UInt16.self))
             for bi in 0..<batchCount {
-                var rest = bi, ao = 0, bo = 0
-                for d in 0..<batch.count {
-                    let c = rest / batchStrides[d]
-                    rest %= batchStrides[d]
-                    ao += c * aBatchStrides[d]
-                    bo += c * bBatchStrides[d]
-                }
+                let (ao, bo) = operandOffsets(bi)
                 guard DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: aBase + 2 * ao, lda: lda,
                                       b: bBase + 2 * bo, ldb: ldb, c: cBase + 2 * bi * m * n, ldc: n) else { return false }
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TandemTestSupport
 import XCTest
 
 /// The result of a spawned process.

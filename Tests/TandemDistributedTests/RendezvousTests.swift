@@ -1,6 +1,7 @@
 import Foundation
 import TandemCore
 import TandemDistributed
+import TandemTestSupport
 import XCTest
 
 /// Init-method parsing and environment validation (no processes).

@@ -1,21 +1,8 @@
 import Foundation
 import Glibc
 import TandemDistributed
+import TandemTestSupport
 import XCTest
-
-/// A free TCP port on 127.0.0.1 (bound and released).
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
 
 /// Connects a raw socket to 127.0.0.1:port, writes `bytes`, and closes (a garbage client).
 func sendGarbage(port: Int, _ bytes: [UInt8], keepOpenFor seconds: Double = 0) {

@@ -47,20 +47,6 @@ import TandemTrain
         }
     }
 
-    /// A free TCP port on 127.0.0.1 (bound and released).
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     @Test(.enabled(if: examplesBuilt, "the examples are not built: swift build --product mnist; swift build --product mnist-ddp-tcp")) func mnistTrainsFiveStepsAndSavesPyTorchNames() throws {
         let data = try DistributedTrainTests.smallMNIST(train: 256, test: 100)
         let out = data + "/mnist.safetensors"
@@ -78,7 +64,7 @@ import TandemTrain
     @Test(.enabled(if: examplesBuilt, "the examples are not built: swift build --product mnist; swift build --product mnist-ddp-tcp")) func mnistDDPOverTCPTwoProcessesStartedByHand() throws {
         let data = try DistributedTrainTests.smallMNIST(train: 256, test: 100)
         let out = data + "/ddp.safetensors"
-        let common = ["--init-method", "tcp://127.0.0.1:\(Self.freePort())", "--world-size", "2", "--data-dir", data,
+        let common = ["--init-method", "tcp://127.0.0.1:\(freePort())", "--world-size", "2", "--data-dir", data,
                       "--max-steps", "4", "--batch-size", "16", "--log-every", "1", "--amp", "fp16", "--sync-bn", "--out", out]
         let tcp = Self.executable("mnist-ddp-tcp")!
         let rank1 = try Running(tcp, common + ["--rank", "1"])
