@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+
+/// Bad flags and bad files given to the `tandem` commands built for DDP, mixed precision, the
+/// language model and the benchmarks: a non-zero exit with a message that says what to fix,
+/// and no hang (each run is bounded by `DistributedTrainTests.run`'s time limit).
+@Suite struct CommandLineErrorTests {
+    static let built = DistributedTrainTests.tandemExecutable() != nil
+
+    /// Runs `tandem arguments` and checks that it fails, naming `expected`.
+    func expectFailure(_ arguments: [String], mentioning expected: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try DistributedTrainTests.run(arguments, limit: 30)
+        #expect(result.status != 0, "tandem \(arguments.joined(separator: " ")) succeeded", sourceLocation: sourceLocation)
+        #expect(result.output.contains(expected), "\(result.output)", sourceLocation: sourceLocation)
+    }
+
+    @Test(.enabled(if: built, "the tandem executable is not built")) func badFlags() throws {
+        try expectFailure(["train", "--backend", "mpi", "--nproc-per-node", "2"], mentioning: "mpirun -np 2 tandem train --backend mpi")
+        try expectFailure(["train", "--backend", "nccl"], mentioning: "choose gloo or mpi")
+        try expectFailure(["train", "--amp", "fp8"], mentioning: "choose bf16 or fp16")
+        try expectFailure(["train", "--model", "ctc-digits", "--dataset", "mnist-strings", "--train-strings", "0"],
+                          mentioning: "--train-strings and --test-strings must be positive")
+        try expectFailure(["bench", "allreduce", "--sizes", "3XB"], mentioning: "bad size '3XB'")
+    }
+
+    @Test(.enabled(if: built, "the tandem executable is not built")) func missingAndCorruptFiles() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let garbage = folder + "/model.safetensors"
+        try Data("garbage bytes, not safetensors".utf8).write(to: URL(fileURLWithPath: garbage))
+        try expectFailure(["generate", "--weights", folder + "/missing.safetensors"], mentioning: "missing.safetensors")
+        try expectFailure(["generate", "--weights", garbage], mentioning: "is corrupt or not a safetensors file")
+        try expectFailure(["train", "--model", "mamba2-lm", "--dataset", "text", "--data-file", folder + "/no-corpus.txt", "--max-steps", "1"],
+                          mentioning: "not found")
+        try expectFailure(["train", "--model", "mamba2-lm", "--dataset", "text", "--data-file", garbage, "--max-steps", "1"],
+                          mentioning: "use a longer text or a shorter --context")
+    }
+}
