@@ -12,8 +12,10 @@
 
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
+#include <gloo/allreduce_halving_doubling.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
+#include <gloo/broadcast_one_to_all.h>
 #include <gloo/gather.h>
 #include <gloo/math.h>
 #include <gloo/reduce.h>
@@ -101,6 +103,22 @@ void allreduceTyped(tg_gloo_context *ctx, void *buf, size_t count, int op, int64
     gloo::allreduce(opts);
 }
 
+template <typename T> const gloo::ReductionFunction<T> *reductionFunction(int op) {
+    switch (op) {
+    case TG_OP_SUM: return gloo::ReductionFunction<T>::sum;
+    case TG_OP_PRODUCT: return gloo::ReductionFunction<T>::product;
+    case TG_OP_MIN: return gloo::ReductionFunction<T>::min;
+    case TG_OP_MAX: return gloo::ReductionFunction<T>::max;
+    }
+    throw std::invalid_argument("unknown reduce op");
+}
+
+template <typename T> void allreduceSyncTyped(tg_gloo_context *ctx, void *buf, size_t count, int op) {
+    gloo::AllreduceHalvingDoubling<T> algorithm(ctx->context, {static_cast<T *>(buf)}, static_cast<int>(count),
+                                                reductionFunction<T>(op));
+    algorithm.run();
+}
+
 template <typename T>
 void reduceTyped(tg_gloo_context *ctx, void *buf, size_t count, int op, int root, int64_t timeout_ms) {
     gloo::ReduceOptions opts(ctx->context);
@@ -118,7 +136,7 @@ extern "C" {
 void tg_ignore_sigpipe(void) { std::signal(SIGPIPE, SIG_IGN); }
 
 int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int size,
-                   int64_t timeout_ms, const char *iface, const char *hostname,
+                   int64_t timeout_ms, const char *iface, const char *hostname, int mode,
                    tg_gloo_context **out, char *err, size_t errlen) {
     *out = nullptr;
     return guarded(err, errlen, [&] {
@@ -131,6 +149,11 @@ int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int
         CallbackStore callbackStore(*store, ms(timeout_ms));
         gloo::rendezvous::PrefixStore prefixStore(prefix, callbackStore);
         context->connectFullMesh(prefixStore, device);
+        if (mode != TG_MODE_ASYNC) {
+            for (int i = 0; i < size; i++) {
+                if (i != rank) context->getPair(i)->setSync(true, mode == TG_MODE_SYNC_BUSY_POLL);
+            }
+        }
         *out = new tg_gloo_context{context};
     });
 }
@@ -151,6 +174,25 @@ int tg_gloo_allreduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, 
         case TG_DTYPE_I64: allreduceTyped<int64_t>(ctx, buf, count, op, timeout_ms); break;
         default: throw std::invalid_argument("unsupported dtype");
         }
+    });
+}
+
+int tg_gloo_allreduce_sync(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op,
+                           char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        switch (dtype) {
+        case TG_DTYPE_F32: allreduceSyncTyped<float>(ctx, buf, count, op); break;
+        case TG_DTYPE_F64: allreduceSyncTyped<double>(ctx, buf, count, op); break;
+        case TG_DTYPE_I64: allreduceSyncTyped<int64_t>(ctx, buf, count, op); break;
+        default: throw std::invalid_argument("unsupported dtype");
+        }
+    });
+}
+
+int tg_gloo_broadcast_sync(tg_gloo_context *ctx, void *buf, size_t bytes, int root, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        gloo::BroadcastOneToAll<uint8_t> algorithm(ctx->context, {static_cast<uint8_t *>(buf)}, bytes, root);
+        algorithm.run();
     });
 }
 

@@ -4,11 +4,6 @@ import Glibc
 import Synchronization
 import TandemCore
 
-/// A Gloo context pointer; used only under the transport's lock.
-private struct ContextHandle: @unchecked Sendable {
-    let pointer: OpaquePointer
-}
-
 private func text(_ a: [CChar]) -> String {
     String(decoding: a.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
@@ -73,11 +68,41 @@ final class GlooTransport: Transport {
     /// Records that the given world rank saw a failure, then returns the world ranks known to
     /// be gone (no longer connected to the store) that did not themselves report one.
     let deadWorldRanks: @Sendable (Int) -> [Int]
-    /// The context, the number of calls using it, and whether `close` was requested: the
-    /// context is destroyed once no call uses it (point-to-point calls run concurrently).
-    private let context: Mutex<(handle: ContextHandle?, inFlight: Int, closing: Bool)>
+    /// The contexts, the number of calls using them, and whether `close` was requested: the
+    /// contexts are destroyed once no call uses them (point-to-point calls run concurrently).
+    private let contexts: Mutex<(handles: Contexts?, inFlight: Int, closing: Bool)>
+    /// The group's default timeout: the only one the synchronous context can apply.
+    private let timeout: Duration
 
-    /// Creates the context; `prefix` separates this group's keys in the store.
+    /// All-reduce and broadcast messages up to this many bytes go through the synchronous
+    /// context: the smallest `localSyncMessageLimit` of all ranks, agreed on at creation.
+    private let syncMessageLimit: Int
+
+    /// Both ranks of a halving-doubling step send before they receive, so a message must fit a
+    /// socket's send buffer, which the kernel caps at net.core.wmem_max (208 KB by default).
+    static var localSyncMessageLimit: Int {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/core/wmem_max", encoding: .utf8)) ?? ""
+        let wmemMax = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 212_992
+        return min(max(wmemMax, 64 << 10), 4 << 20)
+    }
+
+    /// Two Gloo contexts over the same ranks. `async`: Gloo's event-loop thread reads the
+    /// sockets and wakes the caller (Gloo's current algorithms; every operation). `sync`: the
+    /// calling thread reads its sockets itself, which saves the thread hand-off on each of a
+    /// small collective's round trips (0.08 ms instead of 0.4 ms for 1 KB on 2 local ranks).
+    private struct Contexts: @unchecked Sendable {
+        let async: OpaquePointer
+        let sync: OpaquePointer
+
+        func destroy() {
+            tg_gloo_destroy(async)
+            tg_gloo_destroy(sync)
+        }
+    }
+
+    /// Creates the contexts; `prefix` separates this group's keys in the store.
+    /// `TANDEM_GLOO_BUSY_POLL=1` makes the synchronous context spin instead of block while it
+    /// waits (for a rank that has a core of its own).
     init(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration, iface: String, hostname: String,
          worldRanks: [Int]? = nil, deadWorldRanks: @escaping @Sendable (Int) -> [Int] = { _ in [] }) throws {
         tg_ignore_sigpipe()
@@ -88,35 +113,72 @@ final class GlooTransport: Transport {
         self.store = store
         self.iface = iface
         self.hostname = hostname
+        self.timeout = timeout
+        let busyPoll = ProcessInfo.processInfo.environment["TANDEM_GLOO_BUSY_POLL"] == "1"
+        let async = try Self.create(store: store, prefix: prefix, rank: rank, worldSize: worldSize, timeout: timeout,
+                                    iface: iface, hostname: hostname, mode: Int32(TG_MODE_ASYNC))
+        let sync: OpaquePointer
+        do {
+            sync = try Self.create(store: store, prefix: prefix + "/sync", rank: rank, worldSize: worldSize, timeout: timeout,
+                                   iface: iface, hostname: hostname,
+                                   mode: Int32(busyPoll ? TG_MODE_SYNC_BUSY_POLL : TG_MODE_SYNC))
+        } catch {
+            tg_gloo_destroy(async)
+            throw error
+        }
+        var limit = Int64(Self.localSyncMessageLimit)
+        var err = [CChar](repeating: 0, count: 4096)
+        let rc = withUnsafeMutableBytes(of: &limit) {
+            tg_gloo_allreduce(async, $0.baseAddress, 1, Int32(TG_DTYPE_I64), Int32(TG_OP_MIN), timeout.milliseconds, &err, err.count)
+        }
+        guard rc == 0 else {
+            Contexts(async: async, sync: sync).destroy()
+            throw TransportError(message: "Gloo setup failed: \(text(err))", peer: nil)
+        }
+        syncMessageLimit = Int(limit)
+        contexts = Mutex((Contexts(async: async, sync: sync), 0, false))
+    }
+
+    private static func create(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration,
+                               iface: String, hostname: String, mode: Int32) throws -> OpaquePointer {
         let box = Unmanaged.passRetained(StoreBox(store))
         defer { box.release() }
         var callbacks = makeCallbacks(box.toOpaque())
         var out: OpaquePointer?
         var err = [CChar](repeating: 0, count: 4096)
-        let rc = tg_gloo_create(&callbacks, prefix, Int32(rank), Int32(worldSize), timeout.milliseconds, iface, hostname, &out, &err, err.count)
+        let rc = tg_gloo_create(&callbacks, prefix, Int32(rank), Int32(worldSize), timeout.milliseconds, iface, hostname, mode,
+                                &out, &err, err.count)
         guard rc == 0, let out else {
             let message = text(err)
             throw TransportError(message: "Gloo rendezvous failed: \(message)", peer: nil, isTimeout: message.contains("imed out") || message.contains("timeout"))
         }
-        context = Mutex((ContextHandle(pointer: out), 0, false))
+        return out
     }
 
-    private func call(_ body: (OpaquePointer, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+    /// Whether a collective of `bytes` with this `timeout` can use the synchronous context.
+    private func fitsSync(bytes: Int, timeout: Duration) -> Bool {
+        bytes <= syncMessageLimit && timeout == self.timeout
+    }
+
+    private func call(sync: Bool = false, _ body: (OpaquePointer, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
         var err = [CChar](repeating: 0, count: 4096)
-        let ctx = try context.withLock { c -> ContextHandle in
-            guard let h = c.handle, !c.closing else { throw TransportError(message: "the Gloo context was closed", peer: nil) }
+        let handles = try contexts.withLock { c -> Contexts in
+            guard let h = c.handles, !c.closing else { throw TransportError(message: "the Gloo context was closed", peer: nil) }
             c.inFlight += 1
             return h
         }
-        let rc = err.withUnsafeMutableBufferPointer { body(ctx.pointer, $0.baseAddress!, $0.count) }
-        let destroy = context.withLock { c -> ContextHandle? in
+        let rc = err.withUnsafeMutableBufferPointer { body(sync ? handles.sync : handles.async, $0.baseAddress!, $0.count) }
+        let destroy = contexts.withLock { c -> Contexts? in
             c.inFlight -= 1
-            guard c.closing, c.inFlight == 0, let h = c.handle else { return nil }
-            c.handle = nil
+            guard c.closing, c.inFlight == 0, let h = c.handles else { return nil }
+            c.handles = nil
             return h
         }
-        if let destroy { tg_gloo_destroy(destroy.pointer) }
+        destroy?.destroy()
         if rc != 0 {
+            // A failed context cannot be used again; closing its sockets now makes the ranks
+            // blocked on this one fail at once rather than at their timeout.
+            close()
             let message = text(err)
             var peer = Self.peer(in: message)
             var text = message
@@ -126,7 +188,9 @@ final class GlooTransport: Transport {
                 peer = dead.first
                 if !dead.isEmpty { text += " (rank(s) \(dead.map(String.init).joined(separator: ", ")) of the group are gone)" }
             }
-            throw TransportError(message: text, peer: peer, isTimeout: message.contains("Timed out") || message.contains("timed out"))
+            let timedOut = message.contains("Timed out") || message.contains("timed out") || message.contains("Read timeout")
+                || message.contains("Write timeout")
+            throw TransportError(message: text, peer: peer, isTimeout: timedOut)
         }
     }
 
@@ -155,6 +219,9 @@ final class GlooTransport: Transport {
 
     func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, dtype: DType, op: ReduceOp, timeout: Duration) throws {
         guard count > 0 else { return }
+        if fitsSync(bytes: count * dtype.byteSize, timeout: timeout) {
+            return try call(sync: true) { tg_gloo_allreduce_sync($0, buffer.baseAddress, count, Self.code(dtype), Self.code(op), $1, $2) }
+        }
         try call { tg_gloo_allreduce($0, buffer.baseAddress, count, Self.code(dtype), Self.code(op), timeout.milliseconds, $1, $2) }
     }
 
@@ -165,6 +232,9 @@ final class GlooTransport: Transport {
 
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int, timeout: Duration) throws {
         guard buffer.count > 0 else { return }
+        if fitsSync(bytes: buffer.count, timeout: timeout) {
+            return try call(sync: true) { tg_gloo_broadcast_sync($0, buffer.baseAddress, buffer.count, Int32(root), $1, $2) }
+        }
         try call { tg_gloo_broadcast($0, buffer.baseAddress, buffer.count, Int32(root), timeout.milliseconds, $1, $2) }
     }
 
@@ -222,13 +292,13 @@ final class GlooTransport: Transport {
     }
 
     func close() {
-        let ctx = context.withLock { c -> ContextHandle? in
+        let handles = contexts.withLock { c -> Contexts? in
             c.closing = true
-            guard c.inFlight == 0, let h = c.handle else { return nil }
-            c.handle = nil
+            guard c.inFlight == 0, let h = c.handles else { return nil }
+            c.handles = nil
             return h
         }
-        if let ctx { tg_gloo_destroy(ctx.pointer) }
+        handles?.destroy()
     }
 
     deinit { close() }

@@ -184,19 +184,11 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
         deadRanks = { [weak tcp] me in
             guard let tcp else { return [] }
             try? tcp.set("tandem/sawFailure/\(me)", [1])
-            let deadline = ContinuousClock.now + .milliseconds(300)
-            repeat {
-                do {
-                    let gone = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
-                    let first = try gone.filter { try !tcp.check(["tandem/sawFailure/\($0)"], timeout: .milliseconds(500)) }
-                    if !first.isEmpty { return first }
-                    if !gone.isEmpty && ContinuousClock.now >= deadline { return gone }
-                } catch {
-                    return [0]  // the store itself is gone: rank 0 serves it
-                }
-                Thread.sleep(forTimeInterval: 0.02)
-            } while ContinuousClock.now < deadline
-            return []
+            let verdict = firstDeadRanks(tcp, world: world)
+            // The store dies with this process: when a rank died, give the others a moment to
+            // read that verdict rather than blame this rank for leaving.
+            if tcp.isServer && !verdict.isEmpty { waitForOthersToNotice(tcp, world: world, me: me) }
+            return verdict
         }
     }
     do {
@@ -213,5 +205,36 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             throw DistributedError.timeout(operation: "initProcessGroup (Gloo rendezvous)", group: "default", rank: info.rank, peer: nil, after: timeout)
         }
         throw DistributedError.collectiveFailed(operation: "initProcessGroup (Gloo rendezvous)", group: "default", rank: info.rank, peer: nil, message: e.message)
+    }
+}
+
+/// The ranks whose store connection is closed and that did not themselves report a failure (the
+/// ones that died first), or, after 300 ms, every closed one; [0] when the store itself is gone.
+private func firstDeadRanks(_ tcp: TCPStore, world: Int) -> [Int] {
+    let deadline = ContinuousClock.now + .milliseconds(300)
+    repeat {
+        do {
+            let gone = try (0..<world).filter { try !tcp.check(["tandem/alive/\($0)"], timeout: .milliseconds(500)) }
+            let first = try gone.filter { try !tcp.check(["tandem/sawFailure/\($0)"], timeout: .milliseconds(500)) }
+            if !first.isEmpty { return first }
+            if !gone.isEmpty && ContinuousClock.now >= deadline { return gone }
+        } catch {
+            return [0]  // the store itself is gone: rank 0 serves it
+        }
+        Thread.sleep(forTimeInterval: 0.02)
+    } while ContinuousClock.now < deadline
+    return []
+}
+
+/// Waits (at most 2 s) until every other rank has reported the failure or is gone.
+private func waitForOthersToNotice(_ tcp: TCPStore, world: Int, me: Int) {
+    let deadline = ContinuousClock.now + .seconds(2)
+    while ContinuousClock.now < deadline {
+        let pending = (0..<world).filter { r in
+            r != me && (try? tcp.check(["tandem/alive/\(r)"], timeout: .milliseconds(500))) == true
+                && (try? tcp.check(["tandem/sawFailure/\(r)"], timeout: .milliseconds(500))) == false
+        }
+        if pending.isEmpty { return }
+        Thread.sleep(forTimeInterval: 0.02)
     }
 }

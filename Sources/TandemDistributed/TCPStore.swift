@@ -233,6 +233,8 @@ public final class TCPStore: Store {
     /// The default timeout of blocking calls (and of connecting).
     public let timeout: Duration
     private let server: StoreServer?
+    /// True in the process that serves the store (rank 0).
+    public var isServer: Bool { server != nil }
     private let connection = Mutex<Int32>(-1)
     /// Keys this client owns (re-registered after a reconnect).
     private let ownedKeys = Mutex<[String: [UInt8]]>([:])

@@ -27,15 +27,26 @@ typedef struct tg_gloo_store {
 enum { TG_DTYPE_F32 = 0, TG_DTYPE_F64 = 1, TG_DTYPE_I64 = 2 };
 enum { TG_OP_SUM = 0, TG_OP_PRODUCT = 1, TG_OP_MIN = 2, TG_OP_MAX = 3 };
 
+/// How a context's connections move data. ASYNC: Gloo's event-loop thread reads the sockets
+/// (every operation). SYNC: the calling thread reads them itself, blocking (only the `_sync`
+/// operations below); SYNC_BUSY_POLL: the same, spinning on non-blocking reads.
+enum { TG_MODE_ASYNC = 0, TG_MODE_SYNC = 1, TG_MODE_SYNC_BUSY_POLL = 2 };
+
 /// Creates a context: a TCP device bound to `iface` (if non-empty) or `hostname`, then a
-/// full-mesh rendezvous through `store` (all keys under `prefix`).
+/// full-mesh rendezvous through `store` (all keys under `prefix`), in the given `mode`.
 int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int size,
-                   int64_t timeout_ms, const char *iface, const char *hostname,
+                   int64_t timeout_ms, const char *iface, const char *hostname, int mode,
                    tg_gloo_context **out, char *err, size_t errlen);
 void tg_gloo_destroy(tg_gloo_context *ctx);
 
 int tg_gloo_allreduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op,
                       int64_t timeout_ms, char *err, size_t errlen);
+/// On a SYNC context only: all-reduce by recursive halving and doubling, and broadcast by
+/// direct sends, in the calling thread (Gloo's original algorithms). Both ranks send before
+/// they receive, so messages must fit the sockets' buffers; the timeout is the context's.
+int tg_gloo_allreduce_sync(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op,
+                           char *err, size_t errlen);
+int tg_gloo_broadcast_sync(tg_gloo_context *ctx, void *buf, size_t bytes, int root, char *err, size_t errlen);
 int tg_gloo_reduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op, int root,
                    int64_t timeout_ms, char *err, size_t errlen);
 int tg_gloo_broadcast(tg_gloo_context *ctx, void *buf, size_t bytes, int root,
