@@ -151,7 +151,7 @@ int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int
         context->connectFullMesh(prefixStore, device);
         if (mode != TG_MODE_ASYNC) {
             for (int i = 0; i < size; i++) {
-                if (i != rank) context->getPair(i)->setSync(true, mode == TG_MODE_SYNC_BUSY_POLL);
+                if (i != rank) context->getPair(i)->setSync(true, false);
             }
         }
         *out = new tg_gloo_context{context};
@@ -173,6 +173,14 @@ int tg_gloo_allreduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, 
         case TG_DTYPE_F64: allreduceTyped<double>(ctx, buf, count, op, timeout_ms); break;
         case TG_DTYPE_I64: allreduceTyped<int64_t>(ctx, buf, count, op, timeout_ms); break;
         default: throw std::invalid_argument("unsupported dtype");
+        }
+    });
+}
+
+int tg_gloo_set_busy_poll(tg_gloo_context *ctx, int busy_poll, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        for (int i = 0; i < ctx->context->size; i++) {
+            if (i != ctx->context->rank) ctx->context->getPair(i)->setSync(true, busy_poll != 0);
         }
     });
 }

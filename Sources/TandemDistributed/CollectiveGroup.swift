@@ -48,7 +48,7 @@ final class CollectiveGroup: ProcessGroup {
 
     /// Runs `body` now, on the caller's thread, in order with the queued operations.
     private func runInPlace(_ op: String, timeout: Duration?, signature: String?, _ body: (Duration) throws -> Void) throws {
-        try queue.sync { try execute(op, timeout: timeout, signature: signature, body) }
+        try queue.sync { try transport.whileCallerWaits { try execute(op, timeout: timeout, signature: signature, body) } }
     }
 
     /// Checks the group, runs `body`, and converts transport failures (marking the group broken).

@@ -100,9 +100,32 @@ final class GlooTransport: Transport {
         }
     }
 
+    /// Whether a caller that only waits for its collective spins on its sockets (see
+    /// `busyPollPolicy`), and whether the synchronous context spins now (changed under the
+    /// owning group's serial queue only).
+    private let busyPollWhenCallerWaits: Bool
+    private let spinning = Mutex(false)
+
+    /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once: on a
+    /// VM, a core that went idle takes milliseconds to wake. It pays only when every process
+    /// of the machine has a core of its own; with more processes than cores a spinning rank
+    /// takes the core its peer needs. `TANDEM_GLOO_BUSY_POLL=1` or `0` decides; by default it
+    /// is on when LOCAL_WORLD_SIZE (set by `tandem run` and torchrun) is at most the number of
+    /// cores, and off when LOCAL_WORLD_SIZE is unknown.
+    static func busyPollPolicy(_ environment: [String: String] = ProcessInfo.processInfo.environment,
+                               cores: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> Bool {
+        switch environment["TANDEM_GLOO_BUSY_POLL"] {
+        case "1": return true
+        case "0": return false
+        case nil, "":
+            guard let local = environment["LOCAL_WORLD_SIZE"].flatMap({ Int($0) }) else { return false }
+            return local <= cores
+        case let value?:
+            throw DistributedError.malformedEnvironment(variable: "TANDEM_GLOO_BUSY_POLL", value: value, expected: "1 (spin) or 0 (block)")
+        }
+    }
+
     /// Creates the contexts; `prefix` separates this group's keys in the store.
-    /// `TANDEM_GLOO_BUSY_POLL=1` makes the synchronous context spin instead of block while it
-    /// waits (for a rank that has a core of its own).
     init(store: any Store, prefix: String, rank: Int, worldSize: Int, timeout: Duration, iface: String, hostname: String,
          worldRanks: [Int]? = nil, deadWorldRanks: @escaping @Sendable (Int) -> [Int] = { _ in [] }) throws {
         tg_ignore_sigpipe()
@@ -114,14 +137,13 @@ final class GlooTransport: Transport {
         self.iface = iface
         self.hostname = hostname
         self.timeout = timeout
-        let busyPoll = ProcessInfo.processInfo.environment["TANDEM_GLOO_BUSY_POLL"] == "1"
+        self.busyPollWhenCallerWaits = try Self.busyPollPolicy()
         let async = try Self.create(store: store, prefix: prefix, rank: rank, worldSize: worldSize, timeout: timeout,
                                     iface: iface, hostname: hostname, mode: Int32(TG_MODE_ASYNC))
         let sync: OpaquePointer
         do {
             sync = try Self.create(store: store, prefix: prefix + "/sync", rank: rank, worldSize: worldSize, timeout: timeout,
-                                   iface: iface, hostname: hostname,
-                                   mode: Int32(busyPoll ? TG_MODE_SYNC_BUSY_POLL : TG_MODE_SYNC))
+                                   iface: iface, hostname: hostname, mode: Int32(TG_MODE_SYNC))
         } catch {
             tg_gloo_destroy(async)
             throw error
@@ -155,19 +177,35 @@ final class GlooTransport: Transport {
         return out
     }
 
+    func whileCallerWaits<R>(_ body: () throws -> R) rethrows -> R {
+        guard busyPollWhenCallerWaits else { return try body() }
+        setSpinning(true)
+        defer { setSpinning(false) }
+        return try body()
+    }
+
+    /// Switches the synchronous context between spinning and blocking reads (best effort: a
+    /// context that failed keeps its mode and reports the failure on its next call).
+    private func setSpinning(_ on: Bool) {
+        guard spinning.withLock({ $0 }) != on else { return }
+        var err = [CChar](repeating: 0, count: 256)
+        guard withContexts({ tg_gloo_set_busy_poll($0.sync, on ? 1 : 0, &err, err.count) }) == 0 else { return }
+        spinning.withLock { $0 = on }
+    }
+
     /// Whether a collective of `bytes` with this `timeout` can use the synchronous context.
     private func fitsSync(bytes: Int, timeout: Duration) -> Bool {
         bytes <= syncMessageLimit && timeout == self.timeout
     }
 
-    private func call(sync: Bool = false, _ body: (OpaquePointer, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
-        var err = [CChar](repeating: 0, count: 4096)
-        let handles = try contexts.withLock { c -> Contexts in
-            guard let h = c.handles, !c.closing else { throw TransportError(message: "the Gloo context was closed", peer: nil) }
+    /// Runs `body` with the contexts, which stay alive until it returns (nil: closed).
+    private func withContexts<R>(_ body: (Contexts) -> R) -> R? {
+        guard let handles = contexts.withLock({ c -> Contexts? in
+            guard let h = c.handles, !c.closing else { return nil }
             c.inFlight += 1
             return h
-        }
-        let rc = err.withUnsafeMutableBufferPointer { body(sync ? handles.sync : handles.async, $0.baseAddress!, $0.count) }
+        }) else { return nil }
+        let result = body(handles)
         let destroy = contexts.withLock { c -> Contexts? in
             c.inFlight -= 1
             guard c.closing, c.inFlight == 0, let h = c.handles else { return nil }
@@ -175,6 +213,15 @@ final class GlooTransport: Transport {
             return h
         }
         destroy?.destroy()
+        return result
+    }
+
+    private func call(sync: Bool = false, _ body: (OpaquePointer, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+        var err = [CChar](repeating: 0, count: 4096)
+        let code = withContexts { handles in
+            err.withUnsafeMutableBufferPointer { body(sync ? handles.sync : handles.async, $0.baseAddress!, $0.count) }
+        }
+        guard let rc = code else { throw TransportError(message: "the Gloo context was closed", peer: nil) }
         if rc != 0 {
             // A failed context cannot be used again; closing its sockets now makes the ranks
             // blocked on this one fail at once rather than at their timeout.

@@ -30,6 +30,9 @@ protocol Transport: AnyObject, Sendable {
     /// nil when this rank is not in `ranks`.
     func subTransport(ranks: [Int], name: String, timeout: Duration) throws -> (any Transport)?
     func close()
+    /// Runs `body`, a collective whose caller has nothing else to do until it finishes: a
+    /// transport may then wait by spinning rather than sleeping. Calls are serialized.
+    func whileCallerWaits<R>(_ body: () throws -> R) rethrows -> R
 }
 
 /// Element-wise `a = op(a, b)` over raw buffers (used by transports that reduce in Swift).
@@ -90,4 +93,8 @@ func withBytes<R>(_ t: Tensor, _ body: (UnsafeRawBufferPointer) throws -> R) thr
     case .int64: return try t.withUnsafeBufferPointer(as: Int64.self) { try body(UnsafeRawBufferPointer($0)) }
     default: throw DistributedError.invalidArgument(operation: "collective", message: "dtype \(t.dtype) is not supported; use float32, float64 or int64")
     }
+}
+
+extension Transport {
+    func whileCallerWaits<R>(_ body: () throws -> R) rethrows -> R { try body() }
 }

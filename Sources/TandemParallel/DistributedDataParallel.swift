@@ -60,7 +60,11 @@ public final class DistributedDataParallel: Module {
         var offsets: [Int]          // element offset of each member in the flat buffer
         var flat: Tensor
         var ready = 0
+        /// The asynchronous all-reduce of a bucket launched while backward goes on.
         var work: Work<Tensor>?
+        /// True once `flat` holds the reduced gradients (the last bucket is reduced in place,
+        /// on the thread that would otherwise only wait for it).
+        var reducedInPlace = false
     }
 
     private let named: [(String, Parameter)]
@@ -318,7 +322,7 @@ public final class DistributedDataParallel: Module {
     // MARK: - Per iteration
 
     private func resetIteration() {
-        for b in buckets.indices { buckets[b].ready = 0; buckets[b].work = nil }
+        for b in buckets.indices { buckets[b].ready = 0; buckets[b].work = nil; buckets[b].reducedInPlace = false }
         for i in readyFlags.indices { readyFlags[i] = false }
         nextToLaunch = 0
         inIteration = false
@@ -346,8 +350,15 @@ public final class DistributedDataParallel: Module {
                 try zero(&buckets[b].flat, at: offset, count: n)
             }
             buckets[b].ready += 1
+            let op: ReduceOp = gradientDivisor == nil ? .average : .sum
             while nextToLaunch < buckets.count && buckets[nextToLaunch].ready == buckets[nextToLaunch].members.count {
-                buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: gradientDivisor == nil ? .average : .sum)
+                if nextToLaunch == buckets.count - 1 {
+                    // Backward is over: reduce here instead of handing off to the group's thread and waiting.
+                    try processGroup.allReduce(&buckets[nextToLaunch].flat, op: op)
+                    buckets[nextToLaunch].reducedInPlace = true
+                } else {
+                    buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: op)
+                }
                 nextToLaunch += 1
             }
             if nextToLaunch == buckets.count { try finish() }
@@ -358,8 +369,14 @@ public final class DistributedDataParallel: Module {
 
     private func finish() throws {
         for b in buckets.indices {
-            guard let work = buckets[b].work else { continue }
-            var averaged = try work.wait()
+            var averaged: Tensor
+            if buckets[b].reducedInPlace {
+                averaged = buckets[b].flat
+            } else if let work = buckets[b].work {
+                averaged = try work.wait()
+            } else {
+                continue
+            }
             if let gradientDivisor { averaged = try averaged / Double(gradientDivisor) }
             for (k, i) in buckets[b].members.enumerated() {
                 let p = named[i].1

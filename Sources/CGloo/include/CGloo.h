@@ -29,8 +29,8 @@ enum { TG_OP_SUM = 0, TG_OP_PRODUCT = 1, TG_OP_MIN = 2, TG_OP_MAX = 3 };
 
 /// How a context's connections move data. ASYNC: Gloo's event-loop thread reads the sockets
 /// (every operation). SYNC: the calling thread reads them itself, blocking (only the `_sync`
-/// operations below); SYNC_BUSY_POLL: the same, spinning on non-blocking reads.
-enum { TG_MODE_ASYNC = 0, TG_MODE_SYNC = 1, TG_MODE_SYNC_BUSY_POLL = 2 };
+/// operations below; `tg_gloo_set_busy_poll` makes it spin on non-blocking reads instead).
+enum { TG_MODE_ASYNC = 0, TG_MODE_SYNC = 1 };
 
 /// Creates a context: a TCP device bound to `iface` (if non-empty) or `hostname`, then a
 /// full-mesh rendezvous through `store` (all keys under `prefix`), in the given `mode`.
@@ -44,6 +44,8 @@ int tg_gloo_allreduce(tg_gloo_context *ctx, void *buf, size_t count, int dtype, 
 /// On a SYNC context only: all-reduce by recursive halving and doubling, and broadcast by
 /// direct sends, in the calling thread (Gloo's original algorithms). Both ranks send before
 /// they receive, so messages must fit the sockets' buffers; the timeout is the context's.
+/// On a SYNC context: switches between blocking and spinning reads (no call may be running).
+int tg_gloo_set_busy_poll(tg_gloo_context *ctx, int busy_poll, char *err, size_t errlen);
 int tg_gloo_allreduce_sync(tg_gloo_context *ctx, void *buf, size_t count, int dtype, int op,
                            char *err, size_t errlen);
 int tg_gloo_broadcast_sync(tg_gloo_context *ctx, void *buf, size_t bytes, int root, char *err, size_t errlen);
