@@ -1,15 +1,18 @@
 """Joins the JSON lines of `tandem bench allreduce --json`, Benchmarks/gloo/raw_allreduce.cpp and
 Benchmarks/pytorch/allreduce.py and prints a Markdown table of median times per size, with
-Tandem's time divided by each other's (below 1 means Tandem is faster).
+Tandem's time divided by each other's (below 1 means Tandem is faster). A file may hold several
+rounds (Benchmarks/allreduce_rounds.sh appends one per run); the table then shows the median of
+the rounds' medians and, in brackets, how many rounds there were.
 
     python3 Benchmarks/compare_allreduce.py tandem.jsonl raw-gloo.jsonl torch.jsonl
 """
 import json
+import statistics
 import sys
 
 
 def load(path):
-    rows = {}
+    rounds = {}
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -18,7 +21,11 @@ def load(path):
             if line.startswith("{"):
                 r = json.loads(line)
                 if r.get("form", "inplace") == "inplace":
-                    rows[r["bytes"]] = r
+                    rounds.setdefault(r["bytes"], []).append(r)
+    rows = {}
+    for size, rs in rounds.items():
+        median = statistics.median(r["median_ms"] for r in rs)
+        rows[size] = dict(rs[0], median_ms=median, gb_per_s=size / (median / 1000) / 1e9, rounds=len(rs))
     return rows
 
 
@@ -34,7 +41,8 @@ def main():
         cells = []
         for t in tables:
             r = t.get(size)
-            cells.append(f"{r['median_ms']:.3f} ({r['gb_per_s']:.2f})" if r else "-")
+            rounds = f" [{r['rounds']}]" if r and r["rounds"] > 1 else ""
+            cells.append(f"{r['median_ms']:.3f} ({r['gb_per_s']:.2f}){rounds}" if r else "-")
         ratios = []
         for t in tables[1:]:
             r = t.get(size)

