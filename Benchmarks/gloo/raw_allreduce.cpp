@@ -5,13 +5,12 @@
 //   ring (default): `gloo::allreduce`, Gloo's current algorithm, its event-loop thread reading
 //                   the sockets (what PyTorch's gloo backend calls);
 //   sync:           what Tandem does with the group's default timeout: pairs in synchronous mode
-//                   (the calling thread reads, spinning), `AllreduceHalvingDoubling` on pieces
+//                   (the calling thread reads, blocking), `AllreduceHalvingDoubling` on pieces
 //                   of at most `wmem_max` bytes (net.core.wmem_max, at most 4 MB);
-//   sync-block:     the same with blocking reads (Tandem's choice when the caller does not
-//                   wait, or with more local processes than cores).
+//   sync-spin:      the same with spinning reads (Tandem with TANDEM_GLOO_BUSY_POLL=1).
 // Build: g++ -O2 -std=c++17 Benchmarks/gloo/raw_allreduce.cpp -lgloo -lpthread -o /tmp/raw_allreduce
 // Run:   rm -rf /tmp/gloo-store && mkdir /tmp/gloo-store &&
-//        (/tmp/raw_allreduce 1 /tmp/gloo-store > /dev/null &) && /tmp/raw_allreduce 0 /tmp/gloo-store [ring|sync|sync-block]
+//        (/tmp/raw_allreduce 1 /tmp/gloo-store > /dev/null &) && /tmp/raw_allreduce 0 /tmp/gloo-store [ring|sync|sync-spin]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -33,7 +32,7 @@ int main(int argc, char **argv) {
     }
     int rank = std::atoi(argv[1]);
     bool sync = argc > 3 && std::strncmp(argv[3], "sync", 4) == 0;
-    bool spin = sync && std::strcmp(argv[3], "sync-block") != 0;
+    bool spin = sync && std::strcmp(argv[3], "sync-spin") == 0;
     size_t piece = 212992;
     std::ifstream("/proc/sys/net/core/wmem_max") >> piece;
     piece = std::min(std::max(piece, size_t(64) << 10), size_t(4) << 20) / sizeof(float);
@@ -72,7 +71,7 @@ int main(int argc, char **argv) {
         if (rank == 0)
             std::printf("{\"op\":\"allreduce\",\"form\":\"inplace\",\"backend\":\"%s\",\"world\":2,\"dtype\":\"float32\","
                         "\"bytes\":%zu,\"size\":\"%s\",\"reps\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"gb_per_s\":%.6f}\n",
-                        !sync ? "raw-gloo" : spin ? "raw-gloo-sync" : "raw-gloo-sync-block", bytes, label, reps, median, times[0], bytes / (median / 1000) / 1e9);
+                        !sync ? "raw-gloo" : spin ? "raw-gloo-sync-spin" : "raw-gloo-sync", bytes, label, reps, median, times[0], bytes / (median / 1000) / 1e9);
         std::fflush(stdout);
     }
 }

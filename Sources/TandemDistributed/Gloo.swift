@@ -107,20 +107,16 @@ final class GlooTransport: Transport {
     private let busyPollWhenCallerWaits: Bool
     private let spinning = Mutex(false)
 
-    /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once: on a
-    /// VM, a core that went idle takes milliseconds to wake. It pays only when every process
-    /// of the machine has a core of its own; with more processes than cores a spinning rank
-    /// takes the core its peer needs. `TANDEM_GLOO_BUSY_POLL=1` or `0` decides; by default it
-    /// is on when LOCAL_WORLD_SIZE (set by `tandem run` and torchrun) is at most the number of
-    /// cores, and off when LOCAL_WORLD_SIZE is unknown.
-    static func busyPollPolicy(_ environment: [String: String] = ProcessInfo.processInfo.environment,
-                               cores: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> Bool {
+    /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once (on a
+    /// VM a core that went idle can take milliseconds to wake), but a spinning rank takes the
+    /// core that its peer or any other job needs: on this project's 2-core VM blocking reads
+    /// trained DDP as fast when idle and much faster under load. So it is opt-in:
+    /// `TANDEM_GLOO_BUSY_POLL=1` spins while a caller waits for its collective, `0` (the
+    /// default) blocks.
+    static func busyPollPolicy(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Bool {
         switch environment["TANDEM_GLOO_BUSY_POLL"] {
         case "1": return true
-        case "0": return false
-        case nil, "":
-            guard let local = environment["LOCAL_WORLD_SIZE"].flatMap({ Int($0) }) else { return false }
-            return local <= cores
+        case nil, "", "0": return false
         case let value?:
             throw DistributedError.malformedEnvironment(variable: "TANDEM_GLOO_BUSY_POLL", value: value, expected: "1 (spin) or 0 (block)")
         }
