@@ -126,22 +126,134 @@ enum DNNLSoftmax {
         }
     }
 
-    /// The largest value and the sum of a row of probabilities in one pass (the sum is NaN
-    /// when the row holds a NaN; the maximum ignores NaN).
-    @inline(__always)
-    static func maxAndSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> (max: Float, sum: Float) {
-        let raw = UnsafeRawPointer(p)
-        var high = SIMD8<Float>(repeating: -.infinity), acc = SIMD8<Float>(repeating: 0)
-        var j = 0
-        while j + 8 <= n {
-            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-            high.replace(with: v, where: v .> high)
-            acc += v
-            j += 8
+    /// exp on oneDNN: its eltwise primitive (`e = exp(x)`), or, when `shifted`, its binary
+    /// primitive with an exp post-op (`e = exp(x − m)` for one `m` per row).
+    private struct ExpKey: Hashable { let rows, n: Int; let shifted: Bool }
+
+    private final class ExpPlan: @unchecked Sendable {
+        let primitive: DNNL.Primitive
+        let md, rowMd: dnnl_memory_desc_t
+        init(primitive: DNNL.Primitive, md: dnnl_memory_desc_t, rowMd: dnnl_memory_desc_t) {
+            self.primitive = primitive; self.md = md; self.rowMd = rowMd
         }
-        var m = high.max(), total = acc.sum()
-        while j < n { if p[j] > m { m = p[j] }; total += p[j]; j += 1 }
-        return (m, total)
+    }
+
+    private static let expCache = Mutex<[ExpKey: ExpPlan?]>([:])
+
+    private static func makeExpPlan(_ key: ExpKey) -> ExpPlan? {
+        guard let engine = DNNL.engine, let md = DNNL.memoryDesc([key.rows, key.n], dnnl_ab),
+              let rowMd = DNNL.memoryDesc([key.rows, 1], dnnl_ab) else { return nil }
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        var pd: dnnl_primitive_desc_t?
+        var src = md, src1 = rowMd, dst = md
+        if key.shifted {
+            var postOps: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&postOps) == dnnl_success, let postOps else { return nil }
+            defer { dnnl_post_ops_destroy(postOps) }
+            var desc = dnnl_binary_desc_t()
+            guard dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_exp, 0, 0) == dnnl_success,
+                  dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success,
+                  dnnl_binary_desc_init(&desc, dnnl_binary_sub, &src, &src1, &dst) == dnnl_success,
+                  dnnl_primitive_desc_create(&pd, &desc, attr, engine.handle, nil) == dnnl_success else { return nil }
+        } else {
+            var desc = dnnl_eltwise_desc_t()
+            guard dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, dnnl_eltwise_exp, &src, 0, 0) == dnnl_success,
+                  dnnl_primitive_desc_create(&pd, &desc, attr, engine.handle, nil) == dnnl_success else { return nil }
+        }
+        guard let pd else { return nil }
+        guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+        return DNNL.Primitive(pd: pd).map { ExpPlan(primitive: $0, md: md, rowMd: rowMd) }
+    }
+
+    private static func expPlan(rows: Int, n: Int, shifted: Bool) -> ExpPlan? {
+        let key = ExpKey(rows: rows, n: n, shifted: shifted)
+        if let entry = expCache.withLock({ $0[key] }) { return entry }
+        let made = makeExpPlan(key)
+        expCache.withLock { table in
+            if table.count >= 512 { table.removeAll() }
+            table[key] = .some(made)
+        }
+        return made
+    }
+
+    /// Rows whose maximum lies within ±`unshiftedRange` take `exp(x)` unshifted: the sum of
+    /// `n` terms cannot overflow, and terms that underflow are below e⁻⁴⁷ of it.
+    static let unshiftedRange: Float = 40
+
+    /// Log-softmax `y = (x − m) − log Σ exp(x − m)` (m the row maximum, as PyTorch) of
+    /// `[rows, n]` float32 rows, and the softmax into `p` when given. The exps run on oneDNN
+    /// (AVX-512 where available, which Swift's baseline-SSE code cannot reach), into `p` or
+    /// else `y`; Swift then sums each row (in double across 64-element chunks) and writes
+    /// `y` from `x`, so `y` is exact to the rounding of log Σ. Rows in a block whose maxima
+    /// all lie within ±40 take the cheaper unshifted exp. Returns the rows whose sum is not
+    /// finite (NaN, ±∞ entries, all −∞ rows), for the caller to recompute, or nil when
+    /// oneDNN cannot run (then nothing useful is in `y` and `p`).
+    static func logSoftmax(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ p: UnsafeMutablePointer<Float>?,
+                           rows: Int, n: Int) -> [Int]? {
+        let found = Mutex<[Int]>([])
+        let ran = forRowBlocks(rows: rows, n: n) { start, count in
+            var maxima = [Float](repeating: 0, count: count)
+            var shifted = false
+            for r in 0..<count {
+                let m = Kernels.rowMaxFloat(x + (start + r) * n, n)
+                maxima[r] = m
+                if !(Swift.abs(m) <= unshiftedRange) { shifted = true }
+            }
+            let e = p ?? y
+            guard let plan = expPlan(rows: count, n: n, shifted: shifted) else { return false }
+            let offset = start * n
+            let ok = maxima.withUnsafeMutableBytes { rowMaxima in
+                shifted
+                    ? DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, UnsafeMutableRawPointer(x + offset)),
+                                                    (DNNL.Arg.src1, plan.rowMd, rowMaxima.baseAddress!),
+                                                    (DNNL.Arg.dst, plan.md, UnsafeMutableRawPointer(e + offset))])
+                    : DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, UnsafeMutableRawPointer(x + offset)),
+                                                    (DNNL.Arg.dst, plan.md, UnsafeMutableRawPointer(e + offset))])
+            }
+            guard ok else { return false }
+            var bad: [Int] = []
+            for r in 0..<count {
+                let row = (start + r) * n
+                let xr = x + row, yr = y + row, er = e + row
+                let total = chunkedSum(er, n)
+                guard total.isFinite, total > 0 else { bad.append(start + r); continue }
+                let m = maxima[r]
+                // log Σ exp(x − m) = log Σ e + shift − m, in double so nothing is lost next to m.
+                let c = Float(Foundation.log(total) + (shifted ? 0 : -Double(m)))
+                if let p {
+                    let pr = p + row, inv = Float(1 / total)
+                    for j in 0..<n { yr[j] = (xr[j] - m) - c; pr[j] *= inv }
+                } else {
+                    for j in 0..<n { yr[j] = (xr[j] - m) - c }
+                }
+            }
+            if !bad.isEmpty { found.withLock { $0.append(contentsOf: bad) } }
+            return true
+        }
+        return ran ? found.withLock { $0 } : nil
+    }
+
+    /// The sum of `n` float32 values: float lanes within 64-element chunks, chunks added in
+    /// double (a plain float sum of 1000 terms dominated by one can be off by 1e-6).
+    @inline(__always)
+    static func chunkedSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
+        let raw = UnsafeRawPointer(p)
+        var total: Double = 0
+        var j = 0
+        while j + 64 <= n {
+            var acc = SIMD8<Float>(repeating: 0)
+            for k in stride(from: j * 4, to: (j + 64) * 4, by: 32) { acc += raw.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self) }
+            total += Double(acc.sum())
+            j += 64
+        }
+        var acc = SIMD8<Float>(repeating: 0)
+        while j + 8 <= n { acc += raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self); j += 8 }
+        var rest = acc.sum()
+        while j < n { rest += p[j]; j += 1 }
+        return total + Double(rest)
     }
 
     /// Indices of the rows of `[rows, n]` float32 values holding a NaN (`nanOnly`; for
