@@ -123,7 +123,7 @@ extension Kernels {
             func run<T: FloatElement>(_: T.Type) {
                 nonisolated(unsafe) let gp = gr.elementPointer(T.self), pp = pr.elementPointer(T.self)
                 nonisolated(unsafe) let d = dx.elementPointer(T.self)
-                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2) { range in
+                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2, chunksPerThread: 4) { range in
                     for r in range {
                         let gRow = gp + r * n, pRow = pp + r * n, dRow = d + r * n
                         let total = Kernels.reduceRun(gRow, n, 1, .sum)

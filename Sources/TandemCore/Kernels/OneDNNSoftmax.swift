@@ -93,10 +93,11 @@ enum DNNLSoftmax {
     /// An OpenMP team waits at a barrier for its slowest thread (spinning), which on a busy
     /// machine costs several times the work; row blocks on Tandem's own threads do not.
     /// False when any block failed.
-    private static func forRowBlocks(rows: Int, n: Int, _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
+    private static func forRowBlocks(rows: Int, n: Int, chunksPerThread: Int = 1,
+                                     _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
         guard rows > 0, n > 0, rows * n >= minimumElements else { return false }
         let failed = Mutex(false)
-        Parallel.forRanges(rows, costPerItem: n * 8) { range in
+        Parallel.forRanges(rows, costPerItem: n * 8, chunksPerThread: chunksPerThread) { range in
             omp_set_num_threads(1)
             if !body(range.lowerBound, range.count) { failed.withLock { $0 = true } }
         }
@@ -187,53 +188,96 @@ enum DNNLSoftmax {
     /// `[rows, n]` float32 rows, and the softmax into `p` when given. The exps run on oneDNN
     /// (AVX-512 where available, which Swift's baseline-SSE code cannot reach), into `p` or
     /// else `y`; Swift then sums each row (in double across 64-element chunks) and writes
-    /// `y` from `x`, so `y` is exact to the rounding of log Σ. Rows in a block whose maxima
-    /// all lie within ±40 take the cheaper unshifted exp. Returns the rows whose sum is not
-    /// finite (NaN, ±∞ entries, all −∞ rows), for the caller to recompute, or nil when
-    /// oneDNN cannot run (then nothing useful is in `y` and `p`).
+    /// `y` from `x`, so `y` is exact to the rounding of log Σ.
+    ///
+    /// A block first takes the cheaper unshifted `exp(x)`, and one pass per row finds the
+    /// maximum of `x` and the sum of the exps; if a row's maximum lies beyond ±40, the block
+    /// is redone with `exp(x − m)`. Returns the rows with a NaN or an infinite maximum (±∞
+    /// entries, all −∞ rows), for the caller to recompute, or nil when oneDNN cannot run
+    /// (then nothing useful is in `y` and `p`).
     static func logSoftmax(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ p: UnsafeMutablePointer<Float>?,
                            rows: Int, n: Int) -> [Int]? {
         let found = Mutex<[Int]>([])
-        let ran = forRowBlocks(rows: rows, n: n) { start, count in
-            var maxima = [Float](repeating: 0, count: count)
-            var shifted = false
-            for r in 0..<count {
-                let m = Kernels.rowMaxFloat(x + (start + r) * n, n)
-                maxima[r] = m
-                if !(Swift.abs(m) <= unshiftedRange) { shifted = true }
-            }
-            let e = p ?? y
-            guard let plan = expPlan(rows: count, n: n, shifted: shifted) else { return false }
+        let e = p ?? y
+        // 4 blocks per thread (see Parallel.forRanges): the whole kernel takes 0.1–0.2 ms.
+        let ran = forRowBlocks(rows: rows, n: n, chunksPerThread: 4) { start, count in
             let offset = start * n
-            let ok = maxima.withUnsafeMutableBytes { rowMaxima in
-                shifted
-                    ? DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, UnsafeMutableRawPointer(x + offset)),
-                                                    (DNNL.Arg.src1, plan.rowMd, rowMaxima.baseAddress!),
-                                                    (DNNL.Arg.dst, plan.md, UnsafeMutableRawPointer(e + offset))])
-                    : DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, UnsafeMutableRawPointer(x + offset)),
-                                                    (DNNL.Arg.dst, plan.md, UnsafeMutableRawPointer(e + offset))])
-            }
-            guard ok else { return false }
+            var maxima = [Float](repeating: 0, count: count)
             var bad: [Int] = []
-            for r in 0..<count {
-                let row = (start + r) * n
-                let xr = x + row, yr = y + row, er = e + row
-                let total = chunkedSum(er, n)
-                guard total.isFinite, total > 0 else { bad.append(start + r); continue }
-                let m = maxima[r]
-                // log Σ exp(x − m) = log Σ e + shift − m, in double so nothing is lost next to m.
-                let c = Float(Foundation.log(total) + (shifted ? 0 : -Double(m)))
-                if let p {
-                    let pr = p + row, inv = Float(1 / total)
-                    for j in 0..<n { yr[j] = (xr[j] - m) - c; pr[j] *= inv }
-                } else {
-                    for j in 0..<n { yr[j] = (xr[j] - m) - c }
+            /// exp into `e` on oneDNN, unshifted or less the row maxima.
+            func exps(shifted: Bool) -> Bool {
+                guard let plan = expPlan(rows: count, n: n, shifted: shifted) else { return false }
+                let src = UnsafeMutableRawPointer(x + offset), dst = UnsafeMutableRawPointer(e + offset)
+                if !shifted { return DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, src), (DNNL.Arg.dst, plan.md, dst)]) }
+                return maxima.withUnsafeMutableBytes { rowMaxima in
+                    DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, src), (DNNL.Arg.src1, plan.rowMd, rowMaxima.baseAddress!),
+                                                  (DNNL.Arg.dst, plan.md, dst)])
                 }
+            }
+            /// Writes y (and p) of every row; false, with the maxima all found, when a row's
+            /// maximum is beyond ±`unshiftedRange` and the exps are unshifted.
+            func finish(shifted: Bool) -> Bool {
+                bad.removeAll()
+                for r in 0..<count {
+                    let row = offset + r * n
+                    let (m, total) = shifted ? (maxima[r], chunkedSum(e + row, n)) : maxAndChunkedSum(x + row, e + row, n)
+                    maxima[r] = m
+                    guard m.isFinite else { bad.append(start + r); continue }
+                    if !shifted, Swift.abs(m) > unshiftedRange {
+                        for q in (r + 1)..<count { maxima[q] = Kernels.rowMaxFloat(x + offset + q * n, n) }
+                        return false
+                    }
+                    guard total.isFinite, total > 0 else { bad.append(start + r); continue }
+                    // log Σ exp(x − m) = log Σ e (− m when unshifted), in double so nothing is lost next to m.
+                    let c = Float(Foundation.log(total) - (shifted ? 0 : Double(m)))
+                    let xr = x + row, yr = y + row
+                    if let p {
+                        let pr = p + row, inv = Float(1 / total)
+                        for j in 0..<n { yr[j] = (xr[j] - m) - c; pr[j] *= inv }
+                    } else {
+                        for j in 0..<n { yr[j] = (xr[j] - m) - c }
+                    }
+                }
+                return true
+            }
+            guard exps(shifted: false) else { return false }
+            if !finish(shifted: false) {
+                guard exps(shifted: true) else { return false }
+                _ = finish(shifted: true)
             }
             if !bad.isEmpty { found.withLock { $0.append(contentsOf: bad) } }
             return true
         }
         return ran ? found.withLock { $0 } : nil
+    }
+
+    /// The maximum of `x` (ignoring NaN) and the sum of `e` (as `chunkedSum`), in one pass.
+    @inline(__always)
+    static func maxAndChunkedSum(_ x: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ n: Int) -> (Float, Double) {
+        let rx = UnsafeRawPointer(x), re = UnsafeRawPointer(e)
+        var high = SIMD8<Float>(repeating: -.infinity)
+        var total: Double = 0
+        var j = 0
+        while j + 64 <= n {
+            var acc = SIMD8<Float>(repeating: 0)
+            for k in stride(from: j * 4, to: (j + 64) * 4, by: 32) {
+                let v = rx.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
+                high.replace(with: v, where: v .> high)
+                acc += re.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
+            }
+            total += Double(acc.sum())
+            j += 64
+        }
+        var acc = SIMD8<Float>(repeating: 0)
+        while j + 8 <= n {
+            let v = rx.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            high.replace(with: v, where: v .> high)
+            acc += re.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            j += 8
+        }
+        var m = high.max(), rest = acc.sum()
+        while j < n { if x[j] > m { m = x[j] }; rest += e[j]; j += 1 }
+        return (m, total + Double(rest))
     }
 
     /// The sum of `n` float32 values: float lanes within 64-element chunks, chunks added in
