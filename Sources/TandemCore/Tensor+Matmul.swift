@@ -122,8 +122,13 @@ extension Tensor {
             let aBase = ap.elementPointer(T.self), bBase = bp.elementPointer(T.self), cBase = out.elementPointer(T.self)
             if m == 0 || n == 0 { return }
             if k == 0 { cBase.update(repeating: 0, count: out.count); return }
+            // Mid-size float32 products on oneDNN (DNNLMatmul.prefersFloat32), else OpenBLAS.
+            let viaDNNL = T.self == Float.self && DNNLMatmul.prefersFloat32(m: m, n: n, k: k)
             for bi in 0..<batchCount {
                 let (ao, bo) = operandOffsets(bi)
+                if viaDNNL, DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k,
+                                            a: UnsafeMutableRawPointer(aBase + ao), lda: lda, b: UnsafeMutableRawPointer(bBase + bo),
+                                            ldb: ldb, c: UnsafeMutableRawPointer(cBase + bi * m * n), ldc: n, float32: true) { continue }
                 Kernels.gemm(T.self, transA: ta, transB: tb, m: m, n: n, k: k,
                              a: aBase + ao, lda: lda, b: bBase + bo, ldb: ldb, c: cBase + bi * m * n, ldc: n)
             }

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Softmax and log-softmax along one axis, with fused row kernels.
 extension Tensor {
     /// exp(x) / sum(exp(x)) along `axis`, computed stably.
@@ -34,38 +32,27 @@ extension Tensor {
         let n = rank == 0 ? 1 : shape[a]
         let rowCount = rows.count / Swift.max(n, 1)
         let out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
-        // float32 on oneDNN (AVX-512 where available). Log-softmax takes oneDNN's softmax p
-        // and y = (x − max) + log(max p), since max p = exp(0) / Σ exp(x − max): oneDNN's own
-        // log-softmax is off by up to 1.4e-6 near 0 (its log(1) is not 0). p is kept for the
-        // backward pass, which then needs no exp.
+        // float32 on oneDNN (AVX-512 where available). Log-softmax takes its exps from oneDNN and
+        // y = (x − max) − log Σ exp(x − max) from Swift (DNNLSoftmax.logSoftmax): oneDNN's own
+        // log-softmax is off by up to 1.4e-6 near 0 (its log(1) is not 0). The softmax is kept
+        // for the backward pass when it is needed, which then needs no exp.
         if dtype == .float32, rowCount * n >= DNNLSoftmax.minimumElements {
-            let prob = log ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : out
-            if DNNLSoftmax.forward(rows.rawElements, prob.rawElements, rows: rowCount, n: n, log: false) {
-                nonisolated(unsafe) let s = rows.elementPointer(Float.self), p = prob.elementPointer(Float.self)
-                nonisolated(unsafe) let d = out.elementPointer(Float.self)
+            let s = rows.elementPointer(Float.self), d = out.elementPointer(Float.self)
+            if log {
+                let prob = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
+                let p = prob?.elementPointer(Float.self)
+                if let suspects = DNNLSoftmax.logSoftmax(s, d, p, rows: rowCount, n: n) {
+                    // Rows with a NaN, ±∞ or all −∞ are redone by the Swift kernel, as PyTorch treats them.
+                    for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, p.map { $0 + r * n }, n, log: true) }
+                    return (try out.movedBack(from: a, shape: shape), try prob?.movedBack(from: a, shape: shape))
+                }
+            } else if DNNLSoftmax.forward(rows.rawElements, out.rawElements, rows: rowCount, n: n, log: false) {
                 // Rows with a NaN (NaN or +∞ inputs, all −∞ rows) are redone by the Swift kernel,
                 // whose NaN handling differs from oneDNN's.
-                var suspects: [Int] = []
-                if log {
-                    let found = Mutex<[Int]>([])
-                    Parallel.forRanges(rowCount, costPerItem: n * 2) { range in
-                        var nanRows: [Int] = []
-                        for r in range {
-                            let x = s + r * n, y = d + r * n
-                            let (pm, total) = DNNLSoftmax.maxAndSum(p + r * n, n)
-                            if total.isNaN { nanRows.append(r); continue }
-                            let m = Kernels.rowMax(x, n), c = Float.log(pm)
-                            for j in 0..<n { y[j] = (x[j] - m) + c }
-                        }
-                        if !nanRows.isEmpty { found.withLock { $0.append(contentsOf: nanRows) } }
-                    }
-                    suspects = found.withLock { $0 }
-                } else {
-                    suspects = DNNLSoftmax.suspectRows(prob.rawElements, rows: rowCount, n: n, nanOnly: true)
+                for r in DNNLSoftmax.suspectRows(out.rawElements, rows: rowCount, n: n, nanOnly: true) {
+                    Kernels.softmaxRow(s + r * n, d + r * n, nil, n, log: false)
                 }
-                for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, log ? p + r * n : nil, n, log: log) }
-                let kept = log && keepProbabilities ? try prob.movedBack(from: a, shape: shape) : nil
-                return (try out.movedBack(from: a, shape: shape), kept)
+                return (try out.movedBack(from: a, shape: shape), nil)
             }
         }
         let probabilities = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
@@ -136,7 +123,7 @@ extension Kernels {
             func run<T: FloatElement>(_: T.Type) {
                 nonisolated(unsafe) let gp = gr.elementPointer(T.self), pp = pr.elementPointer(T.self)
                 nonisolated(unsafe) let d = dx.elementPointer(T.self)
-                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2) { range in
+                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2, chunksPerThread: 4) { range in
                     for r in range {
                         let gRow = gp + r * n, pRow = pp + r * n, dRow = d + r * n
                         let total = Kernels.reduceRun(gRow, n, 1, .sum)

@@ -16,6 +16,33 @@ import Testing
         if ran { #expect(c.allSatisfy { BFloat16(bitPattern: $0).floatValue == 64 }) }
     }
 
+    /// Mid-size float32 products run on oneDNN (`DNNLMatmul.prefersFloat32`); they agree with
+    /// OpenBLAS within float32 rounding, transposed operands and batches included.
+    @Test func float32ProductsAgreeWithOpenBLAS() throws {
+        #expect(DNNLMatmul.prefersFloat32(m: 512, n: 512, k: 512))
+        #expect(!DNNLMatmul.prefersFloat32(m: 1024, n: 1024, k: 1024) && !DNNLMatmul.prefersFloat32(m: 8, n: 4096, k: 4096))
+        let g = Generator(seed: 5)
+        let (m, k, n) = (200, 160, 96)
+        let a = Tensor.randn([3, m, k], generator: g), b = Tensor.randn([k, n], generator: g)
+        let bt = try Tensor.randn([n, k], generator: g).t()
+        for (lhs, rhs) in [(a, b), (a, bt), (try a.transpose(1, 2).contiguousStorage().transpose(1, 2), b)] {
+            let got = try Tensor.matmul(lhs, rhs)
+            // OpenBLAS, one batch at a time.
+            let r = rhs.contiguousStorage().toFloatArray()
+            for bi in 0..<3 {
+                let l = try lhs.narrow(axis: 0, start: bi, length: 1).contiguousStorage().toFloatArray()
+                var want = [Float](repeating: 0, count: m * n)
+                l.withUnsafeBufferPointer { pl in r.withUnsafeBufferPointer { pr in want.withUnsafeMutableBufferPointer { pw in
+                    Kernels.gemm(Float.self, transA: false, transB: false, m: m, n: n, k: k, a: pl.baseAddress!, lda: k,
+                                 b: pr.baseAddress!, ldb: n, c: pw.baseAddress!, ldc: n)
+                } } }
+                let slice = try got.narrow(axis: 0, start: bi, length: 1).contiguousStorage().toFloatArray()
+                let worst = zip(slice, want).map { Swift.abs($0 - $1) / (1 + Swift.abs($1)) }.max()!
+                #expect(worst < 1e-5, "batch \(bi): \(worst)")
+            }
+        }
+    }
+
     /// Reports whether oneDNN makes bfloat16 plans for the MNIST ConvNet's two convolutions.
     @Test func reportsWhetherOneDNNRunsBFloat16Convolution() {
         for cin in [1, 16] {

@@ -64,6 +64,42 @@ import TandemTestSupport
         try check(rows: 40, n: 300, log: false, axis0: true)
     }
 
+    /// Log-softmax of a [256, 1000] float32 input against a float64 reference, forward and
+    /// backward (which uses the kept softmax): one dominant element per row (y near 0, where a
+    /// plain float sum of exps loses 1e-6), rows with maxima beyond ±40 (the shifted exp) and
+    /// without graph (no softmax kept). Error at most 2e-6 relative to 1 + |y|.
+    @Test(arguments: [false, true])
+    func logSoftmaxMatchesFloat64(largeMaxima: Bool) throws {
+        let rows = 256, n = 1000
+        var x = Tensor.randn([rows, n], dtype: .float32, generator: Generator(seed: 11)).toFloatArray()
+        for r in 0..<rows {
+            x[r * n + (r * 37) % n] = 12 + Float(r % 50) * 0.5
+            if largeMaxima, r % 3 == 0 { for j in 0..<n { x[r * n + j] = x[r * n + j] * 4 + Float(r % 2 == 0 ? 90 : -300) } }
+        }
+        let g = Tensor.randn([rows, n], dtype: .float32, generator: Generator(seed: 12)).toFloatArray()
+        var wantY = [Double](repeating: 0, count: rows * n), wantGrad = wantY
+        for r in 0..<rows {
+            let row = x[(r * n)..<(r * n + n)].map(Double.init)
+            let m = row.max()!
+            let logSum = Foundation.log(row.reduce(0) { $0 + Foundation.exp($1 - m) })
+            let gSum = g[(r * n)..<(r * n + n)].reduce(0) { $0 + Double($1) }
+            for j in 0..<n {
+                wantY[r * n + j] = (row[j] - m) - logSum
+                wantGrad[r * n + j] = Double(g[r * n + j]) - Foundation.exp(wantY[r * n + j]) * gSum
+            }
+        }
+        func worst(_ got: [Float], _ want: [Double]) -> Double {
+            zip(got, want).map { Swift.abs(Double($0) - $1) / (1 + Swift.abs($1)) }.max()!
+        }
+        let plain = try Tensor.withNoGrad { try Tensor(x, shape: [rows, n]).logSoftmax(axis: 1) }
+        #expect(worst(plain.toFloatArray(), wantY) <= 2e-6)
+        let leaf = Tensor(x, shape: [rows, n]).requiringGrad()
+        let y = try leaf.logSoftmax(axis: 1)
+        try y.backward(Tensor(g, shape: [rows, n]))
+        #expect(worst(y.toFloatArray(), wantY) <= 2e-6)
+        #expect(worst(try #require(leaf.grad).toFloatArray(), wantGrad) <= 2e-6)
+    }
+
     /// Reports whether oneDNN runs the primitives here (elsewhere the tests above compare
     /// the Swift kernels with themselves).
     @Test func reportsWhetherOneDNNRunsSoftmax() {

@@ -15,7 +15,7 @@ import Synchronization
 enum DNNL {
     /// Argument indices of `dnnl_types.h` (the `DNNL_ARG_*` macros).
     enum Arg {
-        static let src: Int32 = 1, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
+        static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
         static let diffSrc: Int32 = 129, diffDst: Int32 = 145, diffWeights: Int32 = 161, diffBias: Int32 = 169
         static let scratchpad: Int32 = 80
     }

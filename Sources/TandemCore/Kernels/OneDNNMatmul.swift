@@ -1,16 +1,24 @@
 import CDNNL
 import Synchronization
 
-/// bfloat16 matrix products on oneDNN's matmul primitive (Debian's libdnnl 2.6): bfloat16
-/// operands, float32 accumulation, a bfloat16 result. On CPUs with AVX512-BF16 (Zen 4,
-/// Cooper Lake and later) oneDNN runs them on its BF16 dot-product instructions; Debian's
-/// OpenBLAS has no `cblas_sbgemm` to do it. Primitives are cached per shape, layout and
-/// thread count. Whatever oneDNN refuses, or would run with its naive reference
-/// implementation, returns false so the caller can compute in float32 instead.
+/// Matrix products on oneDNN's matmul primitive (Debian's libdnnl 2.6).
+///
+/// - bfloat16: bfloat16 operands, float32 accumulation, a bfloat16 result. On CPUs with
+///   AVX512-BF16 (Zen 4, Cooper Lake and later) oneDNN runs them on its BF16 dot-product
+///   instructions; Debian's OpenBLAS has no `cblas_sbgemm` to do it.
+/// - float32, for mid-size products (`prefersFloat32`): oneDNN's brgemm kernels beat
+///   OpenBLAS's sgemm there, most with 2 threads. Measured on Zen 4 (2 cores), oneDNN
+///   against OpenBLAS: 512³ 2.4 / 2.6 ms on 1 thread and 1.2 / 1.4 ms on 2 (in `tandem bench
+///   ops`); an MNIST linear layer (64×784 · 784×128, weight transposed) 0.12 / 0.14 ms and
+///   0.07 / 0.09 ms; 1024³ even.
+///
+/// Primitives are cached per shape, layout, dtype and thread count. Whatever oneDNN
+/// refuses, or would run with its naive reference implementation, returns false so the
+/// caller can compute with OpenBLAS instead.
 enum DNNLMatmul {
     private struct Key: Hashable {
         let m, n, k, lda, ldb, ldc, threads: Int
-        let transA, transB: Bool
+        let transA, transB, float32: Bool
     }
 
     private final class Plan: @unchecked Sendable {
@@ -24,21 +32,22 @@ enum DNNLMatmul {
     private enum Entry { case plan(Plan), refused }
     private static let cache = Mutex<[Key: Entry]>([:])
 
-    /// A bfloat16 matrix `[rows, cols]` stored row-major with leading dimension `ld`, or its
+    /// A matrix `[rows, cols]` stored row-major with leading dimension `ld`, or its
     /// transpose (stored `[cols, rows]`).
-    private static func desc(rows: Int, cols: Int, ld: Int, transposed: Bool) -> dnnl_memory_desc_t? {
+    private static func desc(rows: Int, cols: Int, ld: Int, transposed: Bool, type: dnnl_data_type_t) -> dnnl_memory_desc_t? {
         var md = dnnl_memory_desc_t()
         let dims = [Int64(rows), Int64(cols)]
         let strides = transposed ? [Int64(1), Int64(ld)] : [Int64(ld), Int64(1)]
-        guard dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_bf16, strides) == dnnl_success else { return nil }
+        guard dnnl_memory_desc_init_by_strides(&md, 2, dims, type, strides) == dnnl_success else { return nil }
         return md
     }
 
     private static func makePlan(_ key: Key) -> Plan? {
         guard let engine = DNNL.engine, let attributes = DNNL.attributes,
-              var a = desc(rows: key.m, cols: key.k, ld: key.lda, transposed: key.transA),
-              var b = desc(rows: key.k, cols: key.n, ld: key.ldb, transposed: key.transB),
-              var c = desc(rows: key.m, cols: key.n, ld: key.ldc, transposed: false) else { return nil }
+              case let type = key.float32 ? dnnl_f32 : dnnl_bf16,
+              var a = desc(rows: key.m, cols: key.k, ld: key.lda, transposed: key.transA, type: type),
+              var b = desc(rows: key.k, cols: key.n, ld: key.ldb, transposed: key.transB, type: type),
+              var c = desc(rows: key.m, cols: key.n, ld: key.ldc, transposed: false, type: type) else { return nil }
         var op = dnnl_matmul_desc_t()
         guard dnnl_matmul_desc_init(&op, &a, &b, nil, &c) == dnnl_success else { return nil }
         var pd: dnnl_primitive_desc_t?
@@ -51,13 +60,23 @@ enum DNNLMatmul {
         return Plan(primitive: primitive, a: a, b: b, c: c)
     }
 
-    /// `C[m, n] = A[m, k] · B[k, n]` on bfloat16 buffers (row-major with leading dimensions,
-    /// optionally transposed), accumulated in float32. False when oneDNN cannot run it fast.
+    /// Whether a float32 product of this size runs faster on oneDNN than on OpenBLAS: from
+    /// 128³ to 512²·1024 multiply-adds, each side at least 32 (measured on Zen 4 with 1 and
+    /// 2 threads; at 1024³ the two are even, below 128³ OpenBLAS's lower overhead wins).
+    static func prefersFloat32(m: Int, n: Int, k: Int) -> Bool {
+        let work = m * n * k
+        return Swift.min(m, n, k) >= 32 && work >= 128 * 128 * 128 && work <= 512 * 512 * 1024
+    }
+
+    /// `C[m, n] = A[m, k] · B[k, n]` on bfloat16 buffers accumulated in float32, or on float32
+    /// buffers (`float32`); row-major with leading dimensions, optionally transposed. False
+    /// when oneDNN cannot run it fast.
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                      a: UnsafeMutableRawPointer, lda: Int, b: UnsafeMutableRawPointer, ldb: Int,
-                     c: UnsafeMutableRawPointer, ldc: Int) -> Bool {
+                     c: UnsafeMutableRawPointer, ldc: Int, float32: Bool = false) -> Bool {
         let threads = DNNL.syncThreads()
-        let key = Key(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, threads: threads, transA: transA, transB: transB)
+        let key = Key(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, threads: threads, transA: transA, transB: transB,
+                      float32: float32)
         let plan: Plan
         switch cache.withLock({ $0[key] }) {
         case .plan(let p)?: plan = p

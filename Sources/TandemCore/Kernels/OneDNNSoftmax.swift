@@ -93,10 +93,11 @@ enum DNNLSoftmax {
     /// An OpenMP team waits at a barrier for its slowest thread (spinning), which on a busy
     /// machine costs several times the work; row blocks on Tandem's own threads do not.
     /// False when any block failed.
-    private static func forRowBlocks(rows: Int, n: Int, _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
+    private static func forRowBlocks(rows: Int, n: Int, chunksPerThread: Int = 1,
+                                     _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
         guard rows > 0, n > 0, rows * n >= minimumElements else { return false }
         let failed = Mutex(false)
-        Parallel.forRanges(rows, costPerItem: n * 8) { range in
+        Parallel.forRanges(rows, costPerItem: n * 8, chunksPerThread: chunksPerThread) { range in
             omp_set_num_threads(1)
             if !body(range.lowerBound, range.count) { failed.withLock { $0 = true } }
         }
@@ -126,22 +127,177 @@ enum DNNLSoftmax {
         }
     }
 
-    /// The largest value and the sum of a row of probabilities in one pass (the sum is NaN
-    /// when the row holds a NaN; the maximum ignores NaN).
+    /// exp on oneDNN: its eltwise primitive (`e = exp(x)`), or, when `shifted`, its binary
+    /// primitive with an exp post-op (`e = exp(x − m)` for one `m` per row).
+    private struct ExpKey: Hashable { let rows, n: Int; let shifted: Bool }
+
+    private final class ExpPlan: @unchecked Sendable {
+        let primitive: DNNL.Primitive
+        let md, rowMd: dnnl_memory_desc_t
+        init(primitive: DNNL.Primitive, md: dnnl_memory_desc_t, rowMd: dnnl_memory_desc_t) {
+            self.primitive = primitive; self.md = md; self.rowMd = rowMd
+        }
+    }
+
+    private static let expCache = Mutex<[ExpKey: ExpPlan?]>([:])
+
+    private static func makeExpPlan(_ key: ExpKey) -> ExpPlan? {
+        guard let engine = DNNL.engine, let md = DNNL.memoryDesc([key.rows, key.n], dnnl_ab),
+              let rowMd = DNNL.memoryDesc([key.rows, 1], dnnl_ab) else { return nil }
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        var pd: dnnl_primitive_desc_t?
+        var src = md, src1 = rowMd, dst = md
+        if key.shifted {
+            var postOps: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&postOps) == dnnl_success, let postOps else { return nil }
+            defer { dnnl_post_ops_destroy(postOps) }
+            var desc = dnnl_binary_desc_t()
+            guard dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_exp, 0, 0) == dnnl_success,
+                  dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success,
+                  dnnl_binary_desc_init(&desc, dnnl_binary_sub, &src, &src1, &dst) == dnnl_success,
+                  dnnl_primitive_desc_create(&pd, &desc, attr, engine.handle, nil) == dnnl_success else { return nil }
+        } else {
+            var desc = dnnl_eltwise_desc_t()
+            guard dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, dnnl_eltwise_exp, &src, 0, 0) == dnnl_success,
+                  dnnl_primitive_desc_create(&pd, &desc, attr, engine.handle, nil) == dnnl_success else { return nil }
+        }
+        guard let pd else { return nil }
+        guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+        return DNNL.Primitive(pd: pd).map { ExpPlan(primitive: $0, md: md, rowMd: rowMd) }
+    }
+
+    private static func expPlan(rows: Int, n: Int, shifted: Bool) -> ExpPlan? {
+        let key = ExpKey(rows: rows, n: n, shifted: shifted)
+        if let entry = expCache.withLock({ $0[key] }) { return entry }
+        let made = makeExpPlan(key)
+        expCache.withLock { table in
+            if table.count >= 512 { table.removeAll() }
+            table[key] = .some(made)
+        }
+        return made
+    }
+
+    /// Rows whose maximum lies within ±`unshiftedRange` take `exp(x)` unshifted: the sum of
+    /// `n` terms cannot overflow, and terms that underflow are below e⁻⁴⁷ of it.
+    static let unshiftedRange: Float = 40
+
+    /// Log-softmax `y = (x − m) − log Σ exp(x − m)` (m the row maximum, as PyTorch) of
+    /// `[rows, n]` float32 rows, and the softmax into `p` when given. The exps run on oneDNN
+    /// (AVX-512 where available, which Swift's baseline-SSE code cannot reach), into `p` or
+    /// else `y`; Swift then sums each row (in double across 64-element chunks) and writes
+    /// `y` from `x`, so `y` is exact to the rounding of log Σ.
+    ///
+    /// A block first takes the cheaper unshifted `exp(x)`, and one pass per row finds the
+    /// maximum of `x` and the sum of the exps; if a row's maximum lies beyond ±40, the block
+    /// is redone with `exp(x − m)`. Returns the rows with a NaN or an infinite maximum (±∞
+    /// entries, all −∞ rows), for the caller to recompute, or nil when oneDNN cannot run
+    /// (then nothing useful is in `y` and `p`).
+    static func logSoftmax(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ p: UnsafeMutablePointer<Float>?,
+                           rows: Int, n: Int) -> [Int]? {
+        let found = Mutex<[Int]>([])
+        let e = p ?? y
+        // 4 blocks per thread (see Parallel.forRanges): the whole kernel takes 0.1–0.2 ms.
+        let ran = forRowBlocks(rows: rows, n: n, chunksPerThread: 4) { start, count in
+            let offset = start * n
+            var maxima = [Float](repeating: 0, count: count)
+            var bad: [Int] = []
+            /// exp into `e` on oneDNN, unshifted or less the row maxima.
+            func exps(shifted: Bool) -> Bool {
+                guard let plan = expPlan(rows: count, n: n, shifted: shifted) else { return false }
+                let src = UnsafeMutableRawPointer(x + offset), dst = UnsafeMutableRawPointer(e + offset)
+                if !shifted { return DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, src), (DNNL.Arg.dst, plan.md, dst)]) }
+                return maxima.withUnsafeMutableBytes { rowMaxima in
+                    DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.md, src), (DNNL.Arg.src1, plan.rowMd, rowMaxima.baseAddress!),
+                                                  (DNNL.Arg.dst, plan.md, dst)])
+                }
+            }
+            /// Writes y (and p) of every row; false, with the maxima all found, when a row's
+            /// maximum is beyond ±`unshiftedRange` and the exps are unshifted.
+            func finish(shifted: Bool) -> Bool {
+                bad.removeAll()
+                for r in 0..<count {
+                    let row = offset + r * n
+                    let (m, total) = shifted ? (maxima[r], chunkedSum(e + row, n)) : maxAndChunkedSum(x + row, e + row, n)
+                    maxima[r] = m
+                    guard m.isFinite else { bad.append(start + r); continue }
+                    if !shifted, Swift.abs(m) > unshiftedRange {
+                        for q in (r + 1)..<count { maxima[q] = Kernels.rowMaxFloat(x + offset + q * n, n) }
+                        return false
+                    }
+                    guard total.isFinite, total > 0 else { bad.append(start + r); continue }
+                    // log Σ exp(x − m) = log Σ e (− m when unshifted), in double so nothing is lost next to m.
+                    let c = Float(Foundation.log(total) - (shifted ? 0 : Double(m)))
+                    let xr = x + row, yr = y + row
+                    if let p {
+                        let pr = p + row, inv = Float(1 / total)
+                        for j in 0..<n { yr[j] = (xr[j] - m) - c; pr[j] *= inv }
+                    } else {
+                        for j in 0..<n { yr[j] = (xr[j] - m) - c }
+                    }
+                }
+                return true
+            }
+            guard exps(shifted: false) else { return false }
+            if !finish(shifted: false) {
+                guard exps(shifted: true) else { return false }
+                _ = finish(shifted: true)
+            }
+            if !bad.isEmpty { found.withLock { $0.append(contentsOf: bad) } }
+            return true
+        }
+        return ran ? found.withLock { $0 } : nil
+    }
+
+    /// The maximum of `x` (ignoring NaN) and the sum of `e` (as `chunkedSum`), in one pass.
     @inline(__always)
-    static func maxAndSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> (max: Float, sum: Float) {
-        let raw = UnsafeRawPointer(p)
-        var high = SIMD8<Float>(repeating: -.infinity), acc = SIMD8<Float>(repeating: 0)
+    static func maxAndChunkedSum(_ x: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ n: Int) -> (Float, Double) {
+        let rx = UnsafeRawPointer(x), re = UnsafeRawPointer(e)
+        var high = SIMD8<Float>(repeating: -.infinity)
+        var total: Double = 0
         var j = 0
+        while j + 64 <= n {
+            var acc = SIMD8<Float>(repeating: 0)
+            for k in stride(from: j * 4, to: (j + 64) * 4, by: 32) {
+                let v = rx.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
+                high.replace(with: v, where: v .> high)
+                acc += re.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
+            }
+            total += Double(acc.sum())
+            j += 64
+        }
+        var acc = SIMD8<Float>(repeating: 0)
         while j + 8 <= n {
-            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            let v = rx.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
             high.replace(with: v, where: v .> high)
-            acc += v
+            acc += re.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
             j += 8
         }
-        var m = high.max(), total = acc.sum()
-        while j < n { if p[j] > m { m = p[j] }; total += p[j]; j += 1 }
-        return (m, total)
+        var m = high.max(), rest = acc.sum()
+        while j < n { if x[j] > m { m = x[j] }; rest += e[j]; j += 1 }
+        return (m, total + Double(rest))
+    }
+
+    /// The sum of `n` float32 values: float lanes within 64-element chunks, chunks added in
+    /// double (a plain float sum of 1000 terms dominated by one can be off by 1e-6).
+    @inline(__always)
+    static func chunkedSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
+        let raw = UnsafeRawPointer(p)
+        var total: Double = 0
+        var j = 0
+        while j + 64 <= n {
+            var acc = SIMD8<Float>(repeating: 0)
+            for k in stride(from: j * 4, to: (j + 64) * 4, by: 32) { acc += raw.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self) }
+            total += Double(acc.sum())
+            j += 64
+        }
+        var acc = SIMD8<Float>(repeating: 0)
+        while j + 8 <= n { acc += raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self); j += 8 }
+        var rest = acc.sum()
+        while j < n { rest += p[j]; j += 1 }
+        return total + Double(rest)
     }
 
     /// Indices of the rows of `[rows, n]` float32 values holding a NaN (`nanOnly`; for
