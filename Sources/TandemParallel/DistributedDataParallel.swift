@@ -44,8 +44,12 @@ public final class DistributedDataParallel: Module {
     public let module: any Module
     /// The group that gradients are averaged over.
     public let processGroup: any ProcessGroup
-    /// Whether each training forward pass first copies rank 0's buffers (BatchNorm running
-    /// statistics) to every rank, as PyTorch does.
+    /// Whether each training forward pass starts from rank 0's buffers (BatchNorm running
+    /// statistics) on every rank, as PyTorch does. PyTorch broadcasts them before each forward
+    /// pass; Tandem carries them in the first gradient bucket of the synchronised backward pass
+    /// before (which leaves the same values, one collective fewer per step) and broadcasts
+    /// only when that did not happen (the first step, after `noSync`, under `join`, or for
+    /// buffers of dtypes other than float32, float64, int32 and int64).
     public let broadcastBuffers: Bool
     /// Whether parameters that took no part in the forward pass are found and reduced as zeros.
     public let findUnusedParameters: Bool
@@ -80,6 +84,14 @@ public final class DistributedDataParallel: Module {
     /// Under `join` with `divideByInitialWorldSize: false`: buckets are summed and divided by this
     /// iteration's number of active ranks.
     private var gradientDivisor: Int?
+    /// Carries the buffers in bucket 0 after its gradients (nil: broadcast them instead).
+    private var bufferSync: BufferSync?
+    /// Where bucket 0's buffer section starts.
+    private var bufferSection = 0
+    /// True while every rank holds rank 0's buffers (no training forward pass since).
+    private var buffersInSync = false
+    /// Whether this iteration's bucket 0 carries the buffers.
+    private var carryingBuffers = false
 
     /// Wraps `module`. Throws if the ranks' models differ or a collective fails.
     public init(_ module: any Module, processGroup: any ProcessGroup, bucketCapMB: Double = 25,
@@ -94,7 +106,14 @@ public final class DistributedDataParallel: Module {
         guard processGroup.worldSize > 1 else { return }
         try verifySameModel()
         try broadcastState()
+        buffersInSync = true
         buildBuckets(capBytes: Int(bucketCapMB * 1_048_576))
+        if broadcastBuffers, let sync = BufferSync(module.namedBuffers().map(\.1)), let first = buckets.first,
+           [DType.float32, .float64].contains(first.flat.dtype) {
+            bufferSync = sync
+            bufferSection = first.flat.count
+            buckets[0].flat = Tensor.zeros([first.flat.count + sync.elementCount], dtype: first.flat.dtype)
+        }
         for (i, (_, p)) in named.enumerated() {
             try p.value.registerHook { [weak self] gradient in self?.gradientReady(i, gradient) }
         }
@@ -131,10 +150,15 @@ public final class DistributedDataParallel: Module {
             let status = try joinStatus(active: true, syncing: syncEnabled)
             gradientDivisor = divideByInitialWorldSize ? nil : status.active
             if broadcastBuffers { try broadcastBufferValues(root: status.authoritativeRank) }
-        } else if broadcastBuffers && module.isTraining {
+        } else if broadcastBuffers && module.isTraining && !buffersInSync {
             try broadcastBufferValues()
         }
         let output = try module(input)
+        if module.isTraining {
+            buffersInSync = false
+            carryingBuffers = broadcastBuffers && GradMode.enabled && syncEnabled && joinDivideByInitialWorldSize == nil
+                && bufferSync?.fits == true
+        }
         if module.isTraining && GradMode.enabled {
             inIteration = true
             if findUnusedParameters && syncEnabled {
@@ -323,6 +347,7 @@ public final class DistributedDataParallel: Module {
 
     private func resetIteration() {
         for b in buckets.indices { buckets[b].ready = 0; buckets[b].work = nil; buckets[b].reducedInPlace = false }
+        carryingBuffers = false
         for i in readyFlags.indices { readyFlags[i] = false }
         nextToLaunch = 0
         inIteration = false
@@ -350,8 +375,13 @@ public final class DistributedDataParallel: Module {
                 try zero(&buckets[b].flat, at: offset, count: n)
             }
             buckets[b].ready += 1
-            let op: ReduceOp = gradientDivisor == nil ? .average : .sum
+            // Buffers ride in bucket 0 and must not be averaged: then every bucket is summed and
+            // `finish` divides the gradients.
+            let op: ReduceOp = gradientDivisor == nil && !carryingBuffers ? .average : .sum
             while nextToLaunch < buckets.count && buckets[nextToLaunch].ready == buckets[nextToLaunch].members.count {
+                if nextToLaunch == 0, let sync = bufferSync {
+                    try sync.encode(into: &buckets[0].flat, at: bufferSection, isRoot: carryingBuffers && processGroup.rank == 0)
+                }
                 if nextToLaunch == buckets.count - 1 {
                     // Backward is over: reduce here instead of handing off to the group's thread and waiting.
                     try processGroup.allReduce(&buckets[nextToLaunch].flat, op: op)
@@ -377,7 +407,13 @@ public final class DistributedDataParallel: Module {
             } else {
                 continue
             }
-            if let gradientDivisor { averaged = try averaged / Double(gradientDivisor) }
+            if b == 0 && carryingBuffers, let sync = bufferSync {
+                try sync.decode(from: averaged, at: bufferSection)
+                buffersInSync = true
+            }
+            if let divisor = gradientDivisor ?? (carryingBuffers ? processGroup.worldSize : nil) {
+                averaged = try averaged / Double(divisor)
+            }
             for (k, i) in buckets[b].members.enumerated() {
                 let p = named[i].1
                 let slice = try averaged.narrow(axis: 0, start: buckets[b].offsets[k], length: p.value.count).reshape(p.shape)
