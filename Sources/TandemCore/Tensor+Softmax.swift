@@ -41,16 +41,21 @@ extension Tensor {
             if log {
                 let prob = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
                 let p = prob?.elementPointer(Float.self)
-                if let suspects = DNNLSoftmax.logSoftmax(s, d, p, rows: rowCount, n: n) {
+                // `rows` is not used after its pointer was taken: keep it alive until the kernel is done.
+                if let suspects = withExtendedLifetime(rows, { DNNLSoftmax.logSoftmax(s, d, p, rows: rowCount, n: n) }) {
                     // Rows with a NaN, ±∞ or all −∞ are redone by the Swift kernel, as PyTorch treats them.
-                    for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, p.map { $0 + r * n }, n, log: true) }
+                    withExtendedLifetime(rows) {
+                        for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, p.map { $0 + r * n }, n, log: true) }
+                    }
                     return (try out.movedBack(from: a, shape: shape), try prob?.movedBack(from: a, shape: shape))
                 }
             } else if DNNLSoftmax.forward(rows.rawElements, out.rawElements, rows: rowCount, n: n, log: false) {
                 // Rows with a NaN (NaN or +∞ inputs, all −∞ rows) are redone by the Swift kernel,
                 // whose NaN handling differs from oneDNN's.
-                for r in DNNLSoftmax.suspectRows(out.rawElements, rows: rowCount, n: n, nanOnly: true) {
-                    Kernels.softmaxRow(s + r * n, d + r * n, nil, n, log: false)
+                withExtendedLifetime(rows) {
+                    for r in DNNLSoftmax.suspectRows(out.rawElements, rows: rowCount, n: n, nanOnly: true) {
+                        Kernels.softmaxRow(s + r * n, d + r * n, nil, n, log: false)
+                    }
                 }
                 return (try out.movedBack(from: a, shape: shape), nil)
             }
@@ -59,8 +64,10 @@ extension Tensor {
         func run<T: FloatElement>(_: T.Type) {
             nonisolated(unsafe) let s = rows.elementPointer(T.self), d = out.elementPointer(T.self)
             nonisolated(unsafe) let prob = probabilities?.elementPointer(T.self)
-            Parallel.forRanges(rowCount, costPerItem: n * 8) { range in
-                for r in range { Kernels.softmaxRow(s + r * n, d + r * n, prob.map { $0 + r * n }, n, log: log) }
+            withExtendedLifetime(rows) {
+                Parallel.forRanges(rowCount, costPerItem: n * 8) { range in
+                    for r in range { Kernels.softmaxRow(s + r * n, d + r * n, prob.map { $0 + r * n }, n, log: log) }
+                }
             }
         }
         if dtype == .float64 { run(Double.self) } else { run(Float.self) }
