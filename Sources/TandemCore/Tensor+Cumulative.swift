@@ -74,7 +74,8 @@ extension Tensor {
                 }
             }
         }
-        if dtype == .float64 { run(Double.self) } else { run(Float.self) }
+        // Kernels read `rows` through a raw pointer: keep it alive until they are done.
+        withExtendedLifetime(rows) { if dtype == .float64 { run(Double.self) } else { run(Float.self) } }
         return try out.movedBack(from: a, shape: shape)
     }
 

@@ -103,7 +103,8 @@ extension Tensor {
                 }
             }
         }
-        if dtype == .float64 { run(Double.self) } else { run(Float.self) }
+        // Kernels read `rows` through a raw pointer: keep it alive until they are done.
+        withExtendedLifetime(rows) { if self.dtype == .float64 { run(Double.self) } else { run(Float.self) } }
         let outShape = keepDim ? keptShape : shape.enumerated().filter { $0.offset != a }.map(\.element)
         let idx = try indices.reshape(outShape)
         let vals = values.restrided(shape: outShape, strides: Shape.contiguousStrides(outShape), offset: 0)
