@@ -202,6 +202,18 @@ final class ProcessTests: XCTestCase {
         return l.wait(limit: 30)
     }
 
+    func testSpinningReadsGiveTheSameResults() throws {
+        // TANDEM_GLOO_BUSY_POLL=1: collectives whose caller waits spin on the synchronous context.
+        for (dtype, count) in [("float32", 1000), ("float64", 300_000)] {
+            let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--dtype", dtype, "--count", String(count)],
+                                     environment: ["TANDEM_GLOO_BUSY_POLL": "1"])
+            for (r, s) in results.enumerated() {
+                XCTAssertEqual(s.status, 0, s.stderr)
+                XCTAssertTrue(s.stdout.contains("rank \(r)/2: ok"), s.stdout + s.stderr)
+            }
+        }
+    }
+
     func testTCPInit() throws {
         for world in [2, 4] {
             let results = try direct(world: world, initMethod: "tcp://127.0.0.1:\(freePort())", extra: ["--dtype", "int64", "--count", "100"])
