@@ -57,8 +57,11 @@ extension Tensor {
         let alpha = Tensor(uninitializedShape: [batch.batch, rows, batch.rowStride], dtype: dtype)
         let nll = Tensor(uninitializedShape: [batch.batch], dtype: dtype)
         func forward<T: FloatElement>(_: T.Type) {
-            Kernels.ctcForward(lp.elementPointer(T.self), batch, alpha: alpha.elementPointer(T.self), alphaRows: rows,
-                               nll: nll.elementPointer(T.self))
+            // Without a graph, `lp` and `alpha` are not used after their pointers were taken.
+            withExtendedLifetime((lp, alpha)) {
+                Kernels.ctcForward(lp.elementPointer(T.self), batch, alpha: alpha.elementPointer(T.self), alphaRows: rows,
+                                   nll: nll.elementPointer(T.self))
+            }
         }
         if dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
 

@@ -47,9 +47,12 @@ extension Tensor {
         var perRow = [Double](repeating: 0, count: r)
         perRow.withUnsafeMutableBufferPointer { lb in
             func run<T: FloatElement>(_: T.Type) {
-                Kernels.crossEntropyForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                            ignoreIndex: ignore, smoothing: labelSmoothing, loss: lb.baseAddress!,
-                                            probs: probs.map { $0.elementPointer(T.self) })
+                // `rows` is not used after its pointer was taken: keep it alive until the kernel is done.
+                withExtendedLifetime(rows) {
+                    Kernels.crossEntropyForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
+                                                ignoreIndex: ignore, smoothing: labelSmoothing, loss: lb.baseAddress!,
+                                                probs: probs.map { $0.elementPointer(T.self) })
+                }
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }
         }
@@ -61,10 +64,13 @@ extension Tensor {
             let scale = try lossScale(g, reduction: reduction, kept: kept)
             let dx = Tensor(uninitializedShape: probs.shape, dtype: dtype)
             func run<T: FloatElement>(_: T.Type) {
-                Kernels.crossEntropyBackward(probs.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
-                                             labels: labels.elementPointer(Int64.self), ignoreIndex: ignore,
-                                             smoothing: labelSmoothing,
-                                             scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
+                // `scale.tensor` (a temporary for .mean) is not used after its pointer was taken.
+                withExtendedLifetime(scale) {
+                    Kernels.crossEntropyBackward(probs.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
+                                                 labels: labels.elementPointer(Int64.self), ignoreIndex: ignore,
+                                                 smoothing: labelSmoothing,
+                                                 scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
+                }
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }
             return [try restoreClassAxis(dx, logitsShape)]
@@ -105,8 +111,11 @@ extension Tensor {
             let scale = try lossScale(g, reduction: reduction, kept: kept)
             let dx = Tensor.zeros(rowsShape, dtype: dtype)
             func run<T: FloatElement>(_: T.Type) {
-                Kernels.nllBackward(dx.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                    ignoreIndex: ignore, scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
+                // `scale.tensor` (a temporary for .mean) is not used after its pointer was taken.
+                withExtendedLifetime(scale) {
+                    Kernels.nllBackward(dx.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
+                                        ignoreIndex: ignore, scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
+                }
             }
             if dtype == .float64 { run(Double.self) } else { run(Float.self) }
             return [try restoreClassAxis(dx, inputShape)]

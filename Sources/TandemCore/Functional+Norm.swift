@@ -120,13 +120,16 @@ extension Tensor {
             sumG.withUnsafeMutableBufferPointer { ab in
                 sumGX.withUnsafeMutableBufferPointer { bb in
                     func run<T: FloatElement>(_: T.Type) {
-                        if fused {
-                            Kernels.batchNormBackward(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
-                                                      n: n, c: c, s: s, training: training, center: center, invstd: invstd,
-                                                      weight: w, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
-                        } else {
-                            Kernels.channelGradSums(gc.elementPointer(T.self), xData.elementPointer(T.self), n: n, c: c, s: s,
-                                                    mean: center, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
+                        // `gc` (a copy when `g` is strided) may be unused after its pointer was taken.
+                        withExtendedLifetime(gc) {
+                            if fused {
+                                Kernels.batchNormBackward(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
+                                                          n: n, c: c, s: s, training: training, center: center, invstd: invstd,
+                                                          weight: w, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
+                            } else {
+                                Kernels.channelGradSums(gc.elementPointer(T.self), xData.elementPointer(T.self), n: n, c: c, s: s,
+                                                        mean: center, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
+                            }
                         }
                     }
                     if dtype == .float64 { run(Double.self) } else { run(Float.self) }
@@ -151,8 +154,10 @@ extension Tensor {
                             k3.append(0)
                         }
                     }
-                    Kernels.channelLinearCombination(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
-                                                     n: n, c: c, s: s, center: centerT, k1: k1, k2: k2, k3: k3)
+                    withExtendedLifetime(gc) {
+                        Kernels.channelLinearCombination(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
+                                                         n: n, c: c, s: s, center: centerT, k1: k1, k2: k2, k3: k3)
+                    }
                 }
                 if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
             }
@@ -267,10 +272,13 @@ extension Tensor {
                 func run<T: FloatElement>(_: T.Type) {
                     Kernels.rowStatistics(xc.elementPointer(T.self), rows: layout.rows, k: layout.k, centered: centered, eps: eps,
                                           mean: mb.baseAddress!, rstd: rb.baseAddress!)
-                    Kernels.rowNormForward(xc.elementPointer(T.self), out.elementPointer(T.self), layout: layout,
-                                           mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                           weight: wc.map { UnsafePointer($0.elementPointer(T.self)) },
-                                           bias: bc.map { UnsafePointer($0.elementPointer(T.self)) })
+                    // `bc` (a copy when `bias` is strided) is not used after its pointer was taken.
+                    withExtendedLifetime(bc) {
+                        Kernels.rowNormForward(xc.elementPointer(T.self), out.elementPointer(T.self), layout: layout,
+                                               mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                               weight: wc.map { UnsafePointer($0.elementPointer(T.self)) },
+                                               bias: bc.map { UnsafePointer($0.elementPointer(T.self)) })
+                    }
                 }
                 if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
             }
@@ -293,14 +301,17 @@ extension Tensor {
                     dw.withUnsafeMutableBufferPointer { dwb in
                         db.withUnsafeMutableBufferPointer { dbb in
                             func run<T: FloatElement>(_: T.Type) {
-                                Kernels.rowNormBackwardInput(gc.elementPointer(T.self), xData.elementPointer(T.self),
-                                                             dx.elementPointer(T.self), layout: layout, centered: centered,
-                                                             mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                                             weight: wData.map { UnsafePointer($0.elementPointer(T.self)) })
-                                if needParams {
-                                    Kernels.rowNormBackwardParams(gc.elementPointer(T.self), xData.elementPointer(T.self),
-                                                                  layout: layout, mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                                                  dweight: dwb.baseAddress!, dbias: dbb.baseAddress!)
+                                // `gc` (a copy when `g` is strided) is not used after its pointer was taken.
+                                withExtendedLifetime(gc) {
+                                    Kernels.rowNormBackwardInput(gc.elementPointer(T.self), xData.elementPointer(T.self),
+                                                                 dx.elementPointer(T.self), layout: layout, centered: centered,
+                                                                 mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                                                 weight: wData.map { UnsafePointer($0.elementPointer(T.self)) })
+                                    if needParams {
+                                        Kernels.rowNormBackwardParams(gc.elementPointer(T.self), xData.elementPointer(T.self),
+                                                                      layout: layout, mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                                                      dweight: dwb.baseAddress!, dbias: dbb.baseAddress!)
+                                    }
                                 }
                             }
                             if dtype == .float64 { run(Double.self) } else { run(Float.self) }

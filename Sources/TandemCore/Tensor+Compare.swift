@@ -16,14 +16,17 @@ extension Kernels {
         func run<T: FloatElement>(_: T.Type) {
             nonisolated(unsafe) let p = xe.elementPointer(T.self), q = ye.elementPointer(T.self)
             nonisolated(unsafe) let d = out.elementPointer(Bool.self)
-            Parallel.forRanges(out.count) { range in
-                switch kind {
-                case .eq: for i in range { d[i] = p[i] == q[i] }
-                case .ne: for i in range { d[i] = p[i] != q[i] }
-                case .lt: for i in range { d[i] = p[i] < q[i] }
-                case .le: for i in range { d[i] = p[i] <= q[i] }
-                case .gt: for i in range { d[i] = p[i] > q[i] }
-                case .ge: for i in range { d[i] = p[i] >= q[i] }
+            // `xe` and `ye` are not used after their pointers were taken: keep them alive for the loop.
+            withExtendedLifetime((xe, ye)) {
+                Parallel.forRanges(out.count) { range in
+                    switch kind {
+                    case .eq: for i in range { d[i] = p[i] == q[i] }
+                    case .ne: for i in range { d[i] = p[i] != q[i] }
+                    case .lt: for i in range { d[i] = p[i] < q[i] }
+                    case .le: for i in range { d[i] = p[i] <= q[i] }
+                    case .gt: for i in range { d[i] = p[i] > q[i] }
+                    case .ge: for i in range { d[i] = p[i] >= q[i] }
+                    }
                 }
             }
         }
@@ -68,7 +71,10 @@ extension Tensor {
             nonisolated(unsafe) let m = mask.elementPointer(Bool.self)
             nonisolated(unsafe) let p = ae.elementPointer(T.self), q = be.elementPointer(T.self)
             nonisolated(unsafe) let d = out.elementPointer(T.self)
-            Parallel.forRanges(out.count) { range in for i in range { d[i] = m[i] ? p[i] : q[i] } }
+            // `ae` and `be` are not used after their pointers were taken: keep them alive for the loop.
+            withExtendedLifetime((ae, be)) {
+                Parallel.forRanges(out.count) { range in for i in range { d[i] = m[i] ? p[i] : q[i] } }
+            }
         }
         if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         let zero = Tensor.zeros([], dtype: a.dtype)

@@ -99,19 +99,20 @@ extension Tensor {
     /// All elements in row-major order, converted to Double.
     public func toDoubleArray() -> [Double] {
         let c = Kernels.convert(self, to: .float64)
-        return Array(UnsafeBufferPointer(start: c.elementPointer(Double.self), count: c.count))
+        // `c.count` is the last use of `c`, before the array copies the elements: keep `c` alive.
+        return withExtendedLifetime(c) { Array(UnsafeBufferPointer(start: c.elementPointer(Double.self), count: c.count)) }
     }
 
     /// All elements in row-major order, converted to Float.
     public func toFloatArray() -> [Float] {
         let c = dtype == .float32 ? contiguousStorage() : Kernels.convert(self, to: .float32)
-        return Array(UnsafeBufferPointer(start: c.elementPointer(Float.self), count: c.count))
+        return withExtendedLifetime(c) { Array(UnsafeBufferPointer(start: c.elementPointer(Float.self), count: c.count)) }
     }
 
     /// All elements in row-major order, converted to Int (exact for integer dtypes).
     public func toIntArray() -> [Int] {
         let c = Kernels.convert(self, to: .int64)
-        return UnsafeBufferPointer(start: c.elementPointer(Int64.self), count: c.count).map { Int($0) }
+        return withExtendedLifetime(c) { UnsafeBufferPointer(start: c.elementPointer(Int64.self), count: c.count).map { Int($0) } }
     }
 
     /// The value of a one-element tensor (`item()`).

@@ -25,18 +25,21 @@ extension Tensor {
             let n = rank == 0 ? 1 : input.shape[a]
             var grad = Tensor.zeros(x.shape, dtype: .float64)
             let xp = x.elementPointer(Double.self), gp = gl.elementPointer(Double.self)
-            grad.withUnsafeMutableElements(Double.self) { d in
-                for r in 0..<(x.count / Swift.max(n, 1)) {
-                    let base = r * n
-                    for i in 0..<n {
-                        var partial = 1.0
-                        for k in 0..<i { partial *= xp[base + k] }
-                        var total = 0.0
-                        for j in i..<n {
-                            if j > i { partial *= xp[base + j] }
-                            total += gp[base + j] * partial
+            // `x` and `gl` are not used after the loop starts: keep them alive while it reads them.
+            withExtendedLifetime((x, gl)) {
+                grad.withUnsafeMutableElements(Double.self) { d in
+                    for r in 0..<(x.count / Swift.max(n, 1)) {
+                        let base = r * n
+                        for i in 0..<n {
+                            var partial = 1.0
+                            for k in 0..<i { partial *= xp[base + k] }
+                            var total = 0.0
+                            for j in i..<n {
+                                if j > i { partial *= xp[base + j] }
+                                total += gp[base + j] * partial
+                            }
+                            d[base + i] = total
                         }
-                        d[base + i] = total
                     }
                 }
             }

@@ -97,19 +97,22 @@ extension Tensor {
         func run<T: FloatElement>(_: T.Type) throws {
             try out.withUnsafeMutableElements(T.self) { d in
                 let s = src.elementPointer(T.self)
-                for flat in 0..<idx.count {
-                    var rest = flat, dst = 0, from = 0
-                    for k in 0..<rank {
-                        let coordinate = rest / indexStrides[k]
-                        rest %= indexStrides[k]
-                        let c = k == a ? idx[flat] : coordinate
-                        guard c >= 0 && c < shape[k] else {
-                            throw TensorError.invalidArgument(op: "scatterAdd", message: "index \(idx[flat]) out of range 0..<\(shape[a])")
+                // `src` is not used after its pointer was taken: keep it alive for the loop.
+                try withExtendedLifetime(src) {
+                    for flat in 0..<idx.count {
+                        var rest = flat, dst = 0, from = 0
+                        for k in 0..<rank {
+                            let coordinate = rest / indexStrides[k]
+                            rest %= indexStrides[k]
+                            let c = k == a ? idx[flat] : coordinate
+                            guard c >= 0 && c < shape[k] else {
+                                throw TensorError.invalidArgument(op: "scatterAdd", message: "index \(idx[flat]) out of range 0..<\(shape[a])")
+                            }
+                            dst += c * outStrides[k]
+                            from += coordinate * srcStrides[k]
                         }
-                        dst += c * outStrides[k]
-                        from += coordinate * srcStrides[k]
+                        d[dst] += s[from]
                     }
-                    d[dst] += s[from]
                 }
             }
         }

@@ -133,19 +133,23 @@ extension Tensor {
                              a: aBase + ao, lda: lda, b: bBase + bo, ldb: ldb, c: cBase + bi * m * n, ldc: n)
             }
         }
-        if a.dtype == .bfloat16 {
-            guard m > 0, n > 0, k > 0 else { return false }
-            let aBase = UnsafeMutableRawPointer(ap.elementPointer(UInt16.self)), bBase = UnsafeMutableRawPointer(bp.elementPointer(UInt16.self))
-            let cBase = UnsafeMutableRawPointer(out.elementPointer(UInt16.self))
-            for bi in 0..<batchCount {
-                let (ao, bo) = operandOffsets(bi)
-                guard DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: aBase + 2 * ao, lda: lda,
-                                      b: bBase + 2 * bo, ldb: ldb, c: cBase + 2 * bi * m * n, ldc: n) else { return false }
+        // `ap` and `bp` (copies when an operand is strided) are not used after their pointers
+        // were taken: keep them alive until the products are done.
+        return withExtendedLifetime((ap, bp)) { () -> Bool in
+            if a.dtype == .bfloat16 {
+                guard m > 0, n > 0, k > 0 else { return false }
+                let aBase = UnsafeMutableRawPointer(ap.elementPointer(UInt16.self)), bBase = UnsafeMutableRawPointer(bp.elementPointer(UInt16.self))
+                let cBase = UnsafeMutableRawPointer(out.elementPointer(UInt16.self))
+                for bi in 0..<batchCount {
+                    let (ao, bo) = operandOffsets(bi)
+                    guard DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: aBase + 2 * ao, lda: lda,
+                                          b: bBase + 2 * bo, ldb: ldb, c: cBase + 2 * bi * m * n, ldc: n) else { return false }
+                }
+                return true
             }
+            if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
             return true
         }
-        if a.dtype == .float64 { run(Double.self) } else { run(Float.self) }
-        return true
     }
 
     /// The batch dimensions of a rank ≥ 2 tensor as a view (for broadcasting strides).

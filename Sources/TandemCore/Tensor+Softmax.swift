@@ -109,11 +109,14 @@ extension Kernels {
         guard DNNLSoftmax.backward(dst: yr.rawElements, diffDst: gr.rawElements, diffSrc: dx.rawElements,
                                    rows: rowCount, n: n, log: false) else { return nil }
         let gp = gr.elementPointer(Float.self), yp = yr.elementPointer(Float.self), d = dx.elementPointer(Float.self)
-        for r in DNNLSoftmax.suspectRows(dx.rawElements, rows: rowCount, n: n, nanOnly: false) {
-            let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
-            var dot: Float = 0
-            for j in 0..<n { dot += gRow[j] * yRow[j] }
-            for j in 0..<n { dRow[j] = yRow[j] * (gRow[j] - dot) }
+        // `gr` and `yr` are not used after their pointers were taken: keep them alive for the loop.
+        withExtendedLifetime((gr, yr)) {
+            for r in DNNLSoftmax.suspectRows(dx.rawElements, rows: rowCount, n: n, nanOnly: false) {
+                let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
+                var dot: Float = 0
+                for j in 0..<n { dot += gRow[j] * yRow[j] }
+                for j in 0..<n { dRow[j] = yRow[j] * (gRow[j] - dot) }
+            }
         }
         return try dx.movedBack(from: a, shape: out.shape)
     }
@@ -130,11 +133,13 @@ extension Kernels {
             func run<T: FloatElement>(_: T.Type) {
                 nonisolated(unsafe) let gp = gr.elementPointer(T.self), pp = pr.elementPointer(T.self)
                 nonisolated(unsafe) let d = dx.elementPointer(T.self)
-                Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2, chunksPerThread: 4) { range in
-                    for r in range {
-                        let gRow = gp + r * n, pRow = pp + r * n, dRow = d + r * n
-                        let total = Kernels.reduceRun(gRow, n, 1, .sum)
-                        for j in 0..<n { dRow[j] = gRow[j] - pRow[j] * total }
+                withExtendedLifetime((gr, pr)) {
+                    Parallel.forRanges(pr.count / Swift.max(n, 1), costPerItem: n * 2, chunksPerThread: 4) { range in
+                        for r in range {
+                            let gRow = gp + r * n, pRow = pp + r * n, dRow = d + r * n
+                            let total = Kernels.reduceRun(gRow, n, 1, .sum)
+                            for j in 0..<n { dRow[j] = gRow[j] - pRow[j] * total }
+                        }
                     }
                 }
             }
@@ -147,17 +152,19 @@ extension Kernels {
         func run<T: FloatElement>(_: T.Type) {
             nonisolated(unsafe) let gp = gr.elementPointer(T.self), yp = yr.elementPointer(T.self)
             nonisolated(unsafe) let d = dx.elementPointer(T.self)
-            Parallel.forRanges(yr.count / Swift.max(n, 1), costPerItem: n * 8) { range in
-                for r in range {
-                    let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
-                    let total = Kernels.reduceRun(gRow, n, 1, .sum)
-                    if T.self == Float.self {
-                        Kernels.subtractScaledExpFloat(
-                            UnsafeRawPointer(gRow).assumingMemoryBound(to: Float.self),
-                            UnsafeRawPointer(yRow).assumingMemoryBound(to: Float.self),
-                            UnsafeMutableRawPointer(dRow).assumingMemoryBound(to: Float.self), n, Float(total.doubleValue))
-                    } else {
-                        for j in 0..<n { dRow[j] = gRow[j] - T.exp(yRow[j]) * total }
+            withExtendedLifetime((gr, yr)) {
+                Parallel.forRanges(yr.count / Swift.max(n, 1), costPerItem: n * 8) { range in
+                    for r in range {
+                        let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
+                        let total = Kernels.reduceRun(gRow, n, 1, .sum)
+                        if T.self == Float.self {
+                            Kernels.subtractScaledExpFloat(
+                                UnsafeRawPointer(gRow).assumingMemoryBound(to: Float.self),
+                                UnsafeRawPointer(yRow).assumingMemoryBound(to: Float.self),
+                                UnsafeMutableRawPointer(dRow).assumingMemoryBound(to: Float.self), n, Float(total.doubleValue))
+                        } else {
+                            for j in 0..<n { dRow[j] = gRow[j] - T.exp(yRow[j]) * total }
+                        }
                     }
                 }
             }

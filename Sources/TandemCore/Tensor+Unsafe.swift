@@ -39,6 +39,9 @@ extension Tensor {
         }
         let converted = source.dtype == dtype ? source.contiguousStorage() : Kernels.convert(source, to: dtype)
         makeUniquelyOwned()
-        storage.bytes.copyMemory(from: converted.storage.bytes + converted.offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+        // `converted` (a temporary when the dtypes differ) is not used after its address was taken.
+        withExtendedLifetime(converted) {
+            storage.bytes.copyMemory(from: converted.storage.bytes + converted.offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+        }
     }
 }

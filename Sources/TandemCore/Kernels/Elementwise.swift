@@ -31,8 +31,11 @@ extension Kernels {
         let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
         nonisolated(unsafe) let s = src.elementPointer(T.self)
         nonisolated(unsafe) let d = out.elementPointer(T.self)
-        Parallel.forRanges(x.count, costPerItem: 4) { range in
-            for i in range { d[i] = f.value(s[i]) }
+        // `src` (a copy when `x` is strided) is not used after its pointer was taken.
+        withExtendedLifetime(src) {
+            Parallel.forRanges(x.count, costPerItem: 4) { range in
+                for i in range { d[i] = f.value(s[i]) }
+            }
         }
         return out
     }
@@ -54,8 +57,11 @@ extension Kernels {
         nonisolated(unsafe) let xp = xc.elementPointer(T.self)
         nonisolated(unsafe) let yp = yc.elementPointer(T.self)
         nonisolated(unsafe) let d = out.elementPointer(T.self)
-        Parallel.forRanges(x.count, costPerItem: 4) { range in
-            for i in range { d[i] = gp[i] * f.derivative(x: xp[i], y: yp[i]) }
+        // `g`, `xc` and `yc` (copies when strided) are not used after their pointers were taken.
+        withExtendedLifetime((g, xc, yc)) {
+            Parallel.forRanges(x.count, costPerItem: 4) { range in
+                for i in range { d[i] = gp[i] * f.derivative(x: xp[i], y: yp[i]) }
+            }
         }
         return out
     }

@@ -504,7 +504,8 @@ extension Kernels {
                     gradWeight = gw
                     if plan.hasBias && needBias { gradBias = gb }
                 }
-                withExtendedLifetime((sBuffer, ddBuffer, dwBuffer)) {}
+                // `gb` is written by oneDNN but not used afterwards when the bias gradient is not asked for.
+                withExtendedLifetime((sBuffer, ddBuffer, dwBuffer, gb)) {}
             }
         }
         withExtendedLifetime(convertedDiffDst?.buffer) {}
