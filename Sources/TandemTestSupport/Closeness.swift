@@ -23,6 +23,11 @@ public enum Closeness {
         }
         return first.map { "\(label): \($0) (max abs diff \(worst))" }
     }
+
+    /// The largest elementwise |a − b| (tensors of the same element count).
+    public static func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Double {
+        zip(a.toDoubleArray(), b.toDoubleArray()).reduce(0) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
+    }
 }
 
 /// Loads the golden reference files copied from ../shared/golden into Tests/Fixtures/golden.
@@ -41,6 +46,16 @@ public enum Golden {
 }
 
 extension SafeTensors.File {
+    /// Nil when `actual` matches the golden tensor `name` (reshaped to the golden shape when
+    /// the counts agree, e.g. a loss of shape [] against a stored (1,)), else what differs;
+    /// a nil `actual` (a missing gradient) is a mismatch too.
+    public func mismatch(_ actual: Tensor?, _ name: String, rtol: Double, atol: Double) throws -> String? {
+        let expected = try tensor(name)
+        guard let actual else { return "\(name): no value (missing gradient?)" }
+        let shaped = actual.count == expected.count ? try actual.reshape(expected.shape) : actual
+        return Closeness.mismatch(shaped, expected, rtol: rtol, atol: atol, name)
+    }
+
     /// The tensor called `name`, or an error naming the missing tensor.
     public func tensor(_ name: String) throws -> Tensor {
         guard let t = tensors[name] else {

@@ -26,8 +26,7 @@ struct AdviseCommand: ParsableCommand {
             throw ValidationError("cannot read \(cpuinfo) or \(meminfo): \(error.localizedDescription)")
         }
         if json {
-            let data = try JSONSerialization.data(withJSONObject: advice.jsonObject, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(advice.jsonObject)
             return
         }
         let gib = Double(1 << 30)

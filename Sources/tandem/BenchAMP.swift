@@ -58,8 +58,7 @@ struct BenchAMP: ParsableCommand {
                 let line: [String: Any] = ["framework": "tandem", "case": name, "amp": precision, "threads": threads,
                                            "ms": (ms * 1000).rounded() / 1000,
                                            "images_per_second": (Double(batch) / ms * 1000 * 10).rounded() / 10]
-                let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                try printJSON(line)
                 fflush(nil)
             }
         }

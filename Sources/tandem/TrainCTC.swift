@@ -97,8 +97,7 @@ extension TrainCommand {
             object["beam_sequence_accuracy"] = round4(e?.beam.sequenceAccuracy)
             object["beam_cer"] = round4(e?.beam.characterErrorRate)
             object["checkpoint"] = result.checkpointPath
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
         } else {
             print(String(format: "trained %d steps (%d epochs), %.0f strings/s, %.1f s", result.steps, result.epochs,
                          result.stringsPerSecond, result.wallSeconds))

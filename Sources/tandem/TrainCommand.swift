@@ -137,8 +137,7 @@ struct TrainCommand: ParsableCommand {
             if ampDType == .float16 { object["skipped_steps"] = result.skippedSteps }
             object["test_accuracy"] = result.testAccuracy
             object["checkpoint"] = result.checkpointPath
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
         } else {
             print(String(format: "trained %d epochs, %d steps: test accuracy %.4f, %.0f train images/s, %.1f s",
                          result.epochs, result.steps, result.testAccuracy ?? .nan, result.trainImagesPerSecond, result.wallSeconds))

@@ -76,8 +76,7 @@ extension TrainCommand {
             object["test_bits_per_char"] = bitsPerChar.isFinite ? bitsPerChar : nil
             object["test_accuracy"] = result.testAccuracy
             object["checkpoint"] = result.checkpointPath
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
         } else {
             print(String(format: "trained %d epochs, %d steps: train loss %.4f, test %.4f bits/char (next-byte accuracy %.4f), %.0f tokens/s, %.1f s",
                          result.epochs, result.steps, result.trainLoss ?? .nan, bitsPerChar, result.testAccuracy ?? .nan,
@@ -124,8 +123,7 @@ struct GenerateCommand: ParsableCommand {
         if json {
             let object: [String: Any] = ["prompt": prompt, "text": text, "tokens": generated.count, "temperature": temperature,
                                          "seed": seed, "tokens_per_second": (Double(generated.count) / Swift.max(seconds, 1e-9)).rounded()]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
         } else {
             print(prompt + text)
         }

@@ -15,13 +15,7 @@ import TandemTestSupport
     /// shape [] against the stored (1,)) with the golden tensor `name`.
     func expectClose(_ actual: Tensor?, _ name: String, rtol: Double, atol: Double,
                      sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let expected = try g(name)
-        guard let actual else {
-            Issue.record("\(name): no value (missing gradient?)", sourceLocation: sourceLocation)
-            return
-        }
-        let shaped = actual.count == expected.count ? try actual.reshape(expected.shape) : actual
-        if let message = Closeness.mismatch(shaped, expected, rtol: rtol, atol: atol, name) {
+        if let message = try file.mismatch(actual, name, rtol: rtol, atol: atol) {
             Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
         }
     }

@@ -14,10 +14,6 @@ import TandemTestSupport
         #expect(m == nil, "\(m ?? "")")
     }
 
-    static func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Double {
-        zip(a.toDoubleArray(), b.toDoubleArray()).reduce(0) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
-    }
-
     /// The golden configuration: d_model 16, d_state 8, d_conv 4, expand 2, headdim 8, ngroups 1, chunk 8.
     static func goldenBlock() throws -> Mamba2 {
         let block = Mamba2(dModel: 16, dState: 8, dConv: 4, expand: 2, headdim: 8, ngroups: 1, chunkSize: 8)
@@ -59,7 +55,7 @@ import TandemTestSupport
         func check(_ t: Tensor, _ name: String, rtol: Double, atol: Double) throws {
             let ref = try g.tensor(name)
             expectClose(t, ref, rtol: rtol, atol: atol, name)
-            report += " \(name) \(Self.maxAbsDiff(t, ref)),"
+            report += " \(name) \(Closeness.maxAbsDiff(t, ref)),"
         }
         try check(values.zxbcdt, "inter.zxbcdt", rtol: 1e-4, atol: 1e-5)
         try check(values.xBCAct, "inter.xBC_act", rtol: 1e-4, atol: 1e-5)
@@ -89,7 +85,7 @@ import TandemTestSupport
         }
         let stepped = try Tensor.stack(outs, axis: 1)
         expectClose(stepped, chunked, rtol: 1e-4, atol: 1e-5, "step vs chunked")
-        print("Mamba2 step vs chunked (chunk \(chunkSize)) max|Δ| \(Self.maxAbsDiff(stepped, chunked))")
+        print("Mamba2 step vs chunked (chunk \(chunkSize)) max|Δ| \(Closeness.maxAbsDiff(stepped, chunked))")
 
         // Prefill the first 6 tokens with the chunked form, then continue step by step.
         var prefillCache: Mamba2.InferenceCache? = nil

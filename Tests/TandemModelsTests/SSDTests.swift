@@ -14,10 +14,6 @@ import TandemTestSupport
         #expect(m == nil, "\(m ?? "")")
     }
 
-    static func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Double {
-        zip(a.toDoubleArray(), b.toDoubleArray()).reduce(0) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
-    }
-
     /// Random SSD operands with Mamba-like decays (a = −exp(A_log)·dt < 0).
     static func operands(batch: Int, length: Int, heads: Int, headdim: Int, dState: Int, dtype: DType = .float64,
                          seed: UInt64) -> [Tensor] {
@@ -42,11 +38,11 @@ import TandemTestSupport
         expectClose(y, try g.tensor("Y"), rtol: 1e-10, atol: 1e-12, "Y")
         expectClose(final, try g.tensor("final_state"), rtol: 1e-10, atol: 1e-12, "final_state")
         try (y * g.tensor("upstream")).sum().backward()
-        var report = "ssd_mamba2 float64 max|Δ|: Y \(Self.maxAbsDiff(y, try g.tensor("Y"))), final_state \(Self.maxAbsDiff(final, try g.tensor("final_state")))"
+        var report = "ssd_mamba2 float64 max|Δ|: Y \(Closeness.maxAbsDiff(y, try g.tensor("Y"))), final_state \(Closeness.maxAbsDiff(final, try g.tensor("final_state")))"
         for (name, t) in zip(["X", "A", "B", "C"], inputs) {
             let grad = try #require(t.grad)
             expectClose(grad, try g.tensor("grad_" + name), rtol: 1e-10, atol: 1e-12, "grad_" + name)
-            report += ", grad_\(name) \(Self.maxAbsDiff(grad, try g.tensor("grad_" + name)))"
+            report += ", grad_\(name) \(Closeness.maxAbsDiff(grad, try g.tensor("grad_" + name)))"
         }
         print(report)
     }
@@ -59,11 +55,11 @@ import TandemTestSupport
         expectClose(y, try g.tensor("Y_f32"), rtol: 1e-4, atol: 1e-5, "Y_f32")
         expectClose(final, try g.tensor("final_state_f32"), rtol: 1e-4, atol: 1e-5, "final_state_f32")
         try (y * g.tensor("upstream").to(.float32)).sum().backward()
-        var report = "ssd_mamba2 float32 max|Δ| vs *_f32: Y \(Self.maxAbsDiff(y, try g.tensor("Y_f32"))), final_state \(Self.maxAbsDiff(final, try g.tensor("final_state_f32")))"
+        var report = "ssd_mamba2 float32 max|Δ| vs *_f32: Y \(Closeness.maxAbsDiff(y, try g.tensor("Y_f32"))), final_state \(Closeness.maxAbsDiff(final, try g.tensor("final_state_f32")))"
         for (name, t) in zip(["X", "A", "B", "C"], inputs) {
             let grad = try #require(t.grad)
             expectClose(grad, try g.tensor("grad_\(name)_f32"), rtol: 1e-4, atol: 1e-5, "grad_\(name)_f32")
-            report += ", grad_\(name) \(Self.maxAbsDiff(grad, try g.tensor("grad_\(name)_f32")))"
+            report += ", grad_\(name) \(Closeness.maxAbsDiff(grad, try g.tensor("grad_\(name)_f32")))"
         }
         print(report)
     }
