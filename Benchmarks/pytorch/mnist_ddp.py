@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mnist_convnet import ConvNet
-from mnist_train import load_mnist
+from mnist_train import add_training_options, load_mnist
 
 
 def worker(rank, args):
@@ -71,14 +71,7 @@ def worker(rank, args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--data-dir", default="Data/mnist")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    add_training_options(p, threads=1)
     p.add_argument("--port", type=int, default=29533)
     args = p.parse_args()
     mp.spawn(worker, args=(args,), nprocs=args.nproc)

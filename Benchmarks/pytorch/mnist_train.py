@@ -42,17 +42,22 @@ def accuracy(model, test_x, test_y):
     return correct / len(test_x)
 
 
-def main(name, make_model, description):
-    """Parses the common options, then trains `make_model()` (or only evaluates --check-weights)."""
-    p = argparse.ArgumentParser(description=description)
+def add_training_options(p, threads):
+    """The options every MNIST training script takes (the same as `tandem train`'s)."""
     p.add_argument("--data-dir", default="Data/mnist")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=threads)
     p.add_argument("--seed", type=int, default=0)
+
+
+def main(name, make_model, description):
+    """Parses the common options, then trains `make_model()` (or only evaluates --check-weights)."""
+    p = argparse.ArgumentParser(description=description)
+    add_training_options(p, threads=2)
     p.add_argument("--check-weights", metavar="PATH", help="only evaluate this safetensors state dict (strict names and shapes)")
     p.add_argument("--save", metavar="PATH", help="write the trained state dict as safetensors")
     args = p.parse_args()
