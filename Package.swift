@@ -28,11 +28,12 @@ let package = Package(
         // Native libraries, imported through module maps (Debian packages; see scripts/setup.sh).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "COpenMP", path: "Sources/COpenMP"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
 
         // Core tensor, kernels and reverse-mode autograd.
-        .target(name: "TandemCore", dependencies: ["CBLAS", "CDNNL"]),
+        .target(name: "TandemCore", dependencies: ["CBLAS", "CDNNL", "COpenMP"]),
         // Layers and losses (Module, Linear, Conv2d, ...).
         .target(name: "TandemNN", dependencies: ["TandemCore"]),
         // Optimizers and learning-rate schedulers.

@@ -1,7 +1,7 @@
 import Foundation
 import CBLAS
 
-/// Matrix products through OpenBLAS (sgemm/dgemm).
+/// Matrix products through OpenBLAS (sgemm/dgemm), split over Tandem's threads.
 extension Kernels {
     /// How a matrix view can be handed to GEMM without copying: row-major with a leading
     /// dimension, possibly transposed. nil when a copy is needed.
@@ -15,10 +15,45 @@ extension Kernels {
         return nil
     }
 
+    /// Products smaller than this many multiply-adds run on one thread.
+    static let parallelGemmWork = 1 << 18
+
     /// C[m, n] = A[m, k] · B[k, n] for row-major buffers with leading dimensions, optional transposes.
+    ///
+    /// OpenBLAS runs single-threaded (see `Tandem.setNumThreads`): a large product is split
+    /// into blocks of C's rows (or columns, when C is wider than tall), one OpenBLAS call per
+    /// block on Tandem's thread team. OpenBLAS's own thread pool would spin between calls on
+    /// the cores that team and oneDNN need (2-thread ConvNet training ran about 30% slower).
     static func gemm<T: FloatElement>(_: T.Type, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                                       a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                                       c: UnsafeMutablePointer<T>, ldc: Int, beta: T = 0) {
+        // Read first: the first read of the thread count also sets OpenBLAS to one thread.
+        let threads = Tandem.numThreads
+        let byRows = m >= n
+        let blockUnit = 16
+        let units = ((byRows ? m : n) + blockUnit - 1) / blockUnit
+        guard threads > 1, units >= 2, m * n * k >= parallelGemmWork else {
+            blasGemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, beta: beta)
+            return
+        }
+        Parallel.forRanges(units, costPerItem: Parallel.minimumGrain) { range in
+            let lo = range.lowerBound * blockUnit
+            if byRows {
+                let rows = Swift.min(range.upperBound * blockUnit, m) - lo
+                blasGemm(T.self, transA: transA, transB: transB, m: rows, n: n, k: k, a: a + (transA ? lo : lo * lda), lda: lda,
+                         b: b, ldb: ldb, c: c + lo * ldc, ldc: ldc, beta: beta)
+            } else {
+                let cols = Swift.min(range.upperBound * blockUnit, n) - lo
+                blasGemm(T.self, transA: transA, transB: transB, m: m, n: cols, k: k, a: a, lda: lda,
+                         b: b + (transB ? lo * ldb : lo), ldb: ldb, c: c + lo, ldc: ldc, beta: beta)
+            }
+        }
+    }
+
+    /// One OpenBLAS call: C[m, n] = A[m, k] · B[k, n] (+ beta · C).
+    private static func blasGemm<T: FloatElement>(_: T.Type, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                                  a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                                  c: UnsafeMutablePointer<T>, ldc: Int, beta: T) {
         let ta = transA ? CblasTrans : CblasNoTrans
         let tb = transB ? CblasTrans : CblasNoTrans
         if T.self == Float.self {

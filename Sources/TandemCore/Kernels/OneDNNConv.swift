@@ -1,4 +1,5 @@
 import CDNNL
+import COpenMP
 import Foundation
 import Synchronization
 

@@ -1,6 +1,5 @@
 import CBLAS
-import CDNNL
-import Dispatch
+import COpenMP
 import Foundation
 import Synchronization
 
@@ -32,12 +31,13 @@ public enum Tandem {
         try $threadLimit.withValue(max(1, count), operation: body)
     }
 
-    /// Sets the intra-op thread count for Tandem's kernels, OpenBLAS and oneDNN (OpenMP).
-    /// Values below 1 are treated as 1.
+    /// Sets the intra-op thread count for Tandem's kernels and oneDNN (OpenMP). Values below 1
+    /// are treated as 1. OpenBLAS always runs on one thread: Tandem splits large products
+    /// over its own threads (`Kernels.gemm`).
     public static func setNumThreads(_ count: Int) {
         let n = max(1, count)
         threads.store(n, ordering: .relaxed)
-        openblas_set_num_threads(Int32(n))
+        openblas_set_num_threads(1)
         omp_set_num_threads(Int32(n))
     }
 
@@ -49,10 +49,6 @@ public enum Tandem {
     }
 }
 
-/// Lets a non-Sendable closure run on the concurrent pool. Only kernels use it, and each
-/// worker touches a disjoint part of the output.
-private struct UncheckedSendable<T>: @unchecked Sendable { let value: T }
-
 enum Parallel {
     /// Work items below this size run on the calling thread.
     static let minimumGrain = 32_768
@@ -60,25 +56,52 @@ enum Parallel {
     /// Splits `0..<count` into at most `numThreads · chunksPerThread` contiguous ranges and
     /// runs `body` on each, in parallel when `count * costPerItem` is large enough.
     ///
-    /// Dispatch runs the chunks no worker has claimed on the calling thread. On a busy machine
-    /// a worker can start late, and with one chunk per thread the caller then waits for it;
-    /// with several per thread the late worker still takes a share. Short kernels (0.1 ms)
-    /// gain from 4 per thread: log-softmax 256×1000 on 2 threads shared with another process
-    /// took 0.13 ms with 8 chunks against 0.17 ms with 2 (0.18 ms on 1 thread).
+    /// The ranges run on libgomp's thread team, the one oneDNN uses, so that a single set of
+    /// threads serves every kernel (as in PyTorch): after a region its threads spin briefly
+    /// (`GOMP_SPINCOUNT`) and take the next region at once, where a parked worker of another
+    /// pool takes milliseconds to wake on this VM, and no two pools fight for the cores. Ranges
+    /// are claimed one at a time, so with several per thread a thread that starts late
+    /// still takes a share. Inside a region (a kernel called from `body`) everything runs on
+    /// the calling thread.
     static func forRanges(_ count: Int, costPerItem: Int = 1, chunksPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
         let threads = Tandem.numThreads
         let chunks = threads == 1 ? 1 : min(threads * max(1, chunksPerThread), max(1, count * costPerItem / minimumGrain), count)
-        if chunks <= 1 {
+        if chunks <= 1 || omp_in_parallel() != 0 {
             if count > 0 { body(0..<count) }
             return
         }
         withoutActuallyEscaping(body) { escapable in
-            let box = UncheckedSendable(value: escapable)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let lo = count * chunk / chunks
-                let hi = count * (chunk + 1) / chunks
-                if lo < hi { box.value(lo..<hi) }
+            let region = Region(count: count, chunks: chunks, body: escapable)
+            withExtendedLifetime(region) {
+                GOMP_parallel(runRegion, Unmanaged.passUnretained(region).toOpaque(), UInt32(min(threads, chunks)), 0)
             }
         }
+    }
+
+    /// One parallel loop: its ranges and the next one to claim.
+    private final class Region {
+        let count, chunks: Int
+        let body: (Range<Int>) -> Void
+        let next = Atomic<Int>(0)
+
+        init(count: Int, chunks: Int, body: @escaping (Range<Int>) -> Void) {
+            self.count = count; self.chunks = chunks; self.body = body
+        }
+
+        /// Claims ranges until none is left.
+        func work() {
+            while true {
+                let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard chunk < chunks else { return }
+                let lo = count * chunk / chunks, hi = count * (chunk + 1) / chunks
+                if lo < hi { body(lo..<hi) }
+            }
+        }
+    }
+
+    /// What every thread of the team runs: the `Region` passed as context.
+    private static let runRegion: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
+        guard let context else { return }
+        Unmanaged<Region>.fromOpaque(context).takeUnretainedValue().work()
     }
 }
