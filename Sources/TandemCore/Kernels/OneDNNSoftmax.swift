@@ -1,4 +1,5 @@
 import CDNNL
+import COpenMP
 import Foundation
 import Synchronization
 
@@ -89,9 +90,9 @@ enum DNNLSoftmax {
         return made
     }
 
-    /// Runs `body` on blocks of rows with Tandem's threads, each block on one oneDNN thread.
-    /// An OpenMP team waits at a barrier for its slowest thread (spinning), which on a busy
-    /// machine costs several times the work; row blocks on Tandem's own threads do not.
+    /// Runs `body` on blocks of rows with `Parallel.forRanges`, each block a single-threaded
+    /// oneDNN call: blocks are claimed one at a time, so a thread that starts late still
+    /// takes a share, where a oneDNN call waits at its barrier for its slowest thread.
     /// False when any block failed.
     private static func forRowBlocks(rows: Int, n: Int, chunksPerThread: Int = 1,
                                      _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
@@ -180,29 +181,29 @@ enum DNNLSoftmax {
         return made
     }
 
-    /// Rows whose maximum lies within ±`unshiftedRange` take `exp(x)` unshifted: the sum of
-    /// `n` terms cannot overflow, and terms that underflow are below e⁻⁴⁷ of it.
-    static let unshiftedRange: Float = 40
+    /// An unshifted row sum of exps at or above this is exact enough: terms that underflowed
+    /// to zero (below about 1e-38) are then below 1e-8 of it relative to float precision.
+    static let smallestUnshiftedSum: Double = 1e-30
 
-    /// Log-softmax `y = (x − m) − log Σ exp(x − m)` (m the row maximum, as PyTorch) of
-    /// `[rows, n]` float32 rows, and the softmax into `p` when given. The exps run on oneDNN
-    /// (AVX-512 where available, which Swift's baseline-SSE code cannot reach), into `p` or
-    /// else `y`; Swift then sums each row (in double across 64-element chunks) and writes
-    /// `y` from `x`, so `y` is exact to the rounding of log Σ.
+    /// Log-softmax `y = x − log Σ exp(x)` of `[rows, n]` float32 rows, and the softmax into `p`
+    /// when given. The exps run on oneDNN (AVX-512 where available, which Swift's baseline-SSE
+    /// code cannot reach), into `p` or else `y`; Swift then sums each row (in double across
+    /// 64-element chunks) and writes `y = (x − L) − ℓ` from `x`, with `L + ℓ` the logarithm of
+    /// the sum in two floats, so `y` is within an ulp or so of the exact value, as PyTorch's
+    /// `(x − m) − log Σ exp(x − m)`.
     ///
-    /// A block first takes the cheaper unshifted `exp(x)`, and one pass per row finds the
-    /// maximum of `x` and the sum of the exps; if a row's maximum lies beyond ±40, the block
-    /// is redone with `exp(x − m)`. Returns the rows with a NaN or an infinite maximum (±∞
-    /// entries, all −∞ rows), for the caller to recompute, or nil when oneDNN cannot run
-    /// (then nothing useful is in `y` and `p`).
+    /// A block first takes the cheaper unshifted `exp(x)` and needs no row maximum. If a row's
+    /// sum overflowed or came out below `smallestUnshiftedSum`, the block is redone with
+    /// `exp(x − m)` (m the row maximum, as PyTorch). Returns the rows with a NaN or an infinite
+    /// maximum (±∞ entries, all −∞ rows), for the caller to recompute, or nil when oneDNN
+    /// cannot run (then nothing useful is in `y` and `p`).
     static func logSoftmax(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ p: UnsafeMutablePointer<Float>?,
                            rows: Int, n: Int) -> [Int]? {
         let found = Mutex<[Int]>([])
         let e = p ?? y
-        // 4 blocks per thread (see Parallel.forRanges): the whole kernel takes 0.1–0.2 ms.
-        let ran = forRowBlocks(rows: rows, n: n, chunksPerThread: 4) { start, count in
+        let ran = forRowBlocks(rows: rows, n: n) { start, count in
             let offset = start * n
-            var maxima = [Float](repeating: 0, count: count)
+            var maxima: [Float] = []
             var bad: [Int] = []
             /// exp into `e` on oneDNN, unshifted or less the row maxima.
             func exps(shifted: Bool) -> Bool {
@@ -214,34 +215,36 @@ enum DNNLSoftmax {
                                                   (DNNL.Arg.dst, plan.md, dst)])
                 }
             }
-            /// Writes y (and p) of every row; false, with the maxima all found, when a row's
-            /// maximum is beyond ±`unshiftedRange` and the exps are unshifted.
+            /// Writes y (and p) of every row; false when the exps are unshifted and a row's sum
+            /// is out of range (nothing is then reported bad).
             func finish(shifted: Bool) -> Bool {
                 bad.removeAll()
                 for r in 0..<count {
                     let row = offset + r * n
-                    let (m, total) = shifted ? (maxima[r], chunkedSum(e + row, n)) : maxAndChunkedSum(x + row, e + row, n)
-                    maxima[r] = m
-                    guard m.isFinite else { bad.append(start + r); continue }
-                    if !shifted, Swift.abs(m) > unshiftedRange {
-                        for q in (r + 1)..<count { maxima[q] = Kernels.rowMaxFloat(x + offset + q * n, n) }
+                    let total = chunkedSum(e + row, n)
+                    var m: Float = 0
+                    if shifted {
+                        m = maxima[r]
+                        guard m.isFinite, total.isFinite, total > 0 else { bad.append(start + r); continue }
+                    } else if !(total.isFinite && total >= smallestUnshiftedSum) {
+                        if total.isNaN { bad.append(start + r); continue }
                         return false
                     }
-                    guard total.isFinite, total > 0 else { bad.append(start + r); continue }
-                    // log Σ exp(x − m) = log Σ e (− m when unshifted), in double so nothing is lost next to m.
-                    let c = Float(Foundation.log(total) - (shifted ? 0 : Double(m)))
+                    let logTotal = Foundation.log(total)
+                    let high = Float(logTotal), low = Float(logTotal - Double(high))
                     let xr = x + row, yr = y + row
                     if let p {
                         let pr = p + row, inv = Float(1 / total)
-                        for j in 0..<n { yr[j] = (xr[j] - m) - c; pr[j] *= inv }
+                        for j in 0..<n { yr[j] = ((xr[j] - m) - high) - low; pr[j] *= inv }
                     } else {
-                        for j in 0..<n { yr[j] = (xr[j] - m) - c }
+                        for j in 0..<n { yr[j] = ((xr[j] - m) - high) - low }
                     }
                 }
                 return true
             }
             guard exps(shifted: false) else { return false }
             if !finish(shifted: false) {
+                maxima = (0..<count).map { Kernels.rowMaxFloat(x + offset + $0 * n, n) }
                 guard exps(shifted: true) else { return false }
                 _ = finish(shifted: true)
             }
@@ -249,35 +252,6 @@ enum DNNLSoftmax {
             return true
         }
         return ran ? found.withLock { $0 } : nil
-    }
-
-    /// The maximum of `x` (ignoring NaN) and the sum of `e` (as `chunkedSum`), in one pass.
-    @inline(__always)
-    static func maxAndChunkedSum(_ x: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<Float>, _ n: Int) -> (Float, Double) {
-        let rx = UnsafeRawPointer(x), re = UnsafeRawPointer(e)
-        var high = SIMD8<Float>(repeating: -.infinity)
-        var total: Double = 0
-        var j = 0
-        while j + 64 <= n {
-            var acc = SIMD8<Float>(repeating: 0)
-            for k in stride(from: j * 4, to: (j + 64) * 4, by: 32) {
-                let v = rx.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
-                high.replace(with: v, where: v .> high)
-                acc += re.loadUnaligned(fromByteOffset: k, as: SIMD8<Float>.self)
-            }
-            total += Double(acc.sum())
-            j += 64
-        }
-        var acc = SIMD8<Float>(repeating: 0)
-        while j + 8 <= n {
-            let v = rx.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-            high.replace(with: v, where: v .> high)
-            acc += re.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-            j += 8
-        }
-        var m = high.max(), rest = acc.sum()
-        while j < n { if x[j] > m { m = x[j] }; rest += e[j]; j += 1 }
-        return (m, total + Double(rest))
     }
 
     /// The sum of `n` float32 values: float lanes within 64-element chunks, chunks added in
