@@ -108,11 +108,13 @@ final class GlooTransport: Transport {
     private let spinning = Mutex(false)
 
     /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once (on a
-    /// VM a core that went idle can take milliseconds to wake), but a spinning rank takes the
-    /// core that its peer or any other job needs: on this project's 2-core VM blocking reads
-    /// trained DDP as fast when idle and much faster under load. So it is opt-in:
-    /// `TANDEM_GLOO_BUSY_POLL=1` spins while a caller waits for its collective, `0` (the
-    /// default) blocks.
+    /// VM a core that went idle can take milliseconds to wake) and the rank's next computation
+    /// starts on a running core, but a spinning rank takes the core that any other job needs.
+    /// So the library blocks unless told: `TANDEM_GLOO_BUSY_POLL=1` spins while a caller waits
+    /// for its collective, `0` (the default) blocks. `tandem run` sets it to 1 for its ranks
+    /// when every process has a core to itself: on this project's 2-core VM, 2-process DDP
+    /// training of the MNIST ConvNet then reached a median 90% of twice one process's
+    /// throughput against 83% blocking (6 alternating rounds, faster in every round).
     static func busyPollPolicy(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Bool {
         switch environment["TANDEM_GLOO_BUSY_POLL"] {
         case "1": return true

@@ -110,6 +110,11 @@ struct RunCommand: ParsableCommand {
             // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
             // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
+            // When every process has a core of its own, a rank that waits for a collective spins
+            // instead of sleeping (see GlooTransport.busyPollPolicy). Values the user set are kept.
+            if env["TANDEM_GLOO_BUSY_POLL"] == nil {
+                env["TANDEM_GLOO_BUSY_POLL"] = nprocPerNode <= ProcessInfo.processInfo.activeProcessorCount ? "1" : "0"
+            }
             if env["OMP_WAIT_POLICY"] == nil && env["GOMP_SPINCOUNT"] == nil {
                 for (key, value) in ProcessEnvironment.openMPSettings { env[key] = value }
             }

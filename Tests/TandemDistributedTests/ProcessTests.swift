@@ -237,18 +237,22 @@ final class ProcessTests: XCTestCase {
     }
 
     func testKilledRankMakesTheSurvivorFailWithinTheTimeout() throws {
-        // Rank 1 SIGKILLs itself in the middle of a series of all-reduces; rank 0 must fail fast.
-        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
-                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "100000", "--iterations", "100000",
-                                         "--timeout-ms", "3000"],
-                                 perRank: { $0 == 1 ? ["--die-rank", "1", "--die-after", "5"] : [] })
-        XCTAssertTrue(results[1].signaled)
-        XCTAssertEqual(results[1].status, SIGKILL)
-        XCTAssertEqual(results[0].status, 2, results[0].stderr)
-        XCTAssertTrue(results[0].stderr.contains("allReduce"), results[0].stderr)
-        XCTAssertTrue(results[0].stderr.contains("process group 'default' on rank 0"), results[0].stderr)
-        XCTAssertTrue(results[0].stderr.contains("peer rank 1") || results[0].stderr.contains("rank 1"), results[0].stderr)
-        XCTAssertLessThan(results[0].seconds, 15)
+        // Rank 1 SIGKILLs itself in the middle of a series of all-reduces; rank 0 must fail fast,
+        // with blocking and with spinning reads (what `tandem run` chooses when cores suffice).
+        for busyPoll in ["0", "1"] {
+            let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                     extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "100000", "--iterations", "100000",
+                                             "--timeout-ms", "3000"],
+                                     environment: ["TANDEM_GLOO_BUSY_POLL": busyPoll],
+                                     perRank: { $0 == 1 ? ["--die-rank", "1", "--die-after", "5"] : [] })
+            XCTAssertTrue(results[1].signaled)
+            XCTAssertEqual(results[1].status, SIGKILL)
+            XCTAssertEqual(results[0].status, 2, results[0].stderr)
+            XCTAssertTrue(results[0].stderr.contains("allReduce"), results[0].stderr)
+            XCTAssertTrue(results[0].stderr.contains("process group 'default' on rank 0"), results[0].stderr)
+            XCTAssertTrue(results[0].stderr.contains("peer rank 1") || results[0].stderr.contains("rank 1"), results[0].stderr)
+            XCTAssertLessThan(results[0].seconds, 15)
+        }
     }
 
     func testKilledRankIsNamedOnFourProcesses() throws {
@@ -266,14 +270,18 @@ final class ProcessTests: XCTestCase {
     }
 
     func testHungRankMakesTheOthersTimeOut() throws {
-        // Rank 1 stops answering; rank 0's all-reduce fails after its 1.5 s timeout, naming rank 1.
-        let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
-                                 extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10", "--timeout-ms", "1500",
-                                         "--hang-rank", "1", "--hang-seconds", "4"])
-        XCTAssertEqual(results[0].status, 2, results[0].stderr)
-        XCTAssertTrue(results[0].stderr.contains("allReduce timed out after 1.5 s in process group 'default' on rank 0, waiting for rank 1"),
-                      results[0].stderr)
-        XCTAssertLessThan(results[0].seconds, 3.5)
+        // Rank 1 stops answering; rank 0's all-reduce fails after its 1.5 s timeout, naming rank 1,
+        // with blocking and with spinning reads.
+        for busyPoll in ["0", "1"] {
+            let results = try direct(world: 2, initMethod: "tcp://127.0.0.1:\(freePort())",
+                                     extra: ["--op", "allreduce", "--reduce-op", "sum", "--count", "10", "--timeout-ms", "1500",
+                                             "--hang-rank", "1", "--hang-seconds", "4"],
+                                     environment: ["TANDEM_GLOO_BUSY_POLL": busyPoll])
+            XCTAssertEqual(results[0].status, 2, results[0].stderr)
+            XCTAssertTrue(results[0].stderr.contains("allReduce timed out after 1.5 s in process group 'default' on rank 0, waiting for rank 1"),
+                          results[0].stderr)
+            XCTAssertLessThan(results[0].seconds, 3.5)
+        }
     }
 
     func testDebugModeReportsMismatchedCollectives() throws {
