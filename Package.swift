@@ -81,6 +81,9 @@ let package = Package(
             name: "TandemCoreTests",
             dependencies: ["TandemCore", "TandemTestSupport"]),
         .testTarget(
+            name: "TandemNNTests",
+            dependencies: ["TandemNN", "TandemTestSupport"]),
+        .testTarget(
             name: "TandemOptimTests",
             dependencies: ["TandemOptim", "TandemTestSupport"]),
         .testTarget(

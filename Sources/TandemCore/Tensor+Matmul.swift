@@ -30,7 +30,7 @@ extension Kernels {
         // Read first: the first read of the thread count also sets OpenBLAS to one thread.
         let threads = Tandem.numThreads
         let byRows = m >= n
-        let blockUnit = 16
+        let blockUnit = 8
         let units = ((byRows ? m : n) + blockUnit - 1) / blockUnit
         guard threads > 1, units >= 2, m * n * k >= parallelGemmWork else {
             blasGemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, beta: beta)

@@ -150,7 +150,9 @@ public final class DataLoader<D: Dataset>: @unchecked Sendable {
                             slots.signal()
                             return
                         }
-                        let result = Result { try dataset.batch(batches[k], epoch: epoch) }
+                        // One intra-op thread per worker, as PyTorch's loader workers: a kernel called
+                        // here would otherwise start an OpenMP team of its own on every worker thread.
+                        let result = Result { try Tandem.withThreadLimit(1) { try dataset.batch(batches[k], epoch: epoch) } }
                         results.withLock { $0[k] = result }
                         ready[k].signal()
                     }

@@ -60,8 +60,23 @@ public final class Sequential: Module, ReplaceableChildren {
 
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
 
+    /// Runs the layers in order. A `ReLU` directly followed by a `MaxPool2d` runs as pooling
+    /// then ReLU: both orders give the same values (NaN included) and the same gradients (the
+    /// window's first maximum, masked where it is not positive), and the ReLU then touches a
+    /// quarter of the elements (2×2 pooling).
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
-        try layers.reduce(input) { try $1($0) }
+        var x = input
+        var i = 0
+        while i < layers.count {
+            if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d {
+                x = try layers[i](pool(x))
+                i += 2
+            } else {
+                x = try layers[i](x)
+                i += 1
+            }
+        }
+        return x
     }
 }
 

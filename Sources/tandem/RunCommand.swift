@@ -91,6 +91,9 @@ struct RunCommand: ParsableCommand {
                         threads: Int, restart: Int, output: OutputSink) throws -> String? {
         let exited = DispatchSemaphore(value: 0)
         var children: [(rank: Int, process: Process, readers: DispatchGroup)] = []
+        // When every process has a core of its own, a rank that waits for a collective spins
+        // instead of sleeping (see GlooTransport.busyPollPolicy). Values the user set are kept.
+        let busyPoll = nprocPerNode <= ProcessInfo.processInfo.activeProcessorCount ? "1" : "0"
         for local in 0..<nprocPerNode {
             let rank = node * nprocPerNode + local
             let p = Process()
@@ -110,11 +113,7 @@ struct RunCommand: ParsableCommand {
             // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
             // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
-            // When every process has a core of its own, a rank that waits for a collective spins
-            // instead of sleeping (see GlooTransport.busyPollPolicy). Values the user set are kept.
-            if env["TANDEM_GLOO_BUSY_POLL"] == nil {
-                env["TANDEM_GLOO_BUSY_POLL"] = nprocPerNode <= ProcessInfo.processInfo.activeProcessorCount ? "1" : "0"
-            }
+            if env["TANDEM_GLOO_BUSY_POLL"] == nil { env["TANDEM_GLOO_BUSY_POLL"] = busyPoll }
             if env["OMP_WAIT_POLICY"] == nil && env["GOMP_SPINCOUNT"] == nil {
                 for (key, value) in ProcessEnvironment.openMPSettings { env[key] = value }
             }

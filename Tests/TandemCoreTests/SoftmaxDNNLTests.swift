@@ -75,9 +75,10 @@ import TandemTestSupport
         for r in 0..<rows {
             x[r * n + (r * 37) % n] = 12 + Float(r % 50) * 0.5
             guard largeMaxima else { continue }
-            // Every third row overflows or underflows the unshifted sum (the shifted exp); the
-            // others lie far from 0 but within its range (large log-sums, y from x − L − ℓ).
-            let shift: Float = r % 3 == 0 ? (r % 2 == 0 ? 90 : -300) : (r % 3 == 1 ? 45 : -60)
+            // Every third row overflows or underflows the unshifted sum (the shifted exp), some
+            // others pass 1e30 (shifted too, keeping the softmax's scale normal), the rest lie
+            // far from 0 within the unshifted range (large log-sums, y from x − L − ℓ).
+            let shift: Float = r % 3 == 0 ? (r % 2 == 0 ? 90 : -300) : (r % 3 == 1 ? (r % 2 == 0 ? 20 : 45) : -60)
             for j in 0..<n { x[r * n + j] = x[r * n + j] * (r % 3 == 0 ? 4 : 1) + shift }
         }
         let g = Tensor.randn([rows, n], dtype: .float32, generator: Generator(seed: 12)).toFloatArray()

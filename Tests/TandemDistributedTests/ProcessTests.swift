@@ -311,9 +311,13 @@ final class ProcessTests: XCTestCase {
     func testRunReportsExitCodeAndRestarts() throws {
         // A child that exits 3 on rank 1: reported with its exit code, after one restart.
         let r = try run(["run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--",
-                         "/bin/sh", "-c", "echo hello from $RANK of $WORLD_SIZE local $LOCAL_RANK/$LOCAL_WORLD_SIZE threads $TANDEM_NUM_THREADS; [ $RANK = 1 ] && exit 3; exit 0"])
+                         "/bin/sh", "-c", "echo hello from $RANK of $WORLD_SIZE local $LOCAL_RANK/$LOCAL_WORLD_SIZE busy-poll $TANDEM_GLOO_BUSY_POLL threads $TANDEM_NUM_THREADS; [ $RANK = 1 ] && exit 3; exit 0"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stdout.contains("[rank 0] hello from 0 of 2 local 0/2"), r.stdout)
+        // Ranks spin while waiting when each has a core (unless the caller chose).
+        let busyPoll = ProcessInfo.processInfo.environment["TANDEM_GLOO_BUSY_POLL"]
+            ?? (ProcessInfo.processInfo.activeProcessorCount >= 2 ? "1" : "0")
+        XCTAssertTrue(r.stdout.contains("local 0/2 busy-poll \(busyPoll) threads"), r.stdout)
         XCTAssertTrue(r.stdout.contains("[rank 1] hello from 1 of 2 local 1/2"), r.stdout)
         XCTAssertTrue(r.stderr.contains("restart 1 of 1"), r.stderr)
         XCTAssertTrue(r.stderr.contains("rank 1 (local rank 1"), r.stderr)

@@ -94,11 +94,10 @@ enum DNNLSoftmax {
     /// oneDNN call: blocks are claimed one at a time, so a thread that starts late still
     /// takes a share, where a oneDNN call waits at its barrier for its slowest thread.
     /// False when any block failed.
-    private static func forRowBlocks(rows: Int, n: Int, chunksPerThread: Int = 1,
-                                     _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
+    private static func forRowBlocks(rows: Int, n: Int, _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
         guard rows > 0, n > 0, rows * n >= minimumElements else { return false }
         let failed = Mutex(false)
-        Parallel.forRanges(rows, costPerItem: n * 8, chunksPerThread: chunksPerThread) { range in
+        Parallel.forRanges(rows, costPerItem: n * 8) { range in
             omp_set_num_threads(1)
             if !body(range.lowerBound, range.count) { failed.withLock { $0 = true } }
         }
@@ -181,9 +180,12 @@ enum DNNLSoftmax {
         return made
     }
 
-    /// An unshifted row sum of exps at or above this is exact enough: terms that underflowed
-    /// to zero (below about 1e-38) are then below 1e-8 of it relative to float precision.
-    static let smallestUnshiftedSum: Double = 1e-30
+    /// The unshifted row sums of `n` exps that are used as they are: at least `n · 1e-30`, so
+    /// that terms oneDNN flushed to zero (each below 1.2e-38) change the sum by under 1.2e-8
+    /// of it, and at most 1e30, so that the softmax's scale `1 / sum` stays a normal float.
+    static func acceptsUnshiftedSum(_ total: Double, n: Int) -> Bool {
+        total >= Double(n) * 1e-30 && total <= 1e30
+    }
 
     /// Log-softmax `y = x − log Σ exp(x)` of `[rows, n]` float32 rows, and the softmax into `p`
     /// when given. The exps run on oneDNN (AVX-512 where available, which Swift's baseline-SSE
@@ -193,7 +195,7 @@ enum DNNLSoftmax {
     /// `(x − m) − log Σ exp(x − m)`.
     ///
     /// A block first takes the cheaper unshifted `exp(x)` and needs no row maximum. If a row's
-    /// sum overflowed or came out below `smallestUnshiftedSum`, the block is redone with
+    /// sum is out of the range `acceptsUnshiftedSum` allows (or overflowed), the block is redone with
     /// `exp(x − m)` (m the row maximum, as PyTorch). Returns the rows with a NaN or an infinite
     /// maximum (±∞ entries, all −∞ rows), for the caller to recompute, or nil when oneDNN
     /// cannot run (then nothing useful is in `y` and `p`).
@@ -226,7 +228,7 @@ enum DNNLSoftmax {
                     if shifted {
                         m = maxima[r]
                         guard m.isFinite, total.isFinite, total > 0 else { bad.append(start + r); continue }
-                    } else if !(total.isFinite && total >= smallestUnshiftedSum) {
+                    } else if !acceptsUnshiftedSum(total, n: n) {
                         if total.isNaN { bad.append(start + r); continue }
                         return false
                     }

@@ -25,8 +25,9 @@ public enum Tandem {
     @TaskLocal static var threadLimit: Int?
 
     /// Runs `body` with at most `count` intra-op threads for the kernels it calls on this
-    /// thread (Tandem's own kernels and oneDNN; OpenBLAS keeps its process-wide count), leaving
-    /// the process-wide setting alone. `DataParallel` gives each replica its share this way.
+    /// thread (Tandem's own kernels, matrix products and oneDNN), leaving the process-wide
+    /// setting alone. `DataParallel` gives each replica its share this way, and `DataLoader`
+    /// workers run with one.
     public static func withThreadLimit<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
         try $threadLimit.withValue(max(1, count), operation: body)
     }
@@ -80,8 +81,11 @@ enum Parallel {
 
     /// One parallel loop: its ranges and the next one to claim.
     private final class Region {
+        /// The items, and the number of ranges they are split into.
         let count, chunks: Int
+        /// What each range runs (escaping only for the duration of the region).
         let body: (Range<Int>) -> Void
+        /// The next range to claim.
         let next = Atomic<Int>(0)
 
         init(count: Int, chunks: Int, body: @escaping (Range<Int>) -> Void) {
