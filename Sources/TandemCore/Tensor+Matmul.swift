@@ -24,11 +24,13 @@ extension Kernels {
     /// into blocks of C's rows (or columns, when C is wider than tall), one OpenBLAS call per
     /// block on Tandem's thread team. OpenBLAS's own thread pool would spin between calls on
     /// the cores that team and oneDNN need (2-thread ConvNet training ran about 30% slower).
+    /// `threads` overrides `Tandem.numThreads` (tests).
     static func gemm<T: FloatElement>(_: T.Type, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                                       a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
-                                      c: UnsafeMutablePointer<T>, ldc: Int, beta: T = 0) {
+                                      c: UnsafeMutablePointer<T>, ldc: Int, beta: T = 0, threads: Int? = nil) {
         // Read first: the first read of the thread count also sets OpenBLAS to one thread.
-        let threads = Tandem.numThreads
+        let configured = Tandem.numThreads
+        let threads = threads ?? configured
         let byRows = m >= n
         let blockUnit = 8
         let units = ((byRows ? m : n) + blockUnit - 1) / blockUnit
@@ -36,7 +38,7 @@ extension Kernels {
             blasGemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, beta: beta)
             return
         }
-        Parallel.forRanges(units, costPerItem: Parallel.minimumGrain) { range in
+        Parallel.forRanges(units, costPerItem: Parallel.minimumGrain, threads: threads) { range in
             let lo = range.lowerBound * blockUnit
             if byRows {
                 let rows = Swift.min(range.upperBound * blockUnit, m) - lo

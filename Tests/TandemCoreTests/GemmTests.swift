@@ -4,10 +4,10 @@ import Testing
 @Suite struct GemmTests {
     /// `Kernels.gemm` splits large products into blocks of rows (tall C) or columns (wide C),
     /// one OpenBLAS call each: every transpose, padded leading dimensions, a partial last
-    /// block and `beta` accumulation agree with a float64 loop, in float32 and float64.
-    @Test(arguments: [(200, 70, 90), (40, 300, 64)])
-    func splitProductsAgreeWithALoop(m: Int, n: Int, k: Int) {
-        if Tandem.numThreads < 2 { print("one thread: the product is not split here") }
+    /// block and `beta` accumulation agree with a float64 loop, in float32 and float64, on 2
+    /// and 3 threads whatever the machine has.
+    @Test(arguments: [(200, 70, 90, 2), (40, 300, 64, 2), (200, 70, 90, 3)])
+    func splitProductsAgreeWithALoop(m: Int, n: Int, k: Int, threads: Int) {
         #expect(m * n * k >= Kernels.parallelGemmWork)
         var seed: UInt64 = 7
         func next() -> Double {
@@ -32,13 +32,13 @@ import Testing
             var doubles = c0
             a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in doubles.withUnsafeMutableBufferPointer { pc in
                 Kernels.gemm(Double.self, transA: transA, transB: transB, m: m, n: n, k: k, a: pa.baseAddress!, lda: lda,
-                             b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: ldc, beta: 0.5)
+                             b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: ldc, beta: 0.5, threads: threads)
             } } }
             let af = a.map { Float($0) }, bf = b.map { Float($0) }
             var floats = c0.map { Float($0) }
             af.withUnsafeBufferPointer { pa in bf.withUnsafeBufferPointer { pb in floats.withUnsafeMutableBufferPointer { pc in
                 Kernels.gemm(Float.self, transA: transA, transB: transB, m: m, n: n, k: k, a: pa.baseAddress!, lda: lda,
-                             b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: ldc, beta: 0.5)
+                             b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: ldc, beta: 0.5, threads: threads)
             } } }
             let worstDouble = zip(doubles, want).map { Swift.abs($0 - $1) }.max()!
             let worstFloat = zip(floats, want).map { Swift.abs(Double($0) - $1) }.max()!

@@ -63,9 +63,10 @@ enum Parallel {
     /// pool takes milliseconds to wake on this VM, and no two pools fight for the cores. Ranges
     /// are claimed one at a time, so with several per thread a thread that starts late
     /// still takes a share. Inside a region (a kernel called from `body`) everything runs on
-    /// the calling thread.
-    static func forRanges(_ count: Int, costPerItem: Int = 1, chunksPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
-        let threads = Tandem.numThreads
+    /// the calling thread. `threads` overrides `Tandem.numThreads` (tests).
+    static func forRanges(_ count: Int, costPerItem: Int = 1, chunksPerThread: Int = 1, threads: Int? = nil,
+                          _ body: (Range<Int>) -> Void) {
+        let threads = threads ?? Tandem.numThreads
         let chunks = threads == 1 ? 1 : min(threads * max(1, chunksPerThread), max(1, count * costPerItem / minimumGrain), count)
         if chunks <= 1 || omp_in_parallel() != 0 {
             if count > 0 { body(0..<count) }
