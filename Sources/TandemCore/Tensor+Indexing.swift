@@ -7,6 +7,27 @@ extension Tensor {
         return index.toIntArray()
     }
 
+    /// Where element `flat` of an index tensor (contiguous strides `walk`) points, for gather
+    /// and scatter-add: its coordinates with the one along `axis` replaced by `target`, as an
+    /// offset with `targetStrides`, and its own coordinates as an offset with `sourceStrides`.
+    /// Throws when a coordinate falls outside this tensor's shape.
+    @inline(__always)
+    private func indexedOffsets(_ flat: Int, walk: [Int], axis: Int, target: Int, targetStrides: [Int], sourceStrides: [Int],
+                                op: String) throws -> (target: Int, source: Int) {
+        var rest = flat, offset = 0, source = 0
+        for k in 0..<rank {
+            let coordinate = rest / walk[k]
+            rest %= walk[k]
+            let c = k == axis ? target : coordinate
+            guard c >= 0 && c < shape[k] else {
+                throw TensorError.invalidArgument(op: op, message: "index \(target) out of range 0..<\(shape[axis])")
+            }
+            offset += c * targetStrides[k]
+            source += coordinate * sourceStrides[k]
+        }
+        return (offset, source)
+    }
+
     /// Rows of this tensor picked along `axis` by a 1-D integer `index`.
     /// `[..., n, ...]` → `[..., index.count, ...]`.
     public func indexSelect(axis: Int, index: Tensor) throws -> Tensor {
@@ -59,16 +80,8 @@ extension Tensor {
         func run<T: FloatElement>(_: T.Type) throws {
             let s = elementPointer(T.self), d = out.elementPointer(T.self)
             for flat in 0..<idx.count {
-                var rest = flat, src = 0
-                for k in 0..<rank {
-                    let coordinate = rest / outStrides[k]
-                    rest %= outStrides[k]
-                    let c = k == a ? idx[flat] : coordinate
-                    guard c >= 0 && c < shape[k] else {
-                        throw TensorError.invalidArgument(op: "gather", message: "index \(idx[flat]) out of range 0..<\(shape[a])")
-                    }
-                    src += c * strides[k]
-                }
+                let src = try indexedOffsets(flat, walk: outStrides, axis: a, target: idx[flat],
+                                             targetStrides: strides, sourceStrides: outStrides, op: "gather").target
                 d[flat] = s[src]
             }
         }
@@ -100,17 +113,8 @@ extension Tensor {
                 // `src` is not used after its pointer was taken: keep it alive for the loop.
                 try withExtendedLifetime(src) {
                     for flat in 0..<idx.count {
-                        var rest = flat, dst = 0, from = 0
-                        for k in 0..<rank {
-                            let coordinate = rest / indexStrides[k]
-                            rest %= indexStrides[k]
-                            let c = k == a ? idx[flat] : coordinate
-                            guard c >= 0 && c < shape[k] else {
-                                throw TensorError.invalidArgument(op: "scatterAdd", message: "index \(idx[flat]) out of range 0..<\(shape[a])")
-                            }
-                            dst += c * outStrides[k]
-                            from += coordinate * srcStrides[k]
-                        }
+                        let (dst, from) = try indexedOffsets(flat, walk: indexStrides, axis: a, target: idx[flat],
+                                                             targetStrides: outStrides, sourceStrides: srcStrides, op: "scatterAdd")
                         d[dst] += s[from]
                     }
                 }

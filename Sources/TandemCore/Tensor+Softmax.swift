@@ -33,9 +33,9 @@ extension Tensor {
         let rowCount = rows.count / Swift.max(n, 1)
         let out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
         // float32 on oneDNN (AVX-512 where available). Log-softmax takes its exps from oneDNN and
-        // y = (x − max) − log Σ exp(x − max) from Swift (DNNLSoftmax.logSoftmax): oneDNN's own
-        // log-softmax is off by up to 1.4e-6 near 0 (its log(1) is not 0). The softmax is kept
-        // for the backward pass when it is needed, which then needs no exp.
+        // y = x − log Σ exp(x) from Swift (DNNLSoftmax.logSoftmax): oneDNN's own log-softmax is
+        // off by up to 1.4e-6 near 0 (its log(1) is not 0). The softmax is kept for the
+        // backward pass when it is needed, which then needs no exp.
         if dtype == .float32, rowCount * n >= DNNLSoftmax.minimumElements {
             let s = rows.elementPointer(Float.self), d = out.elementPointer(Float.self)
             if log {

@@ -28,6 +28,17 @@ import TandemTestSupport
         }
     }
 
+    /// A wrong input shape is the pooling's typed error, as in the written order (ReLU takes any shape).
+    @Test func wrongShapeIsTheTypedPoolingError() {
+        let model = Sequential(ReLU(), MaxPool2d(kernelSize: 2))
+        #expect {
+            _ = try model(Tensor.zeros([4, 4]))
+        } throws: { error in
+            guard case TensorError.shapeMismatch(let op, _) = error else { return false }
+            return op == "maxPool2d"
+        }
+    }
+
     /// Finite differences through `Sequential(ReLU, MaxPool2d)` (inputs away from 0 and ties).
     @Test func reluThenMaxPoolingGradientCheck() throws {
         let x = Tensor.randn([1, 2, 4, 4], dtype: .float64, generator: Generator(seed: 5))
