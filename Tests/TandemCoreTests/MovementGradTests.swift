@@ -68,6 +68,11 @@ import TandemTestSupport
         #expect(gathered.toFloatArray() == [2, 3])
         #expect(throws: TensorError.self) { try Tensor.zeros([3, 2]).indexSelect(axis: 0, index: Tensor(int64: [3])) }
         #expect(throws: TensorError.self) { try Tensor.oneHot(Tensor(int64: [5]), numClasses: 3) }
+        // Indices outside the axis are typed errors, for gather and scatter-add alike.
+        #expect(throws: TensorError.self) { try Tensor.zeros([2, 2]).gather(axis: 1, index: Tensor(int64: [2, 0], shape: [2, 1])) }
+        #expect(throws: TensorError.self) {
+            try Tensor.zeros([2, 2]).scatterAdd(axis: 0, index: Tensor(int64: [-1, 0], shape: [1, 2]), source: Tensor.ones([1, 2]))
+        }
     }
 
     @Test func dtypesConvertAndRound() throws {
