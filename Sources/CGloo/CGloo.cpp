@@ -5,7 +5,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -129,6 +131,23 @@ void reduceTyped(tg_gloo_context *ctx, void *buf, size_t count, int op, int root
     gloo::reduce(opts);
 }
 
+/// One TCP device per (interface, hostname) for the whole process, shared by every context
+/// (as PyTorch's gloo backend shares one device among a group's contexts): each device runs an
+/// event-loop thread that wakes every 10 ms, and on a machine whose cores all train, every
+/// wake-up preempts a rank. Never destroyed: contexts may outlive any owner we could pick.
+std::shared_ptr<gloo::transport::Device> sharedDevice(const char *iface, const char *hostname) {
+    static std::mutex mutex;
+    static auto *devices = new std::map<std::string, std::shared_ptr<gloo::transport::Device>>();
+    gloo::transport::tcp::attr attr;
+    std::string key;
+    if (iface && iface[0]) { attr.iface = iface; key = std::string("iface:") + iface; }
+    else if (hostname && hostname[0]) { attr.hostname = hostname; key = std::string("host:") + hostname; }
+    std::lock_guard<std::mutex> lock(mutex);
+    auto &device = (*devices)[key];
+    if (!device) device = gloo::transport::tcp::CreateDevice(attr);
+    return device;
+}
+
 } // namespace
 
 extern "C" {
@@ -140,10 +159,7 @@ int tg_gloo_create(const tg_gloo_store *store, const char *prefix, int rank, int
                    tg_gloo_context **out, char *err, size_t errlen) {
     *out = nullptr;
     return guarded(err, errlen, [&] {
-        gloo::transport::tcp::attr attr;
-        if (iface && iface[0]) attr.iface = iface;
-        else if (hostname && hostname[0]) attr.hostname = hostname;
-        auto device = gloo::transport::tcp::CreateDevice(attr);
+        auto device = sharedDevice(iface, hostname);
         auto context = std::make_shared<gloo::rendezvous::Context>(rank, size);
         context->setTimeout(ms(timeout_ms));
         CallbackStore callbackStore(*store, ms(timeout_ms));
