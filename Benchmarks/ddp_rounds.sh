@@ -1,11 +1,13 @@
 #!/bin/bash
 # The main job's scaling measurement (issue 5): one epoch of the MNIST ConvNet, batch 64 per
-# process, 1 thread per process, one process then 2-process DDP, and with a PyTorch
-# interpreter also PyTorch's two programs, ROUNDS times back to back. Appends every run's final
-# JSON object to OUT/runs.jsonl (with "round" and "run" keys) and prints per-round and median
-# scaling efficiency (2-process images/s ÷ 2 × 1-process images/s of the same round) and
-# Tandem's DDP wall time ÷ PyTorch's. Usage (from the repository root, after
-# `swift build -c release`):
+# process, 1 thread per process, one process then 2-process DDP, then two independent
+# one-process runs started together (the machine's ceiling: what two processes get with no
+# communication at all), and with a PyTorch interpreter also PyTorch's two programs, ROUNDS
+# times back to back. Appends every run's final JSON object to OUT/runs.jsonl (with "round"
+# and "run" keys; the pair's two objects are "tandem-pair") and prints per round and as
+# medians: scaling efficiency (2-process images/s ÷ 2 × 1-process images/s of the same round),
+# the ceiling (the pair's summed images/s ÷ 2 × 1-process), DDP ÷ pair, and Tandem's DDP wall
+# time ÷ PyTorch's. Usage (from the repository root, after `swift build -c release`):
 #   bash Benchmarks/ddp_rounds.sh ROUNDS OUT [PYTHON_WITH_TORCH]
 set -euo pipefail
 rounds=${1:?rounds}; out=${2:?output folder}; python=${3:-}
@@ -19,6 +21,9 @@ record() {  # round, run name, command...
 for round in $(seq "$rounds"); do
     record "$round" tandem-1 "$tandem" train "${common[@]}" --out "$out/tandem-1"
     record "$round" tandem-ddp "$tandem" train "${common[@]}" --nproc-per-node 2 --out "$out/tandem-ddp"
+    record "$round" tandem-pair "$tandem" train "${common[@]}" --out "$out/tandem-pair-a" &
+    record "$round" tandem-pair "$tandem" train "${common[@]}" --out "$out/tandem-pair-b"
+    wait
     if [ -n "$python" ]; then
         record "$round" torch-1 "$python" Benchmarks/pytorch/mnist_convnet.py --batch-size 64 --threads 1
         record "$round" torch-ddp "$python" Benchmarks/pytorch/mnist_ddp.py --nproc 2 --batch-size 64 --threads 1
@@ -29,21 +34,32 @@ import json, statistics, sys
 rounds = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
-    rounds.setdefault(d["round"], {})[d["run"]] = d
+    if d["run"] == "tandem-pair":  # two objects: sum their throughput
+        pair = rounds.setdefault(d["round"], {}).setdefault("tandem-pair", {"train_images_per_second": 0.0})
+        pair["train_images_per_second"] += d["train_images_per_second"]
+    else:
+        rounds.setdefault(d["round"], {})[d["run"]] = d
 def efficiency(r, name):
     one, two = r.get(name + "-1"), r.get(name + "-ddp")
     return None if not (one and two) else two["train_images_per_second"] / (2 * one["train_images_per_second"])
-print("| round | Tandem efficiency | PyTorch efficiency | Tandem DDP wall ÷ PyTorch DDP wall |")
-print("|---|---|---|---|")
-columns = {"tandem": [], "torch": [], "wall": []}
+def ratio(r, a, b, key, scale=1):
+    return r[a][key] / (scale * r[b][key]) if a in r and b in r else None
+print("| round | Tandem efficiency | ceiling (pair ÷ 2 × one) | Tandem DDP ÷ pair | PyTorch efficiency | Tandem DDP wall ÷ PyTorch DDP wall |")
+print("|---|---|---|---|---|---|")
+columns = {k: [] for k in ("tandem", "ceiling", "ddp-pair", "torch", "wall")}
+pct = lambda v: "" if v is None else f"{100 * v:.1f}%"
+num = lambda v: "" if v is None else f"{v:.2f}"
 for k in sorted(rounds):
     r = rounds[k]
-    t, p = efficiency(r, "tandem"), efficiency(r, "torch")
-    w = r["tandem-ddp"]["wall_seconds"] / r["torch-ddp"]["wall_seconds"] if "torch-ddp" in r and "tandem-ddp" in r else None
-    for key, v in (("tandem", t), ("torch", p), ("wall", w)):
+    values = {"tandem": efficiency(r, "tandem"),
+              "ceiling": ratio(r, "tandem-pair", "tandem-1", "train_images_per_second", 2),
+              "ddp-pair": ratio(r, "tandem-ddp", "tandem-pair", "train_images_per_second"),
+              "torch": efficiency(r, "torch"),
+              "wall": ratio(r, "tandem-ddp", "torch-ddp", "wall_seconds")}
+    for key, v in values.items():
         if v is not None: columns[key].append(v)
-    cell = lambda v, pct=True: "" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.2f}")
-    print(f"| {k} | {cell(t)} | {cell(p)} | {cell(w, False)} |")
-median = lambda xs, pct=True: "" if not xs else (f"{100 * statistics.median(xs):.1f}%" if pct else f"{statistics.median(xs):.2f}")
-print(f"| median | {median(columns['tandem'])} | {median(columns['torch'])} | {median(columns['wall'], False)} |")
+    print(f"| {k} | {pct(values['tandem'])} | {pct(values['ceiling'])} | {pct(values['ddp-pair'])} | {pct(values['torch'])} | {num(values['wall'])} |")
+median = lambda xs: statistics.median(xs) if xs else None
+print(f"| median | {pct(median(columns['tandem']))} | {pct(median(columns['ceiling']))} | {pct(median(columns['ddp-pair']))} "
+      f"| {pct(median(columns['torch']))} | {num(median(columns['wall']))} |")
 PY
