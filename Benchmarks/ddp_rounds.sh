@@ -22,8 +22,9 @@ for round in $(seq "$rounds"); do
     record "$round" tandem-1 "$tandem" train "${common[@]}" --out "$out/tandem-1"
     record "$round" tandem-ddp "$tandem" train "${common[@]}" --nproc-per-node 2 --out "$out/tandem-ddp"
     record "$round" tandem-pair "$tandem" train "${common[@]}" --out "$out/tandem-pair-a" &
+    partner=$!
     record "$round" tandem-pair "$tandem" train "${common[@]}" --out "$out/tandem-pair-b"
-    wait
+    wait "$partner"  # a failed partner stops the script instead of leaving half a pair
     if [ -n "$python" ]; then
         record "$round" torch-1 "$python" Benchmarks/pytorch/mnist_convnet.py --batch-size 64 --threads 1
         record "$round" torch-ddp "$python" Benchmarks/pytorch/mnist_ddp.py --nproc 2 --batch-size 64 --threads 1
@@ -39,11 +40,10 @@ for line in open(sys.argv[1]):
         pair["train_images_per_second"] += d["train_images_per_second"]
     else:
         rounds.setdefault(d["round"], {})[d["run"]] = d
-def efficiency(r, name):
-    one, two = r.get(name + "-1"), r.get(name + "-ddp")
-    return None if not (one and two) else two["train_images_per_second"] / (2 * one["train_images_per_second"])
-def ratio(r, a, b, key, scale=1):
+def ratio(r, a, b, key="train_images_per_second", scale=1):
     return r[a][key] / (scale * r[b][key]) if a in r and b in r else None
+def efficiency(r, name):
+    return ratio(r, name + "-ddp", name + "-1", scale=2)
 print("| round | Tandem efficiency | ceiling (pair ÷ 2 × one) | Tandem DDP ÷ pair | PyTorch efficiency | Tandem DDP wall ÷ PyTorch DDP wall |")
 print("|---|---|---|---|---|---|")
 columns = {k: [] for k in ("tandem", "ceiling", "ddp-pair", "torch", "wall")}
@@ -52,10 +52,10 @@ num = lambda v: "" if v is None else f"{v:.2f}"
 for k in sorted(rounds):
     r = rounds[k]
     values = {"tandem": efficiency(r, "tandem"),
-              "ceiling": ratio(r, "tandem-pair", "tandem-1", "train_images_per_second", 2),
-              "ddp-pair": ratio(r, "tandem-ddp", "tandem-pair", "train_images_per_second"),
+              "ceiling": ratio(r, "tandem-pair", "tandem-1", scale=2),
+              "ddp-pair": ratio(r, "tandem-ddp", "tandem-pair"),
               "torch": efficiency(r, "torch"),
-              "wall": ratio(r, "tandem-ddp", "torch-ddp", "wall_seconds")}
+              "wall": ratio(r, "tandem-ddp", "torch-ddp", key="wall_seconds")}
     for key, v in values.items():
         if v is not None: columns[key].append(v)
     print(f"| {k} | {pct(values['tandem'])} | {pct(values['ceiling'])} | {pct(values['ddp-pair'])} | {pct(values['torch'])} | {num(values['wall'])} |")
