@@ -63,8 +63,8 @@ enum DNNL {
     /// A 64-byte-aligned buffer in one of oneDNN's layouts.
     final class Buffer: @unchecked Sendable {
         let pointer: UnsafeMutableRawPointer
-        init(bytes: Int) { pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 64), alignment: 64) }
-        deinit { pointer.deallocate() }
+        init(bytes: Int) { pointer = HostMemory.allocate(byteCount: Swift.max(bytes, 64)) }
+        deinit { HostMemory.deallocate(pointer) }
     }
 
     /// A memory descriptor in a fixed format (float32 unless told).
