@@ -17,8 +17,9 @@ public final class Progress {
         interactive = isatty(STDERR_FILENO) != 0
     }
 
-    /// Reports that `done` of `total` items are finished, with extra fields like "loss 0.123".
-    public func update(_ done: Int, _ fields: String = "") {
+    /// Reports that `done` of `total` items are finished, with extra fields like "loss 0.123"
+    /// (formatted only when a line is printed: not on silent ranks, nor between prints).
+    public func update(_ done: Int, _ fields: @autoclosure () -> String = "") {
         guard enabled else { return }
         let now = Date()
         let finished = done >= total
@@ -30,11 +31,11 @@ public final class Progress {
             let width = 30
             let filled = Int(fraction * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let line = String(format: "\r%@ %@ %3.0f%% %d/%d %.0fs %@", label, bar, fraction * 100, done, total, elapsed, fields)
+            let line = String(format: "\r%@ %@ %3.0f%% %d/%d %.0fs %@", label, bar, fraction * 100, done, total, elapsed, fields())
             FileHandle.standardError.write(Data(line.utf8))
             if finished { FileHandle.standardError.write(Data("\n".utf8)) }
         } else {
-            let line = String(format: "%@ %d/%d (%.0f%%) %.0fs %@\n", label, done, total, fraction * 100, elapsed, fields)
+            let line = String(format: "%@ %d/%d (%.0f%%) %.0fs %@\n", label, done, total, fraction * 100, elapsed, fields())
             FileHandle.standardError.write(Data(line.utf8))
         }
     }
