@@ -48,6 +48,7 @@ enum HostMemory {
         #endif
     }()
 
+    #if os(Linux)
     /// True when `/sys/kernel/mm/transparent_hugepage/enabled` selects `[never]`.
     private static func systemForbidsHugePages() -> Bool {
         guard let file = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r") else { return false }
@@ -56,6 +57,7 @@ enum HostMemory {
         let count = fread(&bytes, 1, bytes.count, file)
         return String(decoding: bytes.prefix(count), as: UTF8.self).contains("[never]")
     }
+    #endif
 
     /// The 2 MB pages (address >> 21) already advised and collapsed.
     private static let hugePages = Mutex<Set<UInt>>([])
