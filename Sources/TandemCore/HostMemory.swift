@@ -88,7 +88,12 @@ enum HostMemory {
         }
         let first = UInt(bitPattern: pointer) >> hugePageShift
         let last = (UInt(bitPattern: pointer) + UInt(byteCount) - 1) >> hugePageShift
-        let fresh = hugePages.withLock { seen in (first...last).filter { seen.insert($0).inserted } }
+        // Nearly every call finds all its pages seen: collect without allocating then.
+        let fresh = hugePages.withLock { seen in
+            var pages: [UInt] = []
+            for page in first...last where seen.insert(page).inserted { pages.append(page) }
+            return pages
+        }
         for page in fresh {
             guard let address = UnsafeMutableRawPointer(bitPattern: page << hugePageShift) else { continue }
             // Advice only: a failure (a page reaching past the heap, an old kernel) keeps 4 KB pages.
