@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Synchronization
 
 /// Where tensor elements and oneDNN's layout buffers live: glibc's heap, with large blocks on
@@ -40,13 +41,32 @@ enum HostMemory {
         #if os(Linux)
         _ = glibcMallopt(-3, mmapThreshold)  // M_MMAP_THRESHOLD
         _ = glibcMallopt(-1, 1 << 30)  // M_TRIM_THRESHOLD
-        if let value = getenv("TANDEM_HUGE_PAGES"), String(cString: value) == "0" { return false }
+        let wanted: Bool
+        do {
+            wanted = try hugePagesPolicy(ProcessInfo.processInfo.environment)
+        } catch {
+            // An allocator cannot throw: say so once and keep the default. `tandem` refuses to start.
+            FileHandle.standardError.write(Data("tandem: \(error); using huge pages\n".utf8))
+            wanted = true
+        }
         // MADV_COLLAPSE ignores the system's THP mode; an administrator's "never" is respected here.
-        return !systemForbidsHugePages()
+        return wanted && !systemForbidsHugePages()
         #else
         return false
         #endif
     }()
+
+    /// `TANDEM_HUGE_PAGES` in `environment`: unset or `1` → true, `0` → false; any other value
+    /// throws `TensorError.invalidArgument` naming the variable and the values it takes.
+    static func hugePagesPolicy(_ environment: [String: String]) throws -> Bool {
+        switch environment["TANDEM_HUGE_PAGES"] {
+        case nil, "1": return true
+        case "0": return false
+        case let value?:
+            throw TensorError.invalidArgument(op: "TANDEM_HUGE_PAGES",
+                                              message: "'\(value)' is not 0 (ordinary pages) or 1 (huge pages, the default)")
+        }
+    }
 
     #if os(Linux)
     /// True when `/sys/kernel/mm/transparent_hugepage/enabled` selects `[never]`.

@@ -13,6 +13,7 @@ struct TandemCommand: ParsableCommand {
     static func main() {
         ProcessEnvironment.ensureShortOpenMPSpin()
         do {
+            try Tandem.checkMemoryEnvironment()
             var command = try parseAsRoot()
             try command.run()
         } catch {

@@ -4,6 +4,21 @@ import Testing
 /// Large blocks are put on huge pages (advised and collapsed in place): that must never change
 /// what any block holds, its own or its neighbours' on the same 2 MB pages.
 @Suite struct HostMemoryTests {
+    @Test func hugePagesSettingTakesZeroOrOne() throws {
+        #expect(try HostMemory.hugePagesPolicy([:]))
+        #expect(try HostMemory.hugePagesPolicy(["TANDEM_HUGE_PAGES": "1"]))
+        #expect(try !HostMemory.hugePagesPolicy(["TANDEM_HUGE_PAGES": "0"]))
+        for bad in ["off", "yes", "", " 1"] {
+            do {
+                _ = try HostMemory.hugePagesPolicy(["TANDEM_HUGE_PAGES": bad])
+                Issue.record("'\(bad)' was accepted")
+            } catch let TensorError.invalidArgument(op, message) {
+                #expect(op == "TANDEM_HUGE_PAGES" && message.contains("'\(bad)'") && message.contains("0") && message.contains("1"))
+            }
+        }
+        #expect(throws: TensorError.self) { try Tandem.checkMemoryEnvironment(["TANDEM_HUGE_PAGES": "off"]) }
+    }
+
     @Test func largeBlocksAreAlignedAndHoldWhatIsWritten() {
         for byteCount in [HostMemory.hugePageThreshold, 3 << 20, (5 << 20) + 12_345] {
             let block = HostMemory.allocate(byteCount: byteCount)

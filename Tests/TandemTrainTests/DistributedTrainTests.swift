@@ -58,6 +58,14 @@ import TandemTrain
         return Run(status: p.terminationStatus, output: String(decoding: box.data, as: UTF8.self))
     }
 
+    /// A malformed `TANDEM_HUGE_PAGES` stops the tool before it does anything, naming the variable.
+    @Test(.enabled(if: tandemExecutable() != nil)) func malformedHugePagesSettingIsRefused() throws {
+        let result = try Self.run(["advise"], environment: ["TANDEM_HUGE_PAGES": "off"], limit: 60)
+        #expect(result.status != 0)
+        #expect(result.output.contains("TANDEM_HUGE_PAGES") && result.output.contains("'off'"), "\(result.output)")
+        #expect(try Self.run(["advise"], environment: ["TANDEM_HUGE_PAGES": "0"], limit: 60).status == 0)
+    }
+
     @Test(.enabled(if: tandemExecutable() != nil)) func twoProcessTrainingWritesOneCheckpoint() throws {
         let data = try Self.smallMNIST(train: 256, test: 100)
         let out = data + "/run"

@@ -42,6 +42,13 @@ public enum Tandem {
         omp_set_num_threads(Int32(n))
     }
 
+    /// Checks the memory setting `TANDEM_HUGE_PAGES` (`0` or `1`) in `environment`; throws
+    /// `TensorError.invalidArgument` for any other value. The allocator itself cannot throw:
+    /// it warns once and keeps huge pages on, so programs that want a hard error call this.
+    public static func checkMemoryEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        _ = try HostMemory.hugePagesPolicy(environment)
+    }
+
     static func defaultThreadCount() -> Int {
         if let text = ProcessInfo.processInfo.environment["TANDEM_NUM_THREADS"], let n = Int(text), n > 0 {
             return n
