@@ -93,6 +93,12 @@ public final class DistributedDataParallel: Module {
     /// Whether this iteration's bucket 0 carries the buffers.
     private var carryingBuffers = false
 
+    /// Seconds the last synchronised backward pass spent blocked in gradient all-reduces: the
+    /// in-place reduction of the last bucket and the waits for the others. Mostly waiting for
+    /// the slowest rank to finish its backward pass; the transfer itself is a small part
+    /// (`tandem bench allreduce`). 0 with one rank, under `noSync`, and before the first step.
+    public private(set) var lastCommunicationSeconds = 0.0
+
     /// Wraps `module`. Throws if the ranks' models differ or a collective fails.
     public init(_ module: any Module, processGroup: any ProcessGroup, bucketCapMB: Double = 25,
                 broadcastBuffers: Bool = true, findUnusedParameters: Bool = false) throws {
@@ -348,6 +354,7 @@ public final class DistributedDataParallel: Module {
     private func resetIteration() {
         for b in buckets.indices { buckets[b].ready = 0; buckets[b].work = nil; buckets[b].reducedInPlace = false }
         carryingBuffers = false
+        lastCommunicationSeconds = 0
         for i in readyFlags.indices { readyFlags[i] = false }
         nextToLaunch = 0
         inIteration = false
@@ -384,7 +391,9 @@ public final class DistributedDataParallel: Module {
                 }
                 if nextToLaunch == buckets.count - 1 {
                     // Backward is over: reduce here instead of handing off to the group's thread and waiting.
+                    let start = DispatchTime.now().uptimeNanoseconds
                     try processGroup.allReduce(&buckets[nextToLaunch].flat, op: op)
+                    lastCommunicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                     buckets[nextToLaunch].reducedInPlace = true
                 } else {
                     buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: op)
@@ -403,7 +412,9 @@ public final class DistributedDataParallel: Module {
             if buckets[b].reducedInPlace {
                 averaged = buckets[b].flat
             } else if let work = buckets[b].work {
+                let start = DispatchTime.now().uptimeNanoseconds
                 averaged = try work.wait()
+                lastCommunicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             } else {
                 continue
             }

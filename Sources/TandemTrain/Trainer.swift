@@ -141,14 +141,17 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 let n = x.shape[0]
                 trainedImages += n
                 epochImages += n
-                trainingSeconds += Date().timeIntervalSince(stepStart)
+                let stepSeconds = Date().timeIntervalSince(stepStart)
+                trainingSeconds += stepSeconds
                 runningLoss += lossValue * Double(n)
                 runningCount += n
                 let rate = Double(epochImages) / Date().timeIntervalSince(epochStart)
                 progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f img/s", lossValue, rate))
                 if step % config.logEvery == 0 {
                     var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
-                                                 "lr": optimizer.learningRate, "images_per_second": rate]
+                                                 "lr": optimizer.learningRate, "images_per_second": rate,
+                                                 "step_seconds": stepSeconds]
+                    if let ddp = model as? DistributedDataParallel { record["communication_seconds"] = ddp.lastCommunicationSeconds }
                     if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
                     try log?.write(record)
                 }

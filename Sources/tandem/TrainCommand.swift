@@ -29,6 +29,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Intra-op threads (default: TANDEM_NUM_THREADS or all cores).") var threads: Int?
     @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
     @Option(help: "Output folder: checkpoints, metrics.jsonl, metrics.svg.") var out: String?
+    @Option(help: "Write a step record to metrics.jsonl every this many steps.") var logEvery: Int = 10
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
     @Flag(help: "Print one final JSON object.") var json = false
     @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
@@ -66,6 +67,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("unknown --scheduler '\(scheduler)'; choose none, step or cosine")
         }
         guard numWorkers >= 0 else { throw ValidationError("--num-workers must be ≥ 0") }
+        guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let amp, !["bf16", "fp16"].contains(amp) { throw ValidationError("unknown --amp '\(amp)'; choose bf16 or fp16") }
         if resume && out == nil { throw ValidationError("--resume needs --out, the folder that holds the checkpoint") }
@@ -172,6 +174,7 @@ extension TrainCommand {
         config.epochs = epochs
         config.maxSteps = maxSteps
         config.outDir = out
+        config.logEvery = logEvery
         config.resume = resume
         config.showProgress = !json
         config.processGroup = group

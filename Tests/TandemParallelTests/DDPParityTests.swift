@@ -155,6 +155,29 @@ final class StateBox: @unchecked Sendable { var states: [[(String, Tensor)]] = [
         for state in box.states { compare(state, mean, tolerance: 1e-6) }
     }
 
+    /// `lastCommunicationSeconds` measures the time a rank is held in the gradient all-reduce:
+    /// a rank that finishes its backward pass 0.2 s before the other one waits at least that long.
+    @Test func timeInTheAllReduceIncludesWaitingForTheSlowerRank() throws {
+        let waits = StateBox()
+        try runRanks(2) { rank, group in
+            let ddp = try DistributedDataParallel(smallNet(seed: 5), processGroup: group)
+            let (x, y) = fixedBatch(8, seed: UInt64(rank))
+            let loss = try Tensor.crossEntropy(ddp(x), target: y)
+            if rank == 1 { Thread.sleep(forTimeInterval: 0.2) }
+            try loss.backward()
+            try ddp.synchronize()
+            let waited = ddp.lastCommunicationSeconds
+            try ddp.noSync { try Tensor.crossEntropy(ddp(x), target: y).backward() }
+            waits.lock.lock()
+            waits.states.append([("\(rank)", Tensor([waited, ddp.lastCommunicationSeconds], shape: [2], dtype: .float64))])
+            waits.lock.unlock()
+        }
+        let byRank = Dictionary(uniqueKeysWithValues: waits.states.map { ($0[0].0, $0[0].1.toDoubleArray()) })
+        #expect(byRank["0"]![0] >= 0.15, "rank 0 waited for rank 1: \(byRank)")
+        #expect(byRank["1"]![0] < byRank["0"]![0])
+        #expect(byRank["0"]![1] == 0 && byRank["1"]![1] == 0, "nothing is reduced under noSync")
+    }
+
     @Test func differentModelsFailOnEveryRank() throws {
         #expect(throws: DataParallelError.self) {
             try runRanks(2) { rank, group in

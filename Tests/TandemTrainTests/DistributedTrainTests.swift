@@ -70,7 +70,7 @@ import TandemTrain
         let data = try Self.smallMNIST(train: 256, test: 100)
         let out = data + "/run"
         let result = try Self.run(["train", "--model", "convnet", "--data-dir", data, "--epochs", "1", "--batch-size", "16",
-                                   "--nproc-per-node", "2", "--sync-bn", "--out", out, "--json"])
+                                   "--nproc-per-node", "2", "--sync-bn", "--log-every", "1", "--out", out, "--json"])
         #expect(result.status == 0, "\(result.output)")
         let json = result.output.split(separator: "\n").first { $0.contains("\"world_size\"") }.map(String.init) ?? ""
         #expect(json.contains("\"world_size\":2") && json.contains("\"steps\":8"), "\(result.output)")
@@ -79,6 +79,18 @@ import TandemTrain
         #expect(result.output.components(separatedBy: "\"world_size\"").count == 2)
         let model = ConvNet()
         try Checkpoint.loadWeights(path: out + "/model.safetensors", into: model)
+        // Rank 0 logs every step (--log-every 1) with its duration and its time in the all-reduce.
+        let steps = try MetricsLog.read(path: out + "/metrics.jsonl").filter { $0["kind"] as? String == "step" }
+        #expect(steps.count == 8)
+        for record in steps {
+            let seconds = try #require(record["step_seconds"] as? Double), waiting = try #require(record["communication_seconds"] as? Double)
+            #expect(seconds > 0 && waiting >= 0 && waiting < seconds, "\(record)")
+        }
+    }
+
+    @Test(.enabled(if: tandemExecutable() != nil)) func logIntervalMustBePositive() throws {
+        let result = try Self.run(["train", "--model", "convnet", "--log-every", "0"], limit: 60)
+        #expect(result.status != 0 && result.output.contains("--log-every must be at least 1"), "\(result.output)")
     }
 
     /// float16 AMP in a 2-process DDP job: the GradScaler's found-inf flag is all-reduced, the
