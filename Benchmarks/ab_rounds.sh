@@ -7,20 +7,30 @@
 # Usage (from the repository root, after `swift build -c release`):
 #   bash Benchmarks/ab_rounds.sh ROUNDS 'A_SETTINGS' 'B_SETTINGS'
 # e.g. bash Benchmarks/ab_rounds.sh 8 TANDEM_HUGE_PAGES=0 TANDEM_HUGE_PAGES=1
+# A setting BINARY=PATH runs that tandem executable instead of .build/release/tandem (A/B of two
+# builds: copy each build's .build/release/tandem away first), e.g.
+#   bash Benchmarks/ab_rounds.sh 8 BINARY=/tmp/tandem-before BINARY=/tmp/tandem-after
 set -euo pipefail
 rounds=${1:?rounds}; a=${2:?settings A}; b=${3:?settings B}
 tandem=.build/release/tandem
 common=(--model convnet --dataset mnist --epochs 1 --batch-size 64 --threads 1 --json)
 out=$(mktemp -d)
+# Runs tandem under the NAME=VALUE words of $1 (BINARY= picks the executable).
+run() {
+    local bin=$tandem words=()
+    for word in $1; do
+        case $word in BINARY=*) bin=${word#BINARY=} ;; *) words+=("$word") ;; esac
+    done
+    shift
+    env "${words[@]}" "$bin" "$@"
+}
 rate() { tail -1 | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['train_images_per_second'])"; }
 for round in $(seq "$rounds"); do
     if (( round % 2 )); then order=(A B); else order=(B A); fi
     for side in "${order[@]}"; do
         if [ "$side" = A ]; then settings=$a; else settings=$b; fi
-        # shellcheck disable=SC2086  # settings are NAME=VALUE words
-        one=$(env $settings "$tandem" train "${common[@]}" --out "$out/one" 2>/dev/null | rate)
-        # shellcheck disable=SC2086
-        ddp=$(env $settings "$tandem" train "${common[@]}" --nproc-per-node 2 --out "$out/ddp" 2>/dev/null | rate)
+        one=$(run "$settings" train "${common[@]}" --out "$out/one" 2>/dev/null | rate)
+        ddp=$(run "$settings" train "${common[@]}" --nproc-per-node 2 --out "$out/ddp" 2>/dev/null | rate)
         echo "$round $side $one $ddp" | tee -a "$out/runs.txt"
     done
 done

@@ -60,15 +60,20 @@ public final class Sequential: Module, ReplaceableChildren {
 
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
 
-    /// Runs the layers in order. A `ReLU` directly followed by a `MaxPool2d` runs as pooling
-    /// then ReLU: both orders give the same values (NaN included) and the same gradients (the
-    /// window's first maximum, masked where it is not positive), and the ReLU then touches a
-    /// quarter of the elements (2×2 pooling).
+    /// Runs the layers in order. `Conv2d, BatchNorm2d, ReLU, MaxPool2d` with the batch norm in
+    /// training mode run as one fused operation (`Tensor.fusedConvBatchNormReLUMaxPool`) when it
+    /// applies. A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both
+    /// orders give the same values (NaN included) and the same gradients (the window's first
+    /// maximum, masked where it is not positive), and the ReLU then touches a quarter of the
+    /// elements (2×2 pooling).
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
         var x = input
         var i = 0
         while i < layers.count {
-            if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d {
+            if let fused = try fusedConvBlock(at: i, x) {
+                x = fused
+                i += 4
+            } else if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d {
                 x = try layers[i](pool(x))
                 i += 2
             } else {

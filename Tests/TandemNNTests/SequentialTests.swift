@@ -39,6 +39,42 @@ import TandemTestSupport
         }
     }
 
+    /// `Conv2d, BatchNorm2d, ReLU, MaxPool2d` runs fused in training mode: two forward and
+    /// backward passes give the outputs, gradients, running statistics and batch count of the
+    /// same layers called one by one; in eval mode both paths use the running statistics.
+    @Test func convBlockRunsFusedWithTheLayersResults() throws {
+        func block() -> [any Module] {
+            let g = Generator(seed: 9)
+            return [Conv2d(3, 16, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2)]
+        }
+        let fused = Sequential(block()), layers = block()
+        let x = Tensor.randn([4, 3, 10, 10], generator: Generator(seed: 10))
+        for _ in 0..<2 {
+            let a = try fused(x)
+            var b = x
+            for layer in layers { b = try layer(b) }
+            #expect(Closeness.mismatch(a, b, rtol: 1e-4, atol: 1e-5, "output") == nil)
+            try (a * a).sum().backward()
+            try (b * b).sum().backward()
+        }
+        let reference = Sequential(layers)
+        let layerGrads = Dictionary(uniqueKeysWithValues: reference.namedParameters().map { ($0.0, $0.1.grad) })
+        for (name, parameter) in fused.namedParameters() {
+            let got = try #require(parameter.grad, "\(name)"), expected = try #require(layerGrads[name] ?? nil, "\(name)")
+            #expect(Closeness.mismatch(got, expected, rtol: 1e-3, atol: 2e-4, name) == nil)
+        }
+        let layerState = Dictionary(uniqueKeysWithValues: reference.stateDict())
+        for (name, value) in fused.stateDict() {
+            let expected = try #require(layerState[name])
+            #expect(Closeness.mismatch(value, expected, rtol: 1e-4, atol: 1e-5, name) == nil)
+        }
+        #expect(try fused.stateDict().first { $0.0 == "1.num_batches_tracked" }?.1.item() == 2)
+        fused.eval()
+        var b = x
+        for layer in layers { layer.train(false); b = try layer(b) }
+        #expect(Closeness.mismatch(try fused(x), b, rtol: 1e-4, atol: 1e-5, "eval output") == nil)
+    }
+
     /// Finite differences through `Sequential(ReLU, MaxPool2d)` (inputs away from 0 and ties).
     @Test func reluThenMaxPoolingGradientCheck() throws {
         let x = Tensor.randn([1, 2, 4, 4], dtype: .float64, generator: Generator(seed: 5))

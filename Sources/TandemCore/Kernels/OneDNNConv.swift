@@ -19,6 +19,8 @@ enum DNNL {
         static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
         static let diffSrc: Int32 = 129, diffDst: Int32 = 145, diffWeights: Int32 = 161, diffBias: Int32 = 169
         static let scratchpad: Int32 = 80
+        static let mean: Int32 = 49, variance: Int32 = 50, scale: Int32 = 51, shift: Int32 = 52, workspace: Int32 = 64
+        static let diffScale: Int32 = 255, diffShift: Int32 = 256
     }
 
     /// The CPU engine, or nil when oneDNN cannot create one.

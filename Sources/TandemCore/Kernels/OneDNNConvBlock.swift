@@ -1,0 +1,282 @@
+import CDNNL
+import Foundation
+import Synchronization
+
+/// The training-mode block `Conv2d → BatchNorm2d → ReLU → MaxPool2d` on oneDNN, float32, with
+/// every intermediate in oneDNN's blocked layout.
+///
+/// Run layer by layer, the block reorders the convolution's blocked output to NCHW for the
+/// batch norm and reorders gradients back for the convolution's backward pass: two extra
+/// passes over the largest activation of the block in each direction, and a batch norm and
+/// pooling at Swift's baseline vector width. Here the convolution writes its blocked output,
+/// oneDNN's batch norm (with the ReLU fused, its mask kept in a workspace) and max pooling
+/// (argmax kept as one byte per output) read and write that layout, and only the pooled output
+/// (a quarter of the size for 2×2 pooling) is reordered to NCHW; the backward pass mirrors it.
+/// All primitives of a shape are made at the first forward pass and cached; when oneDNN
+/// refuses any of them, or would run a reference (naive) implementation, there is no plan and
+/// the caller runs the layers one by one.
+final class DNNLConvBlockPlan: @unchecked Sendable {
+    struct Key: Hashable {
+        var geo: ConvGeometry
+        var hasBias: Bool
+        var needInputGradient: Bool
+        var threads: Int
+        var eps: Float
+        var pool: PoolWindow
+    }
+
+    /// A max-pooling window over the convolution's output.
+    struct PoolWindow: Hashable, Sendable {
+        var kernelH: Int, kernelW: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
+    }
+
+    let conv: DNNLConvPlan
+    let channels: Int
+    /// The convolution's blocked output, which is also the layout of the batch norm and the
+    /// pooling input (and of their gradients).
+    var blocked: dnnl_memory_desc_t { conv.dst }
+    let statistics: dnnl_memory_desc_t
+    let normForward: DNNL.Primitive, normBackward: DNNL.Primitive
+    let normWorkspace: dnnl_memory_desc_t
+    let poolForward: DNNL.Primitive, poolBackward: DNNL.Primitive
+    let pooled: dnnl_memory_desc_t, poolWorkspace: dnnl_memory_desc_t
+    let plainPooled: dnnl_memory_desc_t
+    /// `[N, C, Hp, Wp]`, the block's output.
+    let pooledShape: [Int]
+    /// Pooled output to NCHW, and the NCHW gradient back to the pooled layout.
+    let pooledOut: DNNL.Conversion, pooledIn: DNNL.Conversion
+    let backwardWeights: DNNLConvPlan.BackwardWeights
+    /// The batch norm's input gradient into the layout the weight gradient wants.
+    let diffForWeights: DNNL.Conversion
+    let backwardData: DNNLConvPlan.BackwardData?
+    let diffForData: DNNL.Conversion?
+
+    init?(key: Key) {
+        let geo = key.geo, window = key.pool
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
+              let conv = DNNLConvPlan.plan(for: geo, hasBias: key.hasBias, threads: key.threads) else { return nil }
+        self.conv = conv
+        channels = geo.outChannels
+        let (h, w) = (geo.outHeight, geo.outWidth)
+        let outH = (h + 2 * window.padH - window.kernelH) / window.strideH + 1
+        let outW = (w + 2 * window.padW - window.kernelW) / window.strideW + 1
+        guard outH >= 1, outW >= 1,
+              let stats = DNNL.memoryDesc([geo.outChannels], dnnl_x),
+              let plainPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_nchw),
+              var anyPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_format_tag_any) else { return nil }
+        statistics = stats
+        self.plainPooled = plainPooled
+        pooledShape = [geo.batch, geo.outChannels, outH, outW]
+        var data = conv.dst
+        let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | dnnl_fuse_norm_relu.rawValue
+
+        /// Whether the primitive's memory `what` has exactly the layout `md`.
+        func has(_ primitive: DNNL.Primitive, _ what: dnnl_query_t, _ md: dnnl_memory_desc_t) -> Bool {
+            DNNL.query(primitive.pd, what).map { DNNL.equal($0, md) } ?? false
+        }
+        func make(_ desc: UnsafeRawPointer, hint: dnnl_primitive_desc_t?) -> DNNL.Primitive? {
+            var pd: dnnl_primitive_desc_t?
+            guard dnnl_primitive_desc_create(&pd, desc, attributes.handle, engine.handle, hint) == dnnl_success,
+                  let pd else { return nil }
+            guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+            return DNNL.Primitive(pd: pd)
+        }
+
+        var normDesc = dnnl_batch_normalization_desc_t()
+        guard dnnl_batch_normalization_forward_desc_init(&normDesc, dnnl_forward_training, &data, key.eps, flags) == dnnl_success,
+              let normForward = withUnsafePointer(to: &normDesc, { make($0, hint: nil) }),
+              let normWorkspace = DNNL.query(normForward.pd, dnnl_query_workspace_md),
+              has(normForward, dnnl_query_dst_md, conv.dst) else { return nil }
+        var diffData = conv.dst
+        var normBackwardDesc = dnnl_batch_normalization_desc_t()
+        guard dnnl_batch_normalization_backward_desc_init(&normBackwardDesc, dnnl_backward, &diffData, &data, key.eps,
+                                                          flags) == dnnl_success,
+              let normBackward = withUnsafePointer(to: &normBackwardDesc, { make($0, hint: normForward.pd) }),
+              has(normBackward, dnnl_query_diff_src_md, conv.dst) else { return nil }
+        self.normForward = normForward
+        self.normBackward = normBackward
+        self.normWorkspace = normWorkspace
+
+        let strides: [Int64] = [Int64(window.strideH), Int64(window.strideW)]
+        let kernel: [Int64] = [Int64(window.kernelH), Int64(window.kernelW)]
+        let padL: [Int64] = [Int64(window.padH), Int64(window.padW)]
+        // oneDNN wants the right padding that makes the output size exact (floor mode).
+        let padR: [Int64] = [Int64((outH - 1) * window.strideH + window.kernelH - h - window.padH),
+                             Int64((outW - 1) * window.strideW + window.kernelW - w - window.padW)]
+        guard padR.allSatisfy({ $0 >= 0 }) else { return nil }
+        var poolDesc = dnnl_pooling_desc_t()
+        guard dnnl_pooling_forward_desc_init(&poolDesc, dnnl_forward_training, dnnl_pooling_max, &data, &anyPooled,
+                                             strides, kernel, padL, padR) == dnnl_success,
+              let poolForward = withUnsafePointer(to: &poolDesc, { make($0, hint: nil) }),
+              let pooled = DNNL.query(poolForward.pd, dnnl_query_dst_md),
+              let poolWorkspace = DNNL.query(poolForward.pd, dnnl_query_workspace_md) else { return nil }
+        var diffPooled = pooled
+        var poolBackwardDesc = dnnl_pooling_desc_t()
+        guard dnnl_pooling_backward_desc_init(&poolBackwardDesc, dnnl_pooling_max, &diffData, &diffPooled, strides, kernel,
+                                              padL, padR) == dnnl_success,
+              let poolBackward = withUnsafePointer(to: &poolBackwardDesc, { make($0, hint: poolForward.pd) }),
+              has(poolBackward, dnnl_query_diff_src_md, conv.dst), has(poolBackward, dnnl_query_diff_dst_md, pooled),
+              let pooledOut = DNNL.Conversion(from: pooled, to: plainPooled),
+              let pooledIn = DNNL.Conversion(from: plainPooled, to: pooled) else { return nil }
+        self.poolForward = poolForward
+        self.poolBackward = poolBackward
+        self.pooled = pooled
+        self.poolWorkspace = poolWorkspace
+        self.pooledOut = pooledOut
+        self.pooledIn = pooledIn
+
+        guard let weights = conv.backwardWeights(),
+              let diffForWeights = DNNL.Conversion(from: conv.dst, to: weights.diffDst) else { return nil }
+        backwardWeights = weights
+        self.diffForWeights = diffForWeights
+        if key.needInputGradient {
+            guard let data = conv.backwardData(),
+                  let diffForData = DNNL.Conversion(from: conv.dst, to: data.diffDst) else { return nil }
+            backwardData = data
+            self.diffForData = diffForData
+        } else {
+            backwardData = nil
+            diffForData = nil
+        }
+    }
+
+    // MARK: Cache
+
+    private enum Entry { case plan(DNNLConvBlockPlan), refused }
+    private static let cache = Mutex<[Key: Entry]>([:])
+
+    /// The plan for `key`, made on first use; nil when oneDNN cannot run the block.
+    static func plan(for key: Key) -> DNNLConvBlockPlan? {
+        if let entry = cache.withLock({ $0[key] }) {
+            if case .plan(let p) = entry { return p }
+            return nil
+        }
+        let made = DNNLConvBlockPlan(key: key)
+        cache.withLock { table in
+            if table.count >= DNNLConvPlan.cacheLimit { table.removeAll() }
+            table[key] = made.map { .plan($0) } ?? .refused
+        }
+        return made
+    }
+}
+
+/// What the fused block's forward pass keeps for its backward pass.
+struct DNNLConvBlockSaved: @unchecked Sendable {
+    let plan: DNNLConvBlockPlan
+    let input: Tensor, weight: Tensor, scale: Tensor, shift: Tensor
+    /// The convolution's source and weights in its layouts (nil: the plain tensors are used).
+    let src: DNNL.Buffer?, weights: DNNL.Buffer?
+    /// The convolution's blocked output: the batch norm's input.
+    let convolved: DNNL.Buffer
+    let mean: Tensor, variance: Tensor
+    let normWorkspace: DNNL.Buffer, poolWorkspace: DNNL.Buffer
+}
+
+extension Kernels {
+    /// The fused block's forward pass on contiguous float32 tensors: the pooled output
+    /// `[N, C, Hp, Wp]`, the batch mean and biased variance `[C]` (float32), and what the
+    /// backward pass needs. nil when oneDNN fails (the caller runs the layers one by one).
+    static func convBlockForward(_ plan: DNNLConvBlockPlan, input: Tensor, weight: Tensor, bias: Tensor?,
+                                 scale: Tensor, shift: Tensor) -> (out: Tensor, saved: DNNLConvBlockSaved)? {
+        _ = DNNL.syncThreads()
+        let conv = plan.conv
+        guard case let (src, srcBuffer)? = conv.srcIn.convert(input.rawElements),
+              case let (wts, wBuffer)? = conv.weightsIn.convert(weight.rawElements) else { return nil }
+        let convolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
+        var convArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+            [(DNNL.Arg.src, conv.src, src), (DNNL.Arg.weights, conv.weights, wts), (DNNL.Arg.dst, plan.blocked, convolved.pointer)]
+        if let bias { convArgs.append((DNNL.Arg.bias, conv.plainBias, bias.rawElements)) }
+        guard DNNL.execute(conv.forward, convArgs) else { return nil }
+
+        let mean = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let variance = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let normalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
+        let normWorkspace = DNNL.Buffer(bytes: DNNL.byteSize(plan.normWorkspace))
+        guard DNNL.execute(plan.normForward, [
+            (DNNL.Arg.src, plan.blocked, convolved.pointer), (DNNL.Arg.dst, plan.blocked, normalized.pointer),
+            (DNNL.Arg.mean, plan.statistics, mean.rawElements), (DNNL.Arg.variance, plan.statistics, variance.rawElements),
+            (DNNL.Arg.scale, plan.statistics, scale.rawElements), (DNNL.Arg.shift, plan.statistics, shift.rawElements),
+            (DNNL.Arg.workspace, plan.normWorkspace, normWorkspace.pointer),
+        ]) else { return nil }
+
+        let out = Tensor(uninitializedShape: plan.pooledShape, dtype: .float32)
+        let (pooled, pooledBuffer) = plan.pooledOut.target(out.rawElements)
+        let poolWorkspace = DNNL.Buffer(bytes: DNNL.byteSize(plan.poolWorkspace))
+        guard DNNL.execute(plan.poolForward, [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled),
+                                              (DNNL.Arg.workspace, plan.poolWorkspace, poolWorkspace.pointer)]),
+              plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
+        withExtendedLifetime((normalized, pooledBuffer)) {}
+        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: srcBuffer, weights: wBuffer,
+                                       convolved: convolved, mean: mean, variance: variance,
+                                       normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
+        return (out, saved)
+    }
+
+    /// The fused block's backward pass from the gradient of the pooled output (contiguous
+    /// float32 NCHW): gradients of the input (when the plan was made for it), convolution
+    /// weight and bias, and batch-norm weight and bias. nil when oneDNN fails.
+    static func convBlockBackward(_ saved: DNNLConvBlockSaved, gradOut: Tensor, hasBias: Bool)
+        -> (input: Tensor?, weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor)? {
+        let plan = saved.plan, conv = plan.conv, geo = conv.geo
+        _ = DNNL.syncThreads()
+        guard case let (diffPooled, diffPooledBuffer)? = plan.pooledIn.convert(gradOut.rawElements) else { return nil }
+        let diffNormalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
+        guard DNNL.execute(plan.poolBackward, [(DNNL.Arg.diffDst, plan.pooled, diffPooled),
+                                               (DNNL.Arg.workspace, plan.poolWorkspace, saved.poolWorkspace.pointer),
+                                               (DNNL.Arg.diffSrc, plan.blocked, diffNormalized.pointer)]) else { return nil }
+        withExtendedLifetime(diffPooledBuffer) {}
+
+        let diffConvolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
+        let gradScale = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let gradShift = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        guard DNNL.execute(plan.normBackward, [
+            (DNNL.Arg.src, plan.blocked, saved.convolved.pointer), (DNNL.Arg.mean, plan.statistics, saved.mean.rawElements),
+            (DNNL.Arg.variance, plan.statistics, saved.variance.rawElements),
+            (DNNL.Arg.diffDst, plan.blocked, diffNormalized.pointer), (DNNL.Arg.scale, plan.statistics, saved.scale.rawElements),
+            // oneDNN 2.6 refuses this backward pass with the ReLU fused unless it is also given the shift.
+            (DNNL.Arg.shift, plan.statistics, saved.shift.rawElements),
+            (DNNL.Arg.workspace, plan.normWorkspace, saved.normWorkspace.pointer),
+            (DNNL.Arg.diffSrc, plan.blocked, diffConvolved.pointer),
+            (DNNL.Arg.diffScale, plan.statistics, gradScale.rawElements), (DNNL.Arg.diffShift, plan.statistics, gradShift.rawElements),
+        ]) else { return nil }
+        withExtendedLifetime(diffNormalized) {}
+
+        var gradInput: Tensor?
+        if let bd = plan.backwardData, let diffIn = plan.diffForData {
+            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: .float32)
+            var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+            if DNNL.equal(bd.weights, conv.weights) {
+                weights = saved.weights.map { ($0.pointer, $0) } ?? (saved.weight.rawElements, nil)
+            } else {
+                weights = bd.weightsIn.convert(saved.weight.rawElements)
+            }
+            guard case let (wp, wBuffer)? = weights, case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer) else { return nil }
+            let (ds, dsBuffer) = bd.diffSrcOut.target(gx.rawElements)
+            guard DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
+                                              (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
+                  bd.diffSrcOut.finish(ds, gx.rawElements) else { return nil }
+            withExtendedLifetime((wBuffer, ddBuffer, dsBuffer)) {}
+            gradInput = gx
+        }
+
+        let bw = plan.backwardWeights
+        let gw = Tensor(uninitializedShape: geo.weightShape, dtype: .float32)
+        let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: .float32)
+        var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+        if DNNL.equal(bw.src, conv.src) {
+            src = saved.src.map { ($0.pointer, $0) } ?? (saved.input.rawElements, nil)
+        } else {
+            src = bw.srcIn.convert(saved.input.rawElements)
+        }
+        guard case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = plan.diffForWeights.convert(diffConvolved.pointer) else {
+            return nil
+        }
+        let (dw, dwBuffer) = bw.diffWeightsOut.target(gw.rawElements)
+        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+            [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, dd), (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
+        if hasBias { args.append((DNNL.Arg.diffBias, conv.plainBias, gb.rawElements)) }
+        guard DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gw.rawElements) else { return nil }
+        withExtendedLifetime((sBuffer, ddBuffer, dwBuffer, diffConvolved)) {}
+        return (gradInput, gw, hasBias ? gb : nil, gradScale, gradShift)
+    }
+}

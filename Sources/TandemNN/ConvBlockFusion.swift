@@ -1,0 +1,29 @@
+import TandemCore
+
+extension Sequential {
+    /// `layers[i ..< i + 4]` applied to `x` as one fused operation when they are `Conv2d`,
+    /// `BatchNorm2d` (training mode, affine), `ReLU` and `MaxPool2d` and the fused path applies;
+    /// the batch norm's running statistics are updated as its own forward pass would. nil
+    /// otherwise: the caller runs the layers one by one.
+    func fusedConvBlock(at i: Int, _ x: Tensor) throws -> Tensor? {
+        guard i + 3 < layers.count, let conv = layers[i] as? Conv2d, let norm = layers[i + 1] as? BatchNorm2d,
+              layers[i + 2] is ReLU, let pool = layers[i + 3] as? MaxPool2d,
+              norm.isTraining, conv.groups == 1, conv.dilation.allSatisfy({ $0 == 1 }),
+              let normWeight = norm.weight, let normBias = norm.bias else { return nil }
+        guard let fused = Tensor.fusedConvBatchNormReLUMaxPool(
+            x, weight: conv.weight.value, bias: conv.bias?.value, stride: conv.stride, padding: conv.padding,
+            normWeight: normWeight.value, normBias: normBias.value, eps: norm.eps,
+            poolKernel: [pool.kernelSize], poolStride: [pool.stride], poolPadding: [pool.padding]) else { return nil }
+        let count = x.shape[0] * convolvedArea(conv, x)
+        try norm.accumulate(batchMean: fused.mean, batchVariance: fused.variance, count: count)
+        return fused.output
+    }
+
+    /// `Hout · Wout` of `conv` on `x`.
+    private func convolvedArea(_ conv: Conv2d, _ x: Tensor) -> Int {
+        let (sh, sw) = (conv.stride[0], conv.stride[conv.stride.count - 1])
+        let (ph, pw) = (conv.padding[0], conv.padding[conv.padding.count - 1])
+        let (kh, kw) = (conv.weight.value.shape[2], conv.weight.value.shape[3])
+        return ((x.shape[2] + 2 * ph - kh) / sh + 1) * ((x.shape[3] + 2 * pw - kw) / sw + 1)
+    }
+}

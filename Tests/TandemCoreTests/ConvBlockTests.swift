@@ -1,0 +1,97 @@
+import Testing
+@testable import TandemCore
+import TandemTestSupport
+
+/// `Tensor.fusedConvBatchNormReLUMaxPool` against the four operations one by one.
+@Suite struct ConvBlockTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
+        var kernel: Int, padding: Int, stride: Int, hasBias: Bool, inputGrad: Bool
+        var poolKernel: Int, poolStride: Int, poolPadding: Int
+        var description: String {
+            "N\(batch) \(inChannels)→\(outChannels) \(height)×\(width) k\(kernel) p\(padding) s\(stride) bias \(hasBias) "
+                + "pool k\(poolKernel) s\(poolStride) p\(poolPadding)"
+        }
+    }
+
+    static let cases: [Case] = [
+        // The MNIST ConvNet's two blocks (smaller batch): the first takes no input gradient.
+        Case(batch: 8, inChannels: 1, outChannels: 16, height: 28, width: 28, kernel: 5, padding: 2, stride: 1, hasBias: true,
+             inputGrad: false, poolKernel: 2, poolStride: 2, poolPadding: 0),
+        Case(batch: 8, inChannels: 16, outChannels: 32, height: 14, width: 14, kernel: 5, padding: 2, stride: 1, hasBias: true,
+             inputGrad: true, poolKernel: 2, poolStride: 2, poolPadding: 0),
+        // Channels that are no multiple of the block, odd sizes, overlapping padded windows, strides.
+        Case(batch: 3, inChannels: 3, outChannels: 5, height: 9, width: 7, kernel: 3, padding: 1, stride: 1, hasBias: false,
+             inputGrad: true, poolKernel: 3, poolStride: 2, poolPadding: 1),
+        Case(batch: 2, inChannels: 4, outChannels: 20, height: 11, width: 10, kernel: 3, padding: 0, stride: 2, hasBias: true,
+             inputGrad: true, poolKernel: 2, poolStride: 1, poolPadding: 0),
+    ]
+
+    @Test(arguments: cases) func matchesTheOperationsOneByOne(c: Case) throws {
+        let g = Generator(seed: 17)
+        let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
+        let w = try Tensor.randn([c.outChannels, c.inChannels, c.kernel, c.kernel], generator: g)
+            * (1 / Double(c.inChannels * c.kernel * c.kernel).squareRoot())
+        let b = c.hasBias ? try Tensor.randn([c.outChannels], generator: g) * 0.1 : nil
+        let gamma = try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1
+        let beta = try Tensor.randn([c.outChannels], generator: g) * 0.2
+
+        func leaves() -> [Tensor] {
+            [x.requiringGrad(c.inputGrad), w.requiringGrad(), b?.requiringGrad(), gamma.requiringGrad(), beta.requiringGrad()]
+                .compactMap { $0 }
+        }
+        let fusedLeaves = leaves(), plainLeaves = leaves()
+        func unpack(_ t: [Tensor]) -> (x: Tensor, w: Tensor, b: Tensor?, gamma: Tensor, beta: Tensor) {
+            c.hasBias ? (t[0], t[1], t[2], t[3], t[4]) : (t[0], t[1], nil, t[2], t[3])
+        }
+        let f = unpack(fusedLeaves), p = unpack(plainLeaves)
+        let fused = try #require(Tensor.fusedConvBatchNormReLUMaxPool(
+            f.x, weight: f.w, bias: f.b, stride: [c.stride], padding: [c.padding], normWeight: f.gamma, normBias: f.beta,
+            eps: 1e-5, poolKernel: [c.poolKernel], poolStride: [c.poolStride], poolPadding: [c.poolPadding]), "fused path refused \(c)")
+
+        let convolved = try Tensor.conv2d(p.x, weight: p.w, bias: p.b, stride: [c.stride], padding: [c.padding])
+        var mean: Tensor? = Tensor.zeros([c.outChannels]), variance: Tensor? = Tensor.ones([c.outChannels])
+        let plain = try Tensor.batchNorm(convolved, runningMean: &mean, runningVar: &variance, weight: p.gamma, bias: p.beta,
+                                         training: true, momentum: 1, eps: 1e-5)
+            .relu().maxPool2d(kernelSize: [c.poolKernel], stride: [c.poolStride], padding: [c.poolPadding])
+        #expect(Closeness.mismatch(fused.output, plain, rtol: 1e-4, atol: 1e-5, "output") == nil)
+
+        // With momentum 1 the running statistics are the batch mean and the unbiased variance.
+        let count = Double(convolved.shape[0] * convolved.shape[2] * convolved.shape[3])
+        #expect(Closeness.mismatch(Tensor(fused.mean, shape: [c.outChannels]), mean!, rtol: 1e-4, atol: 1e-5, "mean") == nil)
+        #expect(Closeness.mismatch(Tensor(fused.variance.map { $0 * count / (count - 1) }, shape: [c.outChannels]), variance!,
+                                   rtol: 1e-4, atol: 1e-5, "variance") == nil)
+
+        let upstream = Tensor.randn(plain.shape, generator: g)
+        try fused.output.backward(upstream)
+        try plain.backward(upstream)
+        for (name, a, e) in zip5(["input", "weight", "bias", "bn weight", "bn bias"], fusedLeaves, plainLeaves, c) {
+            if name == "input" && !c.inputGrad { #expect(a.grad == nil); continue }
+            let ga = try #require(a.grad, "\(name)"), ge = try #require(e.grad, "\(name)")
+            #expect(Closeness.mismatch(ga, ge, rtol: 1e-3, atol: 2e-4, name) == nil, "\(c)")
+        }
+    }
+
+    /// The leaves by name, skipping the bias when the case has none.
+    private func zip5(_ names: [String], _ a: [Tensor], _ b: [Tensor], _ c: Case) -> [(String, Tensor, Tensor)] {
+        let used = c.hasBias ? names : names.filter { $0 != "bias" }
+        return (0..<used.count).map { (used[$0], a[$0], b[$0]) }
+    }
+
+    @Test func declinesWhatItDoesNotRun() throws {
+        let x = Tensor.randn([2, 3, 8, 8]), w = Tensor.randn([4, 3, 3, 3])
+        let gamma = Tensor.ones([4]), beta = Tensor.zeros([4])
+        func fused(_ x: Tensor, _ w: Tensor, _ gamma: Tensor, _ beta: Tensor, stride: [Int] = [1]) -> Bool {
+            Tensor.fusedConvBatchNormReLUMaxPool(x, weight: w, bias: nil, stride: stride, padding: [1], normWeight: gamma,
+                                                 normBias: beta, eps: 1e-5, poolKernel: [2], poolStride: [2], poolPadding: [0]) != nil
+        }
+        #expect(fused(x, w, gamma, beta))
+        #expect(!fused(x.to(.float64), w.to(.float64), gamma.to(.float64), beta.to(.float64)), "float64 runs the operations")
+        #expect(!fused(x, Tensor.randn([4, 2, 3, 3]), gamma, beta), "channel mismatch: conv2d reports it")
+        #expect(!fused(x, w, Tensor.ones([5]), beta), "wrong batch-norm weight shape")
+        #expect(!fused(x, w, gamma, beta, stride: [0]), "invalid stride")
+        #expect(!fused(Tensor.randn([1, 3, 1, 1]), Tensor.randn([4, 3, 1, 1]), gamma, beta), "one value per channel")
+        let underAutocast = autocast(dtype: .bfloat16) { fused(x, w, gamma, beta) }
+        #expect(!underAutocast, "autocast converts the operands first")
+    }
+}
