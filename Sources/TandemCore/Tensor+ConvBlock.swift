@@ -14,14 +14,24 @@ extension Tensor {
     /// rounding (a tie inside a pooling window may send the gradient to another position of the
     /// same value).
     ///
+    /// With `training: false` the batch norm uses `running` (mean and variance `[Cout]`), as in
+    /// evaluation, and `mean` and `variance` return them; this runs only where no gradient is
+    /// recorded (`withNoGrad`), since oneDNN's inference primitives have no backward pass.
+    ///
     /// Returns nil when the fused path does not apply: a dtype other than float32, autocast on,
     /// shapes the operations would refuse, or a configuration oneDNN cannot run. The caller then
     /// runs the operations one by one, which also report any shape error.
     public static func fusedConvBatchNormReLUMaxPool(
         _ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int],
-        normWeight: Tensor, normBias: Tensor, eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int]
+        normWeight: Tensor, normBias: Tensor, eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int],
+        training: Bool = true, running: (mean: Tensor, variance: Tensor)? = nil
     ) -> (output: Tensor, mean: [Double], variance: [Double])? {
-        let operands = [input, weight, normWeight, normBias] + (bias.map { [$0] } ?? [])
+        var operands = [input, weight, normWeight, normBias] + (bias.map { [$0] } ?? [])
+        if !training {
+            guard let running, running.mean.shape == [weight.shape.first ?? -1], running.variance.shape == running.mean.shape,
+                  !(GradMode.isEnabled && operands.contains(where: \.requiresGrad)) else { return nil }
+            operands += [running.mean, running.variance]
+        }
         guard operands.allSatisfy({ $0.dtype == .float32 }), Autocast.castTarget(input) == nil,
               input.rank == 4, weight.rank == 4, input.shape[1] == weight.shape[1], eps > 0 else { return nil }
         let cout = weight.shape[0]
@@ -35,16 +45,20 @@ extension Tensor {
         guard geo.batch > 0, cout > 0, geo.kernelH <= geo.height + 2 * geo.padH, geo.kernelW <= geo.width + 2 * geo.padW,
               geo.batch * geo.outHeight * geo.outWidth > 1,
               k.0 <= geo.outHeight + 2 * pp.0, k.1 <= geo.outWidth + 2 * pp.1 else { return nil }
-        let needInput = GradMode.isEnabled && input.requiresGrad
-        let key = DNNLConvBlockPlan.Key(geo: geo, hasBias: bias != nil, needInputGradient: needInput, threads: Tandem.numThreads,
+        let needInput = training && GradMode.isEnabled && input.requiresGrad
+        let key = DNNLConvBlockPlan.Key(geo: geo, hasBias: bias != nil, training: training, needInputGradient: needInput,
+                                        threads: Tandem.numThreads,
                                         eps: Float(eps),
                                         pool: .init(kernelH: k.0, kernelW: k.1, strideH: ps.0, strideW: ps.1, padH: pp.0, padW: pp.1))
         guard let plan = DNNLConvBlockPlan.plan(for: key) else { return nil }
         let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
         let b = bias?.contiguousStorage().detach()
         let scale = normWeight.contiguousStorage().detach(), shift = normBias.contiguousStorage().detach()
-        guard let (out, saved) = Kernels.convBlockForward(plan, input: x, weight: w, bias: b, scale: scale, shift: shift) else {
-            return nil
+        let statistics = running.map { ($0.mean.contiguousStorage().detach(), $0.variance.contiguousStorage().detach()) }
+        guard let (out, kept) = Kernels.convBlockForward(plan, input: x, weight: w, bias: b, scale: scale, shift: shift,
+                                                         running: training ? nil : statistics) else { return nil }
+        guard let saved = kept else {
+            return (out, statistics?.0.toDoubleArray() ?? [], statistics?.1.toDoubleArray() ?? [])
         }
         let mean = saved.mean.toDoubleArray(), variance = saved.variance.toDoubleArray()
         let hasBias = bias != nil

@@ -78,6 +78,36 @@ import TandemTestSupport
         return (0..<used.count).map { (used[$0], a[$0], b[$0]) }
     }
 
+    /// Evaluation: the running statistics, no gradient recorded.
+    @Test(arguments: cases) func inferenceMatchesTheOperationsOneByOne(c: Case) throws {
+        let g = Generator(seed: 23)
+        let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
+        let w = try Tensor.randn([c.outChannels, c.inChannels, c.kernel, c.kernel], generator: g)
+            * (1 / Double(c.inChannels * c.kernel * c.kernel).squareRoot())
+        let b = c.hasBias ? try Tensor.randn([c.outChannels], generator: g) * 0.1 : nil
+        let gamma = try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1
+        let beta = try Tensor.randn([c.outChannels], generator: g) * 0.2
+        let runningMean = try Tensor.randn([c.outChannels], generator: g) * 0.3
+        let runningVar = Tensor.uniform([c.outChannels], low: 0.5, high: 1.5, generator: g)
+        try Tensor.withNoGrad {
+            let fused = try #require(Tensor.fusedConvBatchNormReLUMaxPool(
+                x, weight: w, bias: b, stride: [c.stride], padding: [c.padding], normWeight: gamma, normBias: beta,
+                eps: 1e-5, poolKernel: [c.poolKernel], poolStride: [c.poolStride], poolPadding: [c.poolPadding],
+                training: false, running: (runningMean, runningVar)), "fused inference refused \(c)")
+            var mean: Tensor? = runningMean, variance: Tensor? = runningVar
+            let plain = try Tensor.batchNorm(try Tensor.conv2d(x, weight: w, bias: b, stride: [c.stride], padding: [c.padding]),
+                                             runningMean: &mean, runningVar: &variance, weight: gamma, bias: beta,
+                                             training: false, eps: 1e-5)
+                .relu().maxPool2d(kernelSize: [c.poolKernel], stride: [c.poolStride], padding: [c.poolPadding])
+            #expect(Closeness.mismatch(fused.output, plain, rtol: 1e-4, atol: 1e-5, "output") == nil, "\(c)")
+        }
+        // With gradients recorded for a parameter, evaluation runs the operations one by one.
+        #expect(Tensor.fusedConvBatchNormReLUMaxPool(
+            x, weight: w.requiringGrad(), bias: b, stride: [c.stride], padding: [c.padding], normWeight: gamma, normBias: beta,
+            eps: 1e-5, poolKernel: [c.poolKernel], poolStride: [c.poolStride], poolPadding: [c.poolPadding],
+            training: false, running: (runningMean, runningVar)) == nil)
+    }
+
     @Test func declinesWhatItDoesNotRun() throws {
         let x = Tensor.randn([2, 3, 8, 8]), w = Tensor.randn([4, 3, 3, 3])
         let gamma = Tensor.ones([4]), beta = Tensor.zeros([4])

@@ -73,6 +73,8 @@ import TandemTestSupport
         var b = x
         for layer in layers { layer.train(false); b = try layer(b) }
         #expect(Closeness.mismatch(try fused(x), b, rtol: 1e-4, atol: 1e-5, "eval output") == nil)
+        let evaluated = try Tensor.withNoGrad { try fused(x) }  // the fused inference path
+        #expect(Closeness.mismatch(evaluated, b, rtol: 1e-4, atol: 1e-5, "eval output without gradients") == nil)
     }
 
     /// Finite differences through `Sequential(ReLU, MaxPool2d)` (inputs away from 0 and ties).

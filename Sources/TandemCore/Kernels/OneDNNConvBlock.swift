@@ -12,13 +12,16 @@ import Synchronization
 /// oneDNN's batch norm (with the ReLU fused, its mask kept in a workspace) and max pooling
 /// (argmax kept as one byte per output) read and write that layout, and only the pooled output
 /// (a quarter of the size for 2×2 pooling) is reordered to NCHW; the backward pass mirrors it.
-/// All primitives of a shape are made at the first forward pass and cached; when oneDNN
+/// An inference plan (evaluation) normalises with the running statistics and keeps nothing for
+/// a backward pass. All primitives of a shape are made at the first forward pass and cached; when oneDNN
 /// refuses any of them, or would run a reference (naive) implementation, there is no plan and
 /// the caller runs the layers one by one.
 final class DNNLConvBlockPlan: @unchecked Sendable {
     struct Key: Hashable {
         var geo: ConvGeometry
         var hasBias: Bool
+        /// Training (batch statistics, a backward pass) or inference (running statistics).
+        var training: Bool
         var needInputGradient: Bool
         var threads: Int
         var eps: Float
@@ -30,26 +33,34 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
         var kernelH: Int, kernelW: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
     }
 
+    /// The primitives and layouts only a training plan has.
+    struct Backward {
+        let normBackward: DNNL.Primitive, poolBackward: DNNL.Primitive
+        /// What the forward primitives keep for the backward ones: the ReLU mask, the argmax.
+        let normWorkspace: dnnl_memory_desc_t, poolWorkspace: dnnl_memory_desc_t
+        /// The NCHW gradient into the pooled layout.
+        let pooledIn: DNNL.Conversion
+        let weights: DNNLConvPlan.BackwardWeights
+        /// The batch norm's input gradient into the layout the weight gradient wants.
+        let diffForWeights: DNNL.Conversion
+        let data: DNNLConvPlan.BackwardData?
+        let diffForData: DNNL.Conversion?
+    }
+
     let conv: DNNLConvPlan
     let channels: Int
     /// The convolution's blocked output, which is also the layout of the batch norm and the
     /// pooling input (and of their gradients).
     var blocked: dnnl_memory_desc_t { conv.dst }
     let statistics: dnnl_memory_desc_t
-    let normForward: DNNL.Primitive, normBackward: DNNL.Primitive
-    let normWorkspace: dnnl_memory_desc_t
-    let poolForward: DNNL.Primitive, poolBackward: DNNL.Primitive
-    let pooled: dnnl_memory_desc_t, poolWorkspace: dnnl_memory_desc_t
-    let plainPooled: dnnl_memory_desc_t
+    let normForward: DNNL.Primitive, poolForward: DNNL.Primitive
+    let pooled: dnnl_memory_desc_t
     /// `[N, C, Hp, Wp]`, the block's output.
     let pooledShape: [Int]
-    /// Pooled output to NCHW, and the NCHW gradient back to the pooled layout.
-    let pooledOut: DNNL.Conversion, pooledIn: DNNL.Conversion
-    let backwardWeights: DNNLConvPlan.BackwardWeights
-    /// The batch norm's input gradient into the layout the weight gradient wants.
-    let diffForWeights: DNNL.Conversion
-    let backwardData: DNNLConvPlan.BackwardData?
-    let diffForData: DNNL.Conversion?
+    /// The pooled output to NCHW.
+    let pooledOut: DNNL.Conversion
+    /// nil for an inference plan.
+    let backward: Backward?
 
     init?(key: Key) {
         let geo = key.geo, window = key.pool
@@ -65,10 +76,11 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
               let plainPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_nchw),
               var anyPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_format_tag_any) else { return nil }
         statistics = stats
-        self.plainPooled = plainPooled
         pooledShape = [geo.batch, geo.outChannels, outH, outW]
         var data = conv.dst
+        let prop = key.training ? dnnl_forward_training : dnnl_forward_inference
         let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | dnnl_fuse_norm_relu.rawValue
+            | (key.training ? 0 : dnnl_use_global_stats.rawValue)
 
         /// Whether the primitive's memory `what` has exactly the layout `md`.
         func has(_ primitive: DNNL.Primitive, _ what: dnnl_query_t, _ md: dnnl_memory_desc_t) -> Bool {
@@ -83,20 +95,9 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
         }
 
         var normDesc = dnnl_batch_normalization_desc_t()
-        guard dnnl_batch_normalization_forward_desc_init(&normDesc, dnnl_forward_training, &data, key.eps, flags) == dnnl_success,
+        guard dnnl_batch_normalization_forward_desc_init(&normDesc, prop, &data, key.eps, flags) == dnnl_success,
               let normForward = withUnsafePointer(to: &normDesc, { make($0, hint: nil) }),
-              let normWorkspace = DNNL.query(normForward.pd, dnnl_query_workspace_md),
               has(normForward, dnnl_query_dst_md, conv.dst) else { return nil }
-        var diffData = conv.dst
-        var normBackwardDesc = dnnl_batch_normalization_desc_t()
-        guard dnnl_batch_normalization_backward_desc_init(&normBackwardDesc, dnnl_backward, &diffData, &data, key.eps,
-                                                          flags) == dnnl_success,
-              let normBackward = withUnsafePointer(to: &normBackwardDesc, { make($0, hint: normForward.pd) }),
-              has(normBackward, dnnl_query_diff_src_md, conv.dst) else { return nil }
-        self.normForward = normForward
-        self.normBackward = normBackward
-        self.normWorkspace = normWorkspace
-
         let strides: [Int64] = [Int64(window.strideH), Int64(window.strideW)]
         let kernel: [Int64] = [Int64(window.kernelH), Int64(window.kernelW)]
         let padL: [Int64] = [Int64(window.padH), Int64(window.padW)]
@@ -105,39 +106,42 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
                              Int64((outW - 1) * window.strideW + window.kernelW - w - window.padW)]
         guard padR.allSatisfy({ $0 >= 0 }) else { return nil }
         var poolDesc = dnnl_pooling_desc_t()
-        guard dnnl_pooling_forward_desc_init(&poolDesc, dnnl_forward_training, dnnl_pooling_max, &data, &anyPooled,
+        guard dnnl_pooling_forward_desc_init(&poolDesc, prop, dnnl_pooling_max, &data, &anyPooled,
                                              strides, kernel, padL, padR) == dnnl_success,
               let poolForward = withUnsafePointer(to: &poolDesc, { make($0, hint: nil) }),
               let pooled = DNNL.query(poolForward.pd, dnnl_query_dst_md),
-              let poolWorkspace = DNNL.query(poolForward.pd, dnnl_query_workspace_md) else { return nil }
-        var diffPooled = pooled
+              let pooledOut = DNNL.Conversion(from: pooled, to: plainPooled) else { return nil }
+        self.normForward = normForward
+        self.poolForward = poolForward
+        self.pooled = pooled
+        self.pooledOut = pooledOut
+        guard key.training else { backward = nil; return }
+
+        var diffData = conv.dst, diffPooled = pooled
+        var normBackwardDesc = dnnl_batch_normalization_desc_t()
         var poolBackwardDesc = dnnl_pooling_desc_t()
-        guard dnnl_pooling_backward_desc_init(&poolBackwardDesc, dnnl_pooling_max, &diffData, &diffPooled, strides, kernel,
+        guard let normWorkspace = DNNL.query(normForward.pd, dnnl_query_workspace_md),
+              let poolWorkspace = DNNL.query(poolForward.pd, dnnl_query_workspace_md),
+              dnnl_batch_normalization_backward_desc_init(&normBackwardDesc, dnnl_backward, &diffData, &data, key.eps,
+                                                          flags) == dnnl_success,
+              let normBackward = withUnsafePointer(to: &normBackwardDesc, { make($0, hint: normForward.pd) }),
+              has(normBackward, dnnl_query_diff_src_md, conv.dst),
+              dnnl_pooling_backward_desc_init(&poolBackwardDesc, dnnl_pooling_max, &diffData, &diffPooled, strides, kernel,
                                               padL, padR) == dnnl_success,
               let poolBackward = withUnsafePointer(to: &poolBackwardDesc, { make($0, hint: poolForward.pd) }),
               has(poolBackward, dnnl_query_diff_src_md, conv.dst), has(poolBackward, dnnl_query_diff_dst_md, pooled),
-              let pooledOut = DNNL.Conversion(from: pooled, to: plainPooled),
-              let pooledIn = DNNL.Conversion(from: plainPooled, to: pooled) else { return nil }
-        self.poolForward = poolForward
-        self.poolBackward = poolBackward
-        self.pooled = pooled
-        self.poolWorkspace = poolWorkspace
-        self.pooledOut = pooledOut
-        self.pooledIn = pooledIn
-
-        guard let weights = conv.backwardWeights(),
+              let pooledIn = DNNL.Conversion(from: plainPooled, to: pooled),
+              let weights = conv.backwardWeights(),
               let diffForWeights = DNNL.Conversion(from: conv.dst, to: weights.diffDst) else { return nil }
-        backwardWeights = weights
-        self.diffForWeights = diffForWeights
+        var dataBackward: DNNLConvPlan.BackwardData?, diffForData: DNNL.Conversion?
         if key.needInputGradient {
-            guard let data = conv.backwardData(),
-                  let diffForData = DNNL.Conversion(from: conv.dst, to: data.diffDst) else { return nil }
-            backwardData = data
-            self.diffForData = diffForData
-        } else {
-            backwardData = nil
-            diffForData = nil
+            guard let made = conv.backwardData(), let conversion = DNNL.Conversion(from: conv.dst, to: made.diffDst) else { return nil }
+            dataBackward = made
+            diffForData = conversion
         }
+        backward = Backward(normBackward: normBackward, poolBackward: poolBackward, normWorkspace: normWorkspace,
+                            poolWorkspace: poolWorkspace, pooledIn: pooledIn, weights: weights, diffForWeights: diffForWeights,
+                            data: dataBackward, diffForData: diffForData)
     }
 
     // MARK: Cache
@@ -174,10 +178,13 @@ struct DNNLConvBlockSaved: @unchecked Sendable {
 
 extension Kernels {
     /// The fused block's forward pass on contiguous float32 tensors: the pooled output
-    /// `[N, C, Hp, Wp]`, the batch mean and biased variance `[C]` (float32), and what the
-    /// backward pass needs. nil when oneDNN fails (the caller runs the layers one by one).
+    /// `[N, C, Hp, Wp]` and, for a training plan, what the backward pass needs, with the batch
+    /// mean and biased variance `[C]` (float32). An inference plan normalises with `running`
+    /// (mean and variance `[C]`, float32) instead. nil when oneDNN fails (the caller runs the
+    /// layers one by one).
     static func convBlockForward(_ plan: DNNLConvBlockPlan, input: Tensor, weight: Tensor, bias: Tensor?,
-                                 scale: Tensor, shift: Tensor) -> (out: Tensor, saved: DNNLConvBlockSaved)? {
+                                 scale: Tensor, shift: Tensor, running: (mean: Tensor, variance: Tensor)? = nil)
+        -> (out: Tensor, saved: DNNLConvBlockSaved?)? {
         _ = DNNL.syncThreads()
         let conv = plan.conv
         guard case let (src, srcBuffer)? = conv.srcIn.convert(input.rawElements),
@@ -188,26 +195,31 @@ extension Kernels {
         if let bias { convArgs.append((DNNL.Arg.bias, conv.plainBias, bias.rawElements)) }
         guard DNNL.execute(conv.forward, convArgs) else { return nil }
 
-        let mean = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        let variance = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let training = plan.backward
+        guard (training == nil) == (running != nil) else { return nil }
+        let mean = running?.mean ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let variance = running?.variance ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
         let normalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        let normWorkspace = DNNL.Buffer(bytes: DNNL.byteSize(plan.normWorkspace))
-        guard DNNL.execute(plan.normForward, [
+        let normWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.normWorkspace)) }
+        var normArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
             (DNNL.Arg.src, plan.blocked, convolved.pointer), (DNNL.Arg.dst, plan.blocked, normalized.pointer),
             (DNNL.Arg.mean, plan.statistics, mean.rawElements), (DNNL.Arg.variance, plan.statistics, variance.rawElements),
             (DNNL.Arg.scale, plan.statistics, scale.rawElements), (DNNL.Arg.shift, plan.statistics, shift.rawElements),
-            (DNNL.Arg.workspace, plan.normWorkspace, normWorkspace.pointer),
-        ]) else { return nil }
+        ]
+        if let training, let normWorkspace { normArgs.append((DNNL.Arg.workspace, training.normWorkspace, normWorkspace.pointer)) }
+        guard DNNL.execute(plan.normForward, normArgs) else { return nil }
 
         let out = Tensor(uninitializedShape: plan.pooledShape, dtype: .float32)
         let (pooled, pooledBuffer) = plan.pooledOut.target(out.rawElements)
-        let poolWorkspace = DNNL.Buffer(bytes: DNNL.byteSize(plan.poolWorkspace))
-        guard DNNL.execute(plan.poolForward, [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled),
-                                              (DNNL.Arg.workspace, plan.poolWorkspace, poolWorkspace.pointer)]),
-              plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
-        withExtendedLifetime((normalized, pooledBuffer)) {}
-        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: srcBuffer, weights: wBuffer,
-                                       convolved: convolved, mean: mean, variance: variance,
+        let poolWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.poolWorkspace)) }
+        var poolArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+            [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled)]
+        if let training, let poolWorkspace { poolArgs.append((DNNL.Arg.workspace, training.poolWorkspace, poolWorkspace.pointer)) }
+        guard DNNL.execute(plan.poolForward, poolArgs), plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
+        withExtendedLifetime((normalized, pooledBuffer, mean, variance)) {}
+        guard let normWorkspace, let poolWorkspace else { return (out, nil) }
+        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: srcBuffer,
+                                       weights: wBuffer, convolved: convolved, mean: mean, variance: variance,
                                        normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
         return (out, saved)
     }
@@ -218,31 +230,32 @@ extension Kernels {
     static func convBlockBackward(_ saved: DNNLConvBlockSaved, gradOut: Tensor, hasBias: Bool)
         -> (input: Tensor?, weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor)? {
         let plan = saved.plan, conv = plan.conv, geo = conv.geo
+        guard let backward = plan.backward else { return nil }
         _ = DNNL.syncThreads()
-        guard case let (diffPooled, diffPooledBuffer)? = plan.pooledIn.convert(gradOut.rawElements) else { return nil }
+        guard case let (diffPooled, diffPooledBuffer)? = backward.pooledIn.convert(gradOut.rawElements) else { return nil }
         let diffNormalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        guard DNNL.execute(plan.poolBackward, [(DNNL.Arg.diffDst, plan.pooled, diffPooled),
-                                               (DNNL.Arg.workspace, plan.poolWorkspace, saved.poolWorkspace.pointer),
+        guard DNNL.execute(backward.poolBackward, [(DNNL.Arg.diffDst, plan.pooled, diffPooled),
+                                                   (DNNL.Arg.workspace, backward.poolWorkspace, saved.poolWorkspace.pointer),
                                                (DNNL.Arg.diffSrc, plan.blocked, diffNormalized.pointer)]) else { return nil }
         withExtendedLifetime(diffPooledBuffer) {}
 
         let diffConvolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
         let gradScale = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
         let gradShift = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        guard DNNL.execute(plan.normBackward, [
+        guard DNNL.execute(backward.normBackward, [
             (DNNL.Arg.src, plan.blocked, saved.convolved.pointer), (DNNL.Arg.mean, plan.statistics, saved.mean.rawElements),
             (DNNL.Arg.variance, plan.statistics, saved.variance.rawElements),
             (DNNL.Arg.diffDst, plan.blocked, diffNormalized.pointer), (DNNL.Arg.scale, plan.statistics, saved.scale.rawElements),
             // oneDNN 2.6 refuses this backward pass with the ReLU fused unless it is also given the shift.
             (DNNL.Arg.shift, plan.statistics, saved.shift.rawElements),
-            (DNNL.Arg.workspace, plan.normWorkspace, saved.normWorkspace.pointer),
+            (DNNL.Arg.workspace, backward.normWorkspace, saved.normWorkspace.pointer),
             (DNNL.Arg.diffSrc, plan.blocked, diffConvolved.pointer),
             (DNNL.Arg.diffScale, plan.statistics, gradScale.rawElements), (DNNL.Arg.diffShift, plan.statistics, gradShift.rawElements),
         ]) else { return nil }
         withExtendedLifetime(diffNormalized) {}
 
         var gradInput: Tensor?
-        if let bd = plan.backwardData, let diffIn = plan.diffForData {
+        if let bd = backward.data, let diffIn = backward.diffForData {
             let gx = Tensor(uninitializedShape: geo.inputShape, dtype: .float32)
             var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
             if DNNL.equal(bd.weights, conv.weights) {
@@ -259,7 +272,7 @@ extension Kernels {
             gradInput = gx
         }
 
-        let bw = plan.backwardWeights
+        let bw = backward.weights
         let gw = Tensor(uninitializedShape: geo.weightShape, dtype: .float32)
         let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: .float32)
         var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
@@ -268,7 +281,7 @@ extension Kernels {
         } else {
             src = bw.srcIn.convert(saved.input.rawElements)
         }
-        guard case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = plan.diffForWeights.convert(diffConvolved.pointer) else {
+        guard case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = backward.diffForWeights.convert(diffConvolved.pointer) else {
             return nil
         }
         let (dw, dwBuffer) = bw.diffWeightsOut.target(gw.rawElements)
