@@ -27,14 +27,18 @@ import TandemTestSupport
              inputGrad: true, poolKernel: 2, poolStride: 1, poolPadding: 0),
     ]
 
-    @Test(arguments: cases) func matchesTheOperationsOneByOne(c: Case) throws {
-        let g = Generator(seed: 17)
+    /// Input, convolution weight (scaled like PyTorch's initialisation) and bias, batch-norm weight and bias.
+    private func operands(_ c: Case, _ g: Generator) throws -> (Tensor, Tensor, Tensor?, Tensor, Tensor) {
         let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
         let w = try Tensor.randn([c.outChannels, c.inChannels, c.kernel, c.kernel], generator: g)
             * (1 / Double(c.inChannels * c.kernel * c.kernel).squareRoot())
         let b = c.hasBias ? try Tensor.randn([c.outChannels], generator: g) * 0.1 : nil
-        let gamma = try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1
-        let beta = try Tensor.randn([c.outChannels], generator: g) * 0.2
+        return (x, w, b, try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1, try Tensor.randn([c.outChannels], generator: g) * 0.2)
+    }
+
+    @Test(arguments: cases) func matchesTheOperationsOneByOne(c: Case) throws {
+        let g = Generator(seed: 17)
+        let (x, w, b, gamma, beta) = try operands(c, g)
 
         func leaves() -> [Tensor] {
             [x.requiringGrad(c.inputGrad), w.requiringGrad(), b?.requiringGrad(), gamma.requiringGrad(), beta.requiringGrad()]
@@ -81,12 +85,7 @@ import TandemTestSupport
     /// Evaluation: the running statistics, no gradient recorded.
     @Test(arguments: cases) func inferenceMatchesTheOperationsOneByOne(c: Case) throws {
         let g = Generator(seed: 23)
-        let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
-        let w = try Tensor.randn([c.outChannels, c.inChannels, c.kernel, c.kernel], generator: g)
-            * (1 / Double(c.inChannels * c.kernel * c.kernel).squareRoot())
-        let b = c.hasBias ? try Tensor.randn([c.outChannels], generator: g) * 0.1 : nil
-        let gamma = try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1
-        let beta = try Tensor.randn([c.outChannels], generator: g) * 0.2
+        let (x, w, b, gamma, beta) = try operands(c, g)
         let runningMean = try Tensor.randn([c.outChannels], generator: g) * 0.3
         let runningVar = Tensor.uniform([c.outChannels], low: 0.5, high: 1.5, generator: g)
         try Tensor.withNoGrad {
