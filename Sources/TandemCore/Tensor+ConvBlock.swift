@@ -7,7 +7,8 @@ extension Tensor {
     ///
     /// `input [N, Cin, H, W]`, `weight [Cout, Cin, kH, kW]`, `bias [Cout]` or nil, `normWeight` and
     /// `normBias [Cout]` → `output [N, Cout, Hp, Wp]`, with `mean` and `variance [Cout]`, the batch
-    /// statistics (biased variance over `N·Hout·Wout` values) for the caller's running averages.
+    /// statistics (biased variance over `count = N·Hout·Wout` values) for the caller's running
+    /// averages.
     /// `stride`, `padding` (convolution) and `poolKernel`, `poolStride`, `poolPadding` take one
     /// value (both dimensions) or two, as in `conv2d` and `maxPool2d`. The output and the
     /// gradients of all five tensors are those of the four operations in a row up to float32
@@ -25,7 +26,7 @@ extension Tensor {
         _ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int],
         normWeight: Tensor, normBias: Tensor, eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int],
         training: Bool = true, running: (mean: Tensor, variance: Tensor)? = nil
-    ) -> (output: Tensor, mean: [Double], variance: [Double])? {
+    ) -> (output: Tensor, mean: [Double], variance: [Double], count: Int)? {
         var operands = [input, weight, normWeight, normBias] + (bias.map { [$0] } ?? [])
         if !training {
             guard let running, running.mean.shape == [weight.shape.first ?? -1], running.variance.shape == running.mean.shape,
@@ -54,23 +55,24 @@ extension Tensor {
         let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
         let b = bias?.contiguousStorage().detach()
         let scale = normWeight.contiguousStorage().detach(), shift = normBias.contiguousStorage().detach()
-        let statistics = running.map { ($0.mean.contiguousStorage().detach(), $0.variance.contiguousStorage().detach()) }
+        let statistics = training ? nil : running.map { ($0.mean.contiguousStorage().detach(), $0.variance.contiguousStorage().detach()) }
+        let count = geo.batch * geo.outHeight * geo.outWidth
         guard let (out, kept) = Kernels.convBlockForward(plan, input: x, weight: w, bias: b, scale: scale, shift: shift,
-                                                         running: training ? nil : statistics) else { return nil }
+                                                         running: statistics) else { return nil }
         guard let saved = kept else {
-            return (out, statistics?.0.toDoubleArray() ?? [], statistics?.1.toDoubleArray() ?? [])
+            return (out, statistics?.0.toDoubleArray() ?? [], statistics?.1.toDoubleArray() ?? [], count)
         }
         let mean = saved.mean.toDoubleArray(), variance = saved.variance.toDoubleArray()
         let hasBias = bias != nil
         let inputs = [input, weight] + (bias.map { [$0] } ?? []) + [normWeight, normBias]
         let output = record("convBatchNormReLUMaxPool", out, inputs: inputs) { g in
             let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
-            guard let grads = Kernels.convBlockBackward(saved, gradOut: gy, hasBias: hasBias) else {
+            guard let grads = Kernels.convBlockBackward(saved, gradOut: gy) else {
                 throw TensorError.invalidArgument(op: "convBatchNormReLUMaxPool", message: "oneDNN failed in the backward pass of \(geo.inputShape) → \(geo.outputShape)")
             }
             return [needInput ? grads.input : nil, grads.weight] + (hasBias ? [grads.bias] : []) + [grads.scale, grads.shift]
         }
-        return (output, mean, variance)
+        return (output, mean, variance, count)
     }
 
     /// One value (both dimensions) or two, each at least `minimum`; nil otherwise.

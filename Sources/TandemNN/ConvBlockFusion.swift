@@ -16,17 +16,9 @@ extension Sequential {
             normWeight: normWeight.value, normBias: normBias.value, eps: norm.eps,
             poolKernel: [pool.kernelSize], poolStride: [pool.stride], poolPadding: [pool.padding],
             training: norm.isTraining, running: (norm.runningMean.value, norm.runningVar.value)) else { return nil }
-        guard norm.isTraining else { return fused.output }
-        let count = x.shape[0] * convolvedArea(conv, x)
-        try norm.accumulate(batchMean: fused.mean, batchVariance: fused.variance, count: count)
+        if norm.isTraining {
+            try norm.accumulate(batchMean: fused.mean, batchVariance: fused.variance, count: fused.count)
+        }
         return fused.output
-    }
-
-    /// `Hout · Wout` of `conv` on `x`.
-    private func convolvedArea(_ conv: Conv2d, _ x: Tensor) -> Int {
-        let (sh, sw) = (conv.stride[0], conv.stride[conv.stride.count - 1])
-        let (ph, pw) = (conv.padding[0], conv.padding[conv.padding.count - 1])
-        let (kh, kw) = (conv.weight.value.shape[2], conv.weight.value.shape[3])
-        return ((x.shape[2] + 2 * ph - kh) / sh + 1) * ((x.shape[3] + 2 * pw - kw) / sw + 1)
     }
 }

@@ -35,7 +35,7 @@ open class BatchNorm: Module {
         if isTraining {
             if let mean { runningMean.value = mean }
             if let variance { runningVar.value = variance }
-            numBatchesTracked.value = Tensor(int64: [Int(try numBatchesTracked.value.item()) + 1], shape: [])
+            try countBatch()
         }
         return out
     }
@@ -51,6 +51,11 @@ extension BatchNorm {
         runningMean.value = Tensor(zip(old.toDoubleArray(), batchMean).map { (1 - m) * $0 + m * $1 }, shape: old.shape, dtype: old.dtype)
         runningVar.value = Tensor(zip(oldVar.toDoubleArray(), batchVariance).map { (1 - m) * $0 + m * $1 * correction },
                                   shape: oldVar.shape, dtype: oldVar.dtype)
+        try countBatch()
+    }
+
+    /// `num_batches_tracked += 1`.
+    fileprivate func countBatch() throws {
         numBatchesTracked.value = Tensor(int64: [Int(try numBatchesTracked.value.item()) + 1], shape: [])
     }
 }

@@ -431,18 +431,71 @@ extension Kernels {
         guard let plan = DNNLConvPlan.plan(for: geo, hasBias: bias != nil, threads: threads,
                                            bfloat16: input.dtype == .bfloat16) else { return nil }
         let out = Tensor(uninitializedShape: geo.outputShape, dtype: input.dtype)
-        let x = input.rawElements
-        let w = weight.rawElements
         let y = out.rawElements
-        guard case let (src, srcBuffer)? = plan.srcIn.convert(x),
-              case let (wts, wBuffer)? = plan.weightsIn.convert(w) else { return nil }
         let (dst, dstBuffer) = plan.dstOut.target(y)
+        guard let kept = convForwardDNNL(plan, input: input, weight: weight, bias: bias, into: dst),
+              plan.dstOut.finish(dst, y) else { return nil }
+        withExtendedLifetime(dstBuffer) {}
+        return (out, keep ? DNNLConvSaved(plan: plan, src: kept.src, weights: kept.weights) : nil)
+    }
+
+    /// Runs `plan`'s forward primitive, writing its output in `plan.dst`'s layout to `dst`.
+    /// Returns the source and weights in the plan's layouts (nil when the plain tensors were
+    /// used as they are), or nil when oneDNN fails.
+    static func convForwardDNNL(_ plan: DNNLConvPlan, input: Tensor, weight: Tensor, bias: Tensor?,
+                                into dst: UnsafeMutableRawPointer) -> (src: DNNL.Buffer?, weights: DNNL.Buffer?)? {
+        guard case let (src, srcBuffer)? = plan.srcIn.convert(input.rawElements),
+              case let (wts, wBuffer)? = plan.weightsIn.convert(weight.rawElements) else { return nil }
         var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.src, src), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
         if let bias { args.append((DNNL.Arg.bias, plan.plainBias, bias.rawElements)) }
-        guard DNNL.execute(plan.forward, args), plan.dstOut.finish(dst, y) else { return nil }
-        withExtendedLifetime(dstBuffer) {}
-        return (out, keep ? DNNLConvSaved(plan: plan, src: srcBuffer, weights: wBuffer) : nil)
+        guard DNNL.execute(plan.forward, args) else { return nil }
+        return (srcBuffer, wBuffer)
+    }
+
+    /// The input gradient (`geo.inputShape`, dtype `dtype`) from a gradient of the output
+    /// already in `bd.diffDst`'s layout at `diffDst`. The forward pass's weights in the plan's
+    /// layout (`savedWeights`) are used when `bd` wants that layout. nil when oneDNN fails.
+    static func convBackwardData(_ plan: DNNLConvPlan, _ bd: DNNLConvPlan.BackwardData, diffDst: UnsafeMutableRawPointer,
+                                 weight: Tensor, savedWeights: DNNL.Buffer?, dtype: DType) -> Tensor? {
+        var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+        if DNNL.equal(bd.weights, plan.weights) {
+            weights = savedWeights.map { ($0.pointer, $0) } ?? (weight.rawElements, nil)
+        } else {
+            weights = bd.weightsIn.convert(weight.rawElements)
+        }
+        guard case let (wp, wBuffer)? = weights else { return nil }
+        let gx = Tensor(uninitializedShape: plan.geo.inputShape, dtype: dtype)
+        let (ds, dsBuffer) = bd.diffSrcOut.target(gx.rawElements)
+        defer { withExtendedLifetime((wBuffer, dsBuffer)) {} }
+        guard DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, diffDst), (DNNL.Arg.weights, bd.weights, wp),
+                                          (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
+              bd.diffSrcOut.finish(ds, gx.rawElements) else { return nil }
+        return gx
+    }
+
+    /// The weight gradient (`geo.weightShape`) and, when the plan has a bias, the bias gradient
+    /// `[Cout]` (dtype `dtype`) from a gradient of the output already in `bw.diffDst`'s layout
+    /// at `diffDst`. The forward source in the plan's layout (`savedSrc`) is used when `bw`
+    /// wants that layout. nil when oneDNN fails.
+    static func convBackwardWeights(_ plan: DNNLConvPlan, _ bw: DNNLConvPlan.BackwardWeights, diffDst: UnsafeMutableRawPointer,
+                                    input: Tensor, savedSrc: DNNL.Buffer?, dtype: DType) -> (weight: Tensor, bias: Tensor?)? {
+        var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
+        if DNNL.equal(bw.src, plan.src) {
+            src = savedSrc.map { ($0.pointer, $0) } ?? (input.rawElements, nil)
+        } else {
+            src = bw.srcIn.convert(input.rawElements)
+        }
+        guard case let (sp, sBuffer)? = src else { return nil }
+        let gw = Tensor(uninitializedShape: plan.geo.weightShape, dtype: dtype)
+        let gb = plan.hasBias ? Tensor(uninitializedShape: [plan.geo.outChannels], dtype: dtype) : nil
+        let (dw, dwBuffer) = bw.diffWeightsOut.target(gw.rawElements)
+        defer { withExtendedLifetime((sBuffer, dwBuffer, gb)) {} }
+        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
+            [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, diffDst), (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
+        if let gb { args.append((DNNL.Arg.diffBias, plan.plainBias, gb.rawElements)) }
+        guard DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gw.rawElements) else { return nil }
+        return (gw, gb)
     }
 
     /// float32 or bfloat16 backward on oneDNN (gradients in the input's dtype), falling back
@@ -456,59 +509,23 @@ extension Kernels {
         var gradInput: Tensor?, gradWeight: Tensor?, gradBias: Tensor?
         var convertedDiffDst: (desc: dnnl_memory_desc_t, pointer: UnsafeMutableRawPointer, buffer: DNNL.Buffer?)?
 
-        if needInput, let bd = plan.backwardData() {
-            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: input.dtype)
-            let gxp = gx.rawElements
-            let w = weight.rawElements
-            var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-            if DNNL.equal(bd.weights, plan.weights) {
-                weights = saved.weights.map { ($0.pointer, $0) } ?? (w, nil)
-            } else {
-                weights = bd.weightsIn.convert(w)
-            }
-            if case let (wp, wBuffer)? = weights, case let (dd, ddBuffer)? = bd.diffDstIn.convert(gy) {
-                let (ds, dsBuffer) = bd.diffSrcOut.target(gxp)
-                if DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
-                                                      (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
-                   bd.diffSrcOut.finish(ds, gxp) {
-                    gradInput = gx
-                }
-                withExtendedLifetime((wBuffer, dsBuffer)) {}
-                convertedDiffDst = (bd.diffDst, dd, ddBuffer)
-            }
+        if needInput, let bd = plan.backwardData(), case let (dd, ddBuffer)? = bd.diffDstIn.convert(gy) {
+            gradInput = convBackwardData(plan, bd, diffDst: dd, weight: weight, savedWeights: saved.weights, dtype: input.dtype)
+            convertedDiffDst = (bd.diffDst, dd, ddBuffer)
         }
 
         if needWeight, let bw = plan.backwardWeights() {
-            let gw = Tensor(uninitializedShape: geo.weightShape, dtype: input.dtype)
-            let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: input.dtype)
-            let gwp = gw.rawElements
-            let x = input.rawElements
-            var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-            if DNNL.equal(bw.src, plan.src) {
-                src = saved.src.map { ($0.pointer, $0) } ?? (x, nil)
-            } else {
-                src = bw.srcIn.convert(x)
-            }
             var diffDst: (UnsafeMutableRawPointer, DNNL.Buffer?)?
             if let c = convertedDiffDst, DNNL.equal(c.desc, bw.diffDst) {
                 diffDst = (c.pointer, c.buffer)
             } else {
                 diffDst = bw.diffDstIn.convert(gy)
             }
-            if case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = diffDst {
-                let (dw, dwBuffer) = bw.diffWeightsOut.target(gwp)
-                var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
-                    [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, dd),
-                     (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
-                if plan.hasBias {
-                    args.append((DNNL.Arg.diffBias, plan.plainBias, gb.rawElements))
-                }
-                if DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gwp) {
-                    gradWeight = gw
-                    if plan.hasBias && needBias { gradBias = gb }
-                }
-                // `gb` is written by oneDNN but not used afterwards when the bias gradient is not asked for.
-                withExtendedLifetime((sBuffer, ddBuffer, dwBuffer, gb)) {}
+            if case let (dd, ddBuffer)? = diffDst,
+               let grads = convBackwardWeights(plan, bw, diffDst: dd, input: input, savedSrc: saved.src, dtype: input.dtype) {
+                gradWeight = grads.weight
+                if needBias { gradBias = grads.bias }
+                withExtendedLifetime(ddBuffer) {}
             }
         }
         withExtendedLifetime(convertedDiffDst?.buffer) {}

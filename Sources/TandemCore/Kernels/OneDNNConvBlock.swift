@@ -186,14 +186,10 @@ extension Kernels {
                                  scale: Tensor, shift: Tensor, running: (mean: Tensor, variance: Tensor)? = nil)
         -> (out: Tensor, saved: DNNLConvBlockSaved?)? {
         _ = DNNL.syncThreads()
-        let conv = plan.conv
-        guard case let (src, srcBuffer)? = conv.srcIn.convert(input.rawElements),
-              case let (wts, wBuffer)? = conv.weightsIn.convert(weight.rawElements) else { return nil }
         let convolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        var convArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
-            [(DNNL.Arg.src, conv.src, src), (DNNL.Arg.weights, conv.weights, wts), (DNNL.Arg.dst, plan.blocked, convolved.pointer)]
-        if let bias { convArgs.append((DNNL.Arg.bias, conv.plainBias, bias.rawElements)) }
-        guard DNNL.execute(conv.forward, convArgs) else { return nil }
+        guard let kept = convForwardDNNL(plan.conv, input: input, weight: weight, bias: bias, into: convolved.pointer) else {
+            return nil
+        }
 
         let training = plan.backward
         guard (training == nil) == (running != nil) else { return nil }
@@ -218,8 +214,8 @@ extension Kernels {
         guard DNNL.execute(plan.poolForward, poolArgs), plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
         withExtendedLifetime((normalized, pooledBuffer, mean, variance)) {}
         guard let normWorkspace, let poolWorkspace else { return (out, nil) }
-        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: srcBuffer,
-                                       weights: wBuffer, convolved: convolved, mean: mean, variance: variance,
+        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: kept.src,
+                                       weights: kept.weights, convolved: convolved, mean: mean, variance: variance,
                                        normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
         return (out, saved)
     }
@@ -227,9 +223,9 @@ extension Kernels {
     /// The fused block's backward pass from the gradient of the pooled output (contiguous
     /// float32 NCHW): gradients of the input (when the plan was made for it), convolution
     /// weight and bias, and batch-norm weight and bias. nil when oneDNN fails.
-    static func convBlockBackward(_ saved: DNNLConvBlockSaved, gradOut: Tensor, hasBias: Bool)
+    static func convBlockBackward(_ saved: DNNLConvBlockSaved, gradOut: Tensor)
         -> (input: Tensor?, weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor)? {
-        let plan = saved.plan, conv = plan.conv, geo = conv.geo
+        let plan = saved.plan, conv = plan.conv
         guard let backward = plan.backward else { return nil }
         _ = DNNL.syncThreads()
         guard case let (diffPooled, diffPooledBuffer)? = backward.pooledIn.convert(gradOut.rawElements) else { return nil }
@@ -256,40 +252,16 @@ extension Kernels {
 
         var gradInput: Tensor?
         if let bd = backward.data, let diffIn = backward.diffForData {
-            let gx = Tensor(uninitializedShape: geo.inputShape, dtype: .float32)
-            var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-            if DNNL.equal(bd.weights, conv.weights) {
-                weights = saved.weights.map { ($0.pointer, $0) } ?? (saved.weight.rawElements, nil)
-            } else {
-                weights = bd.weightsIn.convert(saved.weight.rawElements)
-            }
-            guard case let (wp, wBuffer)? = weights, case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer) else { return nil }
-            let (ds, dsBuffer) = bd.diffSrcOut.target(gx.rawElements)
-            guard DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, dd), (DNNL.Arg.weights, bd.weights, wp),
-                                              (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
-                  bd.diffSrcOut.finish(ds, gx.rawElements) else { return nil }
-            withExtendedLifetime((wBuffer, ddBuffer, dsBuffer)) {}
+            guard case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer),
+                  let gx = convBackwardData(conv, bd, diffDst: dd, weight: saved.weight, savedWeights: saved.weights,
+                                            dtype: .float32) else { return nil }
+            withExtendedLifetime(ddBuffer) {}
             gradInput = gx
         }
-
-        let bw = backward.weights
-        let gw = Tensor(uninitializedShape: geo.weightShape, dtype: .float32)
-        let gb = Tensor(uninitializedShape: [geo.outChannels], dtype: .float32)
-        var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-        if DNNL.equal(bw.src, conv.src) {
-            src = saved.src.map { ($0.pointer, $0) } ?? (saved.input.rawElements, nil)
-        } else {
-            src = bw.srcIn.convert(saved.input.rawElements)
-        }
-        guard case let (sp, sBuffer)? = src, case let (dd, ddBuffer)? = backward.diffForWeights.convert(diffConvolved.pointer) else {
-            return nil
-        }
-        let (dw, dwBuffer) = bw.diffWeightsOut.target(gw.rawElements)
-        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
-            [(DNNL.Arg.src, bw.src, sp), (DNNL.Arg.diffDst, bw.diffDst, dd), (DNNL.Arg.diffWeights, bw.diffWeights, dw)]
-        if hasBias { args.append((DNNL.Arg.diffBias, conv.plainBias, gb.rawElements)) }
-        guard DNNL.execute(bw.primitive, args), bw.diffWeightsOut.finish(dw, gw.rawElements) else { return nil }
-        withExtendedLifetime((sBuffer, ddBuffer, dwBuffer, diffConvolved)) {}
-        return (gradInput, gw, hasBias ? gb : nil, gradScale, gradShift)
+        guard case let (dd, ddBuffer)? = backward.diffForWeights.convert(diffConvolved.pointer),
+              let grads = convBackwardWeights(conv, backward.weights, diffDst: dd, input: saved.input, savedSrc: saved.src,
+                                              dtype: .float32) else { return nil }
+        withExtendedLifetime((ddBuffer, diffConvolved)) {}
+        return (gradInput, grads.weight, grads.bias, gradScale, gradShift)
     }
 }
