@@ -77,6 +77,20 @@ import TandemTestSupport
         #expect(Closeness.mismatch(evaluated, b, rtol: 1e-4, atol: 1e-5, "eval output without gradients") == nil)
     }
 
+    /// A wrong input for a block that would run fused is the convolution's typed error, as when
+    /// the layers run one by one, in training and in evaluation without gradients.
+    @Test func convBlockWithWrongInputIsTheConvolutionsTypedError() throws {
+        let model = Sequential(Conv2d(3, 8, kernelSize: 3), BatchNorm2d(8), ReLU(), MaxPool2d(kernelSize: 2))
+        func isConvShapeError(_ error: any Error) -> Bool {
+            guard case TensorError.shapeMismatch(let op, _) = error else { return false }
+            return op == "conv2d"
+        }
+        #expect(performing: { _ = try model(Tensor.randn([2, 4, 8, 8])) }, throws: isConvShapeError)
+        #expect(performing: { _ = try model(Tensor.randn([2, 3, 8])) }, throws: isConvShapeError)
+        model.eval()
+        #expect(performing: { _ = try Tensor.withNoGrad { try model(Tensor.randn([2, 4, 8, 8])) } }, throws: isConvShapeError)
+    }
+
     /// Finite differences through `Sequential(ReLU, MaxPool2d)` (inputs away from 0 and ties).
     @Test func reluThenMaxPoolingGradientCheck() throws {
         let x = Tensor.randn([1, 2, 4, 4], dtype: .float64, generator: Generator(seed: 5))
