@@ -172,6 +172,15 @@ enum DNNL {
         }
     }
 
+    /// Plain data at `plain` in the layout `wanted`: what the forward pass kept in layout `kept`
+    /// (`saved`, or `plain` itself when it kept no copy) when `wanted` is that layout, else a
+    /// new buffer made by `conversion`. nil when oneDNN cannot reorder.
+    static func reuseOrConvert(_ plain: UnsafeMutableRawPointer, to wanted: dnnl_memory_desc_t, kept: dnnl_memory_desc_t,
+                               saved: Buffer?, conversion: Conversion) -> (UnsafeMutableRawPointer, Buffer?)? {
+        guard equal(wanted, kept) else { return conversion.convert(plain) }
+        return saved.map { ($0.pointer, $0) } ?? (plain, nil)
+    }
+
     /// How data moves between a plain layout and a primitive's layout: nothing to do
     /// (`.same`) or a reorder. nil when oneDNN cannot reorder.
     enum Conversion {
@@ -458,13 +467,8 @@ extension Kernels {
     /// layout (`savedWeights`) are used when `bd` wants that layout. nil when oneDNN fails.
     static func convBackwardData(_ plan: DNNLConvPlan, _ bd: DNNLConvPlan.BackwardData, diffDst: UnsafeMutableRawPointer,
                                  weight: Tensor, savedWeights: DNNL.Buffer?, dtype: DType) -> Tensor? {
-        var weights: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-        if DNNL.equal(bd.weights, plan.weights) {
-            weights = savedWeights.map { ($0.pointer, $0) } ?? (weight.rawElements, nil)
-        } else {
-            weights = bd.weightsIn.convert(weight.rawElements)
-        }
-        guard case let (wp, wBuffer)? = weights else { return nil }
+        guard case let (wp, wBuffer)? = DNNL.reuseOrConvert(weight.rawElements, to: bd.weights, kept: plan.weights,
+                                                            saved: savedWeights, conversion: bd.weightsIn) else { return nil }
         let gx = Tensor(uninitializedShape: plan.geo.inputShape, dtype: dtype)
         let (ds, dsBuffer) = bd.diffSrcOut.target(gx.rawElements)
         defer { withExtendedLifetime((wBuffer, dsBuffer)) {} }
@@ -480,13 +484,8 @@ extension Kernels {
     /// wants that layout. nil when oneDNN fails.
     static func convBackwardWeights(_ plan: DNNLConvPlan, _ bw: DNNLConvPlan.BackwardWeights, diffDst: UnsafeMutableRawPointer,
                                     input: Tensor, savedSrc: DNNL.Buffer?, dtype: DType) -> (weight: Tensor, bias: Tensor?)? {
-        var src: (UnsafeMutableRawPointer, DNNL.Buffer?)?
-        if DNNL.equal(bw.src, plan.src) {
-            src = savedSrc.map { ($0.pointer, $0) } ?? (input.rawElements, nil)
-        } else {
-            src = bw.srcIn.convert(input.rawElements)
-        }
-        guard case let (sp, sBuffer)? = src else { return nil }
+        guard case let (sp, sBuffer)? = DNNL.reuseOrConvert(input.rawElements, to: bw.src, kept: plan.src,
+                                                            saved: savedSrc, conversion: bw.srcIn) else { return nil }
         let gw = Tensor(uninitializedShape: plan.geo.weightShape, dtype: dtype)
         let gb = plan.hasBias ? Tensor(uninitializedShape: [plan.geo.outChannels], dtype: dtype) : nil
         let (dw, dwBuffer) = bw.diffWeightsOut.target(gw.rawElements)
