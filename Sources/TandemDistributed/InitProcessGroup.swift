@@ -183,8 +183,10 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
         let world = info.worldSize
         deadRanks = { [weak tcp] me in
             guard let tcp else { return [] }
-            try? tcp.set("tandem/sawFailure/\(me)", [1])
             let verdict = firstDeadRanks(tcp, world: world)
+            // Recorded only once the verdict is read: rank 0 serves the store and waits for this
+            // key from every live rank before it exits, so no rank reads a vanished store.
+            try? tcp.set("tandem/sawFailure/\(me)", [1])
             // The store dies with this process: when a rank died, give the others a moment to
             // read that verdict rather than blame this rank for leaving.
             if tcp.isServer && !verdict.isEmpty { waitForOthersToNotice(tcp, world: world, me: me) }
