@@ -230,9 +230,11 @@ final class GlooTransport: Transport {
             let message = text(err)
             var peer = Self.peer(in: message)
             var text = message
+            // Ask the store which ranks have disconnected (a dead process closes its connection).
+            // Asked even when Gloo named the peer: asking records that this rank saw the failure,
+            // which the store's rank waits for before it exits.
+            let dead = deadWorldRanks(worldRanks[rank]).compactMap { worldRanks.firstIndex(of: $0) }.filter { $0 != rank }
             if peer == nil {
-                // Ask the store which ranks have disconnected (a dead process closes its connection).
-                let dead = deadWorldRanks(worldRanks[rank]).compactMap { worldRanks.firstIndex(of: $0) }.filter { $0 != rank }
                 peer = dead.first
                 if !dead.isEmpty { text += " (rank(s) \(dead.map(String.init).joined(separator: ", ")) of the group are gone)" }
             }
