@@ -150,7 +150,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 if step % config.logEvery == 0 {
                     var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
                                                  "lr": optimizer.learningRate, "images_per_second": rate,
-                                                 "step_seconds": stepSeconds]
+                                                 "step_seconds": stepSeconds, "time": Date().timeIntervalSince1970]
                     if let ddp = model as? DistributedDataParallel { record["communication_seconds"] = ddp.lastCommunicationSeconds }
                     if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
                     try log?.write(record)

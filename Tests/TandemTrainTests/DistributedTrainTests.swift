@@ -79,12 +79,17 @@ import TandemTrain
         #expect(result.output.components(separatedBy: "\"world_size\"").count == 2)
         let model = ConvNet()
         try Checkpoint.loadWeights(path: out + "/model.safetensors", into: model)
-        // Rank 0 logs every step (--log-every 1) with its duration and its time in the all-reduce.
+        // Rank 0 logs every step (--log-every 1) with its duration, its time in the all-reduce
+        // and when it ended (Unix seconds, increasing).
         let steps = try MetricsLog.read(path: out + "/metrics.jsonl").filter { $0["kind"] as? String == "step" }
         #expect(steps.count == 8)
+        var previousEnd = Date().timeIntervalSince1970 - 600
         for record in steps {
             let seconds = try #require(record["step_seconds"] as? Double), waiting = try #require(record["communication_seconds"] as? Double)
             #expect(seconds > 0 && waiting >= 0 && waiting < seconds, "\(record)")
+            let end = try #require(record["time"] as? Double)
+            #expect(end > previousEnd && end <= Date().timeIntervalSince1970, "\(record)")
+            previousEnd = end
         }
     }
 
