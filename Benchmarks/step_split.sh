@@ -4,7 +4,7 @@
 # (`--log-every 1`). Prints per round the pair's mean step, the DDP rank's mean step split into
 # compute and the gradient all-reduce call (`communication_seconds`: transfer plus waiting for
 # the other rank), and for every run the slow bursts: steps more than 1.5 ms above the median of
-# their 21-step neighbourhood. The first 20 steps of each run (warm-up) are left out.
+# their 21-step neighbourhood, and what lock step alone would cost the pair. The first 20 steps of each run (warm-up) are left out.
 # Usage (from the repository root, after `swift build -c release`):
 #   bash Benchmarks/step_split.sh ROUNDS [STEPS]
 set -euo pipefail
@@ -34,6 +34,10 @@ pair = (statistics.mean(a) + statistics.mean(b)) / 2
 step, wait = statistics.mean(d), statistics.mean(c)
 print(f"round {round_}: pair step {pair:.2f} ms | DDP step {step:.2f} ms = compute {step - wait:.2f} + all-reduce {wait:.2f} "
       f"({100 * wait / step:.1f}%) | DDP ÷ pair {step / pair:.3f}, DDP compute ÷ pair {(step - wait) / pair:.3f}")
+# The pair's steps matched by index, each taking the slower of the two: what lock step would cost
+# two processes that drift as these did, with no communication at all.
+lock = statistics.mean(max(x, y) for x, y in zip(a, b))
+print(f"  pair in lock step (each step the slower of the two): {lock:.2f} ms, +{100 * (lock / pair - 1):.1f}% over the pair's mean")
 print(f"  bursts: pair {bursts(a)} / {bursts(b)}; DDP rank 0 compute {bursts([s - w for s, w in zip(d, c)])}")
 PY
 done
