@@ -20,8 +20,9 @@ extension Tensor {
     /// recorded (`withNoGrad`), since oneDNN's inference primitives have no backward pass.
     ///
     /// Returns nil when the fused path does not apply: a dtype other than float32, autocast on,
-    /// shapes the operations would refuse, or a configuration oneDNN cannot run. The caller then
-    /// runs the operations one by one, which also report any shape error.
+    /// shapes the operations would refuse, a configuration oneDNN cannot run, or an inf or NaN in
+    /// the operands or the batch statistics (oneDNN's fused ReLU would turn NaN into 0). The
+    /// caller then runs the operations one by one, which also report any shape error.
     public static func fusedConvBatchNormReLUMaxPool(
         _ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int],
         normWeight: Tensor, normBias: Tensor, eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int],
@@ -57,12 +58,20 @@ extension Tensor {
         let scale = normWeight.contiguousStorage().detach(), shift = normBias.contiguousStorage().detach()
         let statistics = training ? nil : running.map { ($0.mean.contiguousStorage().detach(), $0.variance.contiguousStorage().detach()) }
         let count = geo.batch * geo.outHeight * geo.outWidth
+        // oneDNN's fused ReLU turns NaN into 0 where the layers keep it: with an inf or NaN
+        // anywhere the layers run one by one, so that it shows in the output (and the loss).
+        if let statistics {
+            guard ([x, w, scale, shift, statistics.0, statistics.1] + (b.map { [$0] } ?? [])).allSatisfy({ $0.isAllFinite() })
+            else { return nil }
+        }
         guard let (out, kept) = Kernels.convBlockForward(plan, input: x, weight: w, bias: b, scale: scale, shift: shift,
                                                          running: statistics) else { return nil }
         guard let saved = kept else {
             return (out, statistics?.0.toDoubleArray() ?? [], statistics?.1.toDoubleArray() ?? [], count)
         }
         let mean = saved.mean.toDoubleArray(), variance = saved.variance.toDoubleArray()
+        // In training a non-finite input, weight or bias makes a batch statistic non-finite.
+        guard mean.allSatisfy(\.isFinite), variance.allSatisfy(\.isFinite), scale.isAllFinite(), shift.isAllFinite() else { return nil }
         let hasBias = bias != nil
         let inputs = [input, weight] + (bias.map { [$0] } ?? []) + [normWeight, normBias]
         let output = record("convBatchNormReLUMaxPool", out, inputs: inputs) { g in

@@ -158,6 +158,23 @@ extension Tensor {
         return try detach().permute(order).contiguousStorage()
     }
 
+    /// True when no element is inf or NaN; integer and boolean tensors always are. Any shape,
+    /// no gradient.
+    public func isAllFinite() -> Bool {
+        switch dtype {
+        case .float32:
+            let c = contiguousStorage()
+            return withExtendedLifetime(c) { Kernels.allFinite(UnsafePointer(c.elementPointer(Float.self)), count: c.count) }
+        case .float64:
+            let c = contiguousStorage()
+            return withExtendedLifetime(c) { Kernels.allFinite(UnsafePointer(c.elementPointer(Double.self)), count: c.count) }
+        case .float16, .bfloat16:
+            return detach().to(.float32).isAllFinite()
+        case .int32, .int64, .uint8, .bool:
+            return true
+        }
+    }
+
     /// Non-finite elements replaced by `value` (no gradient).
     func replacingNonFinite(with value: Double) throws -> Tensor {
         let c = contiguousStorage()

@@ -78,7 +78,7 @@ public final class GradScaler {
             for p in optimizer.parameters {
                 guard let g = p.grad else { continue }
                 let u = try g * g.scalarLikeForScaler(inverse)
-                if !found, try !u.isAllFiniteForScaler() { found = true }
+                if !found, !u.isAllFinite() { found = true }
                 try p.value.setGrad(u)
             }
         }
@@ -152,9 +152,4 @@ public final class GradScaler {
 
 extension Tensor {
     fileprivate func scalarLikeForScaler(_ value: Double) -> Tensor { Tensor.scalar(value, dtype: dtype) }
-
-    /// True when no element is inf or NaN (x − x is 0 exactly for finite x, NaN otherwise).
-    fileprivate func isAllFiniteForScaler() throws -> Bool {
-        try (self - self).sum().item() == 0
-    }
 }

@@ -25,6 +25,9 @@ import TandemTestSupport
              inputGrad: true, poolKernel: 3, poolStride: 2, poolPadding: 1),
         Case(batch: 2, inChannels: 4, outChannels: 20, height: 11, width: 10, kernel: 3, padding: 0, stride: 2, hasBias: true,
              inputGrad: true, poolKernel: 2, poolStride: 1, poolPadding: 0),
+        // Odd convolution outputs (7 × 9) whose last row and column fit no pooling window.
+        Case(batch: 2, inChannels: 2, outChannels: 6, height: 7, width: 9, kernel: 3, padding: 1, stride: 1, hasBias: true,
+             inputGrad: true, poolKernel: 2, poolStride: 2, poolPadding: 0),
     ]
 
     /// Input, convolution weight (scaled like PyTorch's initialisation) and bias, batch-norm weight and bias.
@@ -110,17 +113,63 @@ import TandemTestSupport
     @Test func declinesWhatItDoesNotRun() throws {
         let x = Tensor.randn([2, 3, 8, 8]), w = Tensor.randn([4, 3, 3, 3])
         let gamma = Tensor.ones([4]), beta = Tensor.zeros([4])
-        func fused(_ x: Tensor, _ w: Tensor, _ gamma: Tensor, _ beta: Tensor, stride: [Int] = [1]) -> Bool {
-            Tensor.fusedConvBatchNormReLUMaxPool(x, weight: w, bias: nil, stride: stride, padding: [1], normWeight: gamma,
-                                                 normBias: beta, eps: 1e-5, poolKernel: [2], poolStride: [2], poolPadding: [0]) != nil
+        func fused(_ x: Tensor, _ w: Tensor, _ gamma: Tensor, _ beta: Tensor, stride: [Int] = [1], padding: [Int] = [1],
+                   pool: [Int] = [2]) -> Bool {
+            Tensor.fusedConvBatchNormReLUMaxPool(x, weight: w, bias: nil, stride: stride, padding: padding, normWeight: gamma,
+                                                 normBias: beta, eps: 1e-5, poolKernel: pool, poolStride: pool, poolPadding: [0]) != nil
         }
         #expect(fused(x, w, gamma, beta))
         #expect(!fused(x.to(.float64), w.to(.float64), gamma.to(.float64), beta.to(.float64)), "float64 runs the operations")
         #expect(!fused(x, Tensor.randn([4, 2, 3, 3]), gamma, beta), "channel mismatch: conv2d reports it")
         #expect(!fused(x, w, Tensor.ones([5]), beta), "wrong batch-norm weight shape")
         #expect(!fused(x, w, gamma, beta, stride: [0]), "invalid stride")
-        #expect(!fused(Tensor.randn([1, 3, 1, 1]), Tensor.randn([4, 3, 1, 1]), gamma, beta), "one value per channel")
+        #expect(fused(Tensor.randn([1, 3, 1, 1]), Tensor.randn([4, 3, 1, 1]), gamma, beta), "9 values per channel, 1 pooled")
+        #expect(!fused(Tensor.randn([1, 3, 1, 1]), Tensor.randn([4, 3, 1, 1]), gamma, beta, padding: [0], pool: [1]),
+                "one value per channel")
         let underAutocast = autocast(dtype: .bfloat16) { fused(x, w, gamma, beta) }
         #expect(!underAutocast, "autocast converts the operands first")
+    }
+
+    /// oneDNN's fused ReLU makes NaN 0; with an inf or NaN the operations run one by one instead,
+    /// in training (seen in the batch statistics) and in inference (seen in the operands).
+    @Test func declinesInfAndNaN() throws {
+        let w = Tensor.randn([4, 3, 3, 3]), beta = Tensor.zeros([4])
+        func fused(_ x: Tensor, _ w: Tensor, gamma: Tensor = Tensor.ones([4]), training: Bool,
+                   runningVar: Tensor = Tensor.ones([4])) -> Bool {
+            Tensor.withNoGrad {
+                Tensor.fusedConvBatchNormReLUMaxPool(x, weight: w, bias: nil, stride: [1], padding: [1], normWeight: gamma,
+                                                     normBias: beta, eps: 1e-5, poolKernel: [2], poolStride: [2], poolPadding: [0],
+                                                     training: training, running: training ? nil : (Tensor.zeros([4]), runningVar)) != nil
+            }
+        }
+        for training in [true, false] {
+            #expect(fused(Tensor.randn([2, 3, 8, 8]), w, training: training))
+            for bad in [Float.nan, .infinity, -.infinity] {
+                var values = Tensor.randn([2, 3, 8, 8]).toFloatArray()
+                values[77] = bad
+                #expect(!fused(Tensor(values, shape: [2, 3, 8, 8]), w, training: training), "\(bad) in the input, training \(training)")
+                var weights = w.toFloatArray()
+                weights[5] = bad
+                #expect(!fused(Tensor.randn([2, 3, 8, 8]), Tensor(weights, shape: w.shape), training: training), "\(bad) in the weight")
+                #expect(!fused(Tensor.randn([2, 3, 8, 8]), w, gamma: Tensor([1, 1, bad, 1] as [Float], shape: [4]), training: training))
+            }
+        }
+        #expect(!fused(Tensor.randn([2, 3, 8, 8]), w, training: false, runningVar: Tensor([1, .nan, 1, 1] as [Float], shape: [4])))
+    }
+
+    @Test func isAllFiniteFindsEveryInfAndNaN() throws {
+        for dtype in [DType.float32, .float64, .bfloat16] {
+            let x = Tensor.randn([5, 7], dtype: dtype == .float64 ? .float64 : .float32).to(dtype)
+            #expect(x.isAllFinite(), "\(dtype)")
+            #expect(try x.transpose(0, 1).isAllFinite(), "strided \(dtype)")
+            for position in [0, 16, 34] {  // in the SIMD part and in the tail
+                for bad in [Double.nan, .infinity, -.infinity] {
+                    var values = x.toDoubleArray()
+                    values[position] = bad
+                    #expect(!Tensor(values, shape: [5, 7], dtype: dtype).isAllFinite(), "\(bad) at \(position), \(dtype)")
+                }
+            }
+        }
+        #expect(Tensor.zeros([3], dtype: .int64).isAllFinite())
     }
 }

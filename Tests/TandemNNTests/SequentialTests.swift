@@ -91,6 +91,20 @@ import TandemTestSupport
         #expect(performing: { _ = try Tensor.withNoGrad { try model(Tensor.randn([2, 4, 8, 8])) } }, throws: isConvShapeError)
     }
 
+    /// A NaN in the input shows in the output of a block that would run fused, in training and
+    /// in evaluation, as with the layers one by one (oneDNN's fused ReLU would make it 0).
+    @Test func convBlockKeepsNaN() throws {
+        let model = Sequential(Conv2d(3, 8, kernelSize: 3), BatchNorm2d(8), ReLU(), MaxPool2d(kernelSize: 2))
+        var values = Tensor.randn([2, 3, 8, 8], generator: Generator(seed: 9)).toFloatArray()
+        values[20] = .nan
+        let x = Tensor(values, shape: [2, 3, 8, 8])
+        model.eval()
+        let evaluated = try Tensor.withNoGrad { try model(x) }.toFloatArray()
+        #expect(evaluated.contains(where: \.isNaN) && !evaluated.allSatisfy(\.isNaN), "evaluation: only the windows that saw it")
+        model.train()
+        #expect(try model(x).toFloatArray().allSatisfy(\.isNaN), "training: the batch statistics are NaN")
+    }
+
     /// Finite differences through `Sequential(ReLU, MaxPool2d)` (inputs away from 0 and ties).
     @Test func reluThenMaxPoolingGradientCheck() throws {
         let x = Tensor.randn([1, 2, 4, 4], dtype: .float64, generator: Generator(seed: 5))

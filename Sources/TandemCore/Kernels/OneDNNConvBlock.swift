@@ -101,10 +101,10 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
         let strides: [Int64] = [Int64(window.strideH), Int64(window.strideW)]
         let kernel: [Int64] = [Int64(window.kernelH), Int64(window.kernelW)]
         let padL: [Int64] = [Int64(window.padH), Int64(window.padW)]
-        // oneDNN wants the right padding that makes the output size exact (floor mode).
-        let padR: [Int64] = [Int64((outH - 1) * window.strideH + window.kernelH - h - window.padH),
-                             Int64((outW - 1) * window.strideW + window.kernelW - w - window.padW)]
-        guard padR.allSatisfy({ $0 >= 0 }) else { return nil }
+        // Floor mode: oneDNN checks `(size + padL + padR − kernel) / stride + 1 == output` with
+        // integer division, which the symmetric padding meets by the definition of outH and outW
+        // (also when the last rows or columns fit no window).
+        let padR = padL
         var poolDesc = dnnl_pooling_desc_t()
         guard dnnl_pooling_forward_desc_init(&poolDesc, prop, dnnl_pooling_max, &data, &anyPooled,
                                              strides, kernel, padL, padR) == dnnl_success,
@@ -212,7 +212,7 @@ extension Kernels {
             [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled)]
         if let training, let poolWorkspace { poolArgs.append((DNNL.Arg.workspace, training.poolWorkspace, poolWorkspace.pointer)) }
         guard DNNL.execute(plan.poolForward, poolArgs), plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
-        withExtendedLifetime((normalized, pooledBuffer, mean, variance)) {}
+        withExtendedLifetime((convolved, normalized, pooledBuffer, mean, variance)) {}
         guard let normWorkspace, let poolWorkspace else { return (out, nil) }
         let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: kept.src,
                                        weights: kept.weights, convolved: convolved, mean: mean, variance: variance,

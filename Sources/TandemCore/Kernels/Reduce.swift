@@ -107,3 +107,22 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// True when none of the `count` elements at `p` is inf or NaN: x · 0 is (±)0 for every
+    /// finite x and NaN otherwise, so one branch-free SIMD sum answers it.
+    static func allFinite<T: FloatElement & SIMDScalar>(_ p: UnsafePointer<T>, count: Int) -> Bool {
+        var lanes = SIMD16<T>(repeating: 0)
+        var i = 0
+        while i + 16 <= count {
+            lanes += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<T>.self) * 0
+            i += 16
+        }
+        var rest: T = 0
+        while i < count {
+            rest += p[i] * 0
+            i += 1
+        }
+        return lanes.sum() + rest == 0
+    }
+}
