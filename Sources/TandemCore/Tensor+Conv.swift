@@ -5,7 +5,9 @@
 /// gradients); float16 ones, and bfloat16 ones oneDNN refuses, are convolved in float32 and
 /// the result is rounded to their dtype.
 /// float32 runs on oneDNN when the library can take the configuration; everything else
-/// (float64, and any configuration oneDNN refuses) runs on im2col + GEMM. Gradients are
+/// (float64, and any configuration oneDNN refuses) runs on im2col + GEMM, or for depthwise
+/// convolutions (`groups == Cin == Cout`) on a direct kernel; oneDNN's GEMM-based depthwise
+/// kernels are refused for being slower than it. Gradients are
 /// first-order only: the backward pass is not itself differentiable.
 extension Tensor {
     /// `F.conv2d`: `input [N, Cin, H, W]`, `weight [Cout, Cin/groups, kH, kW]`,
@@ -138,7 +140,7 @@ extension Tensor {
             // oneDNN refused: float32 on the exactly widened operands, rounded back.
             return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(.bfloat16)
         } else {
-            out = Kernels.convForwardIm2col(geo, input: x, weight: w, bias: b)
+            out = Kernels.convForwardPortable(geo, input: x, weight: w, bias: b)
         }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         let hasBias = bias != nil
@@ -147,7 +149,7 @@ extension Tensor {
             let grads = saved.map {
                 Kernels.convBackwardDNNL($0, input: x, weight: w, gradOut: gy, needInput: needInput,
                                          needWeight: needWeight, needBias: needBias)
-            } ?? Kernels.convBackwardIm2col(geo, input: x, weight: w, gradOut: gy, needInput: needInput,
+            } ?? Kernels.convBackwardPortable(geo, input: x, weight: w, gradOut: gy, needInput: needInput,
                                             needWeight: needWeight, needBias: needBias)
             return hasBias ? [grads.input, grads.weight, grads.bias] : [grads.input, grads.weight]
         }

@@ -31,29 +31,40 @@ extension Kernels {
         return Swift.max(1, Swift.min(geo.batch, im2colBudget / perSample))
     }
 
-    /// Forward: `out = conv(input, weight) + bias`, all contiguous NCHW / OIHW buffers.
-    static func convForwardIm2col(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    /// Forward without oneDNN: `out = conv(input, weight) + bias`, all contiguous NCHW / OIHW
+    /// buffers; depthwise geometries run `depthwiseConvForward`, the others im2col + GEMM.
+    static func convForwardPortable(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let out = Tensor(uninitializedShape: geo.outputShape, dtype: input.dtype)
         func run<T: FloatElement>(_: T.Type) {
-            convForwardIm2col(geo, x: input.elementPointer(T.self), w: weight.elementPointer(T.self),
-                              bias: bias.map { UnsafePointer($0.elementPointer(T.self)) }, y: out.elementPointer(T.self))
+            let (x, w, y) = (input.elementPointer(T.self), weight.elementPointer(T.self), out.elementPointer(T.self))
+            let b = bias.map { UnsafePointer($0.elementPointer(T.self)) }
+            if geo.isDepthwise {
+                depthwiseConvForward(geo, x: x, w: w, bias: b, y: y)
+            } else {
+                convForwardIm2col(geo, x: x, w: w, bias: b, y: y)
+            }
         }
         if input.dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return out
     }
 
-    /// Backward: the gradients asked for, from `gradOut` (contiguous, shaped like the output).
-    static func convBackwardIm2col(_ geo: ConvGeometry, input: Tensor, weight: Tensor, gradOut: Tensor,
-                                   needInput: Bool, needWeight: Bool, needBias: Bool)
+    /// Backward without oneDNN: the gradients asked for, from `gradOut` (contiguous, shaped like
+    /// the output); depthwise geometries run `depthwiseConvBackward`, the others im2col + GEMM.
+    static func convBackwardPortable(_ geo: ConvGeometry, input: Tensor, weight: Tensor, gradOut: Tensor,
+                                     needInput: Bool, needWeight: Bool, needBias: Bool)
         -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
         let dtype = input.dtype
         let gx = needInput ? Tensor(uninitializedShape: geo.inputShape, dtype: dtype) : nil
         let gw = needWeight ? Tensor(uninitializedShape: geo.weightShape, dtype: dtype) : nil
         let gb = needBias ? Tensor(uninitializedShape: [geo.outChannels], dtype: dtype) : nil
         func run<T: FloatElement>(_: T.Type) {
-            convBackwardIm2col(geo, x: input.elementPointer(T.self), w: weight.elementPointer(T.self),
-                               gy: gradOut.elementPointer(T.self), gx: gx?.elementPointer(T.self),
-                               gw: gw?.elementPointer(T.self), gb: gb?.elementPointer(T.self))
+            let (x, w, gy) = (input.elementPointer(T.self), weight.elementPointer(T.self), gradOut.elementPointer(T.self))
+            let (gxp, gwp, gbp) = (gx?.elementPointer(T.self), gw?.elementPointer(T.self), gb?.elementPointer(T.self))
+            if geo.isDepthwise {
+                depthwiseConvBackward(geo, x: x, w: w, gy: gy, gx: gxp, gw: gwp, gb: gbp)
+            } else {
+                convBackwardIm2col(geo, x: x, w: w, gy: gy, gx: gxp, gw: gwp, gb: gbp)
+            }
         }
         if dtype == .float64 { run(Double.self) } else { run(Float.self) }
         return (gx, gw, gb)

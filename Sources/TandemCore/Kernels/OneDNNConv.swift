@@ -120,6 +120,15 @@ enum DNNL {
         return String(cString: info).hasPrefix("ref")
     }
 
+    /// True when oneDNN picked a depthwise convolution kernel built on GEMM (it unfolds the
+    /// input like im2col); `Kernels.depthwiseConvForward` and its backward are faster.
+    static func isSlowDepthwise(_ pd: dnnl_primitive_desc_t, _ geo: ConvGeometry) -> Bool {
+        guard geo.isDepthwise else { return false }
+        var info: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
+        return String(cString: info).contains("gemm")
+    }
+
     /// The queried memory descriptor of a primitive descriptor.
     static func query(_ pd: dnnl_primitive_desc_t, _ what: dnnl_query_t) -> dnnl_memory_desc_t? {
         dnnl_primitive_desc_query_md(pd, what, 0)?.pointee
@@ -294,7 +303,10 @@ final class DNNLConvPlan: @unchecked Sendable {
         guard status == dnnl_success,
               dnnl_primitive_desc_create(&pdHandle, &desc, attributes.handle, engine.handle, nil) == dnnl_success,
               let pdHandle else { return nil }
-        guard !DNNL.isReference(pdHandle) else { dnnl_primitive_desc_destroy(pdHandle); return nil }
+        guard !DNNL.isReference(pdHandle), !DNNL.isSlowDepthwise(pdHandle, geo) else {
+            dnnl_primitive_desc_destroy(pdHandle)
+            return nil
+        }
         guard let forward = DNNL.Primitive(pd: pdHandle),
               let src = DNNL.query(pdHandle, dnnl_query_src_md),
               let weights = DNNL.query(pdHandle, dnnl_query_weights_md),
@@ -344,7 +356,7 @@ final class DNNLConvPlan: @unchecked Sendable {
         guard dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &anySrc, &anyWeights, &anyDst,
                                                                strides, dilates, p, p) == dnnl_success,
               dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
-        guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+        guard !DNNL.isReference(pd), !DNNL.isSlowDepthwise(pd, geo) else { dnnl_primitive_desc_destroy(pd); return nil }
         guard let primitive = DNNL.Primitive(pd: pd),
               let diffSrc = DNNL.query(pd, dnnl_query_diff_src_md),
               let weights = DNNL.query(pd, dnnl_query_weights_md),
@@ -385,7 +397,7 @@ final class DNNLConvPlan: @unchecked Sendable {
         var pd: dnnl_primitive_desc_t?
         guard status == dnnl_success,
               dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
-        guard !DNNL.isReference(pd), let primitive = DNNL.Primitive(pd: pd) else {
+        guard !DNNL.isReference(pd), !DNNL.isSlowDepthwise(pd, geo), let primitive = DNNL.Primitive(pd: pd) else {
             dnnl_primitive_desc_destroy(pd)
             return nil
         }
@@ -498,7 +510,7 @@ extension Kernels {
     }
 
     /// float32 or bfloat16 backward on oneDNN (gradients in the input's dtype), falling back
-    /// to im2col for any part oneDNN refuses (in float32 for bfloat16, then rounded).
+    /// to the portable kernels for any part oneDNN refuses (in float32 for bfloat16, then rounded).
     static func convBackwardDNNL(_ saved: DNNLConvSaved, input: Tensor, weight: Tensor, gradOut: Tensor,
                                  needInput: Bool, needWeight: Bool, needBias: Bool)
         -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
@@ -536,7 +548,7 @@ extension Kernels {
             let low = input.dtype == .bfloat16
             func wide(_ t: Tensor) -> Tensor { low ? convert(t, to: .float32) : t }
             func back(_ t: Tensor?) -> Tensor? { low ? t.map { convert($0, to: .bfloat16) } : t }
-            let rest = convBackwardIm2col(geo, input: wide(input), weight: wide(weight), gradOut: wide(gradOut),
+            let rest = convBackwardPortable(geo, input: wide(input), weight: wide(weight), gradOut: wide(gradOut),
                                           needInput: missingInput, needWeight: missingWeight, needBias: missingBias)
             gradInput = gradInput ?? back(rest.input)
             gradWeight = gradWeight ?? back(rest.weight)
