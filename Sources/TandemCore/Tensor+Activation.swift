@@ -62,11 +62,12 @@ extension Tensor {
     /// How GELU is computed: exactly with erf, or with PyTorch's tanh approximation.
     public enum GeluApproximation: Sendable { case none, tanh }
 
-    /// 0.5·x·(1 + erf(x/√2)), or the tanh approximation.
+    /// 0.5·x·(1 + erf(x/√2)), or the tanh approximation (float32 tensors of 4,096 elements or
+    /// more on oneDNN's vectorised kernels).
     public func gelu(approximate: GeluApproximation = .none) throws -> Tensor {
         switch approximate {
-        case .none: return try unary("gelu", GeluErfFn())
-        case .tanh: return try unary("gelu_tanh", GeluTanhFn())
+        case .none: return try unary("gelu", GeluErfFn(), oneDNN: .geluErf)
+        case .tanh: return try unary("gelu_tanh", GeluTanhFn(), oneDNN: .geluTanh)
         }
     }
 

@@ -64,6 +64,25 @@ extension Tensor {
         }
     }
 
+    /// `unary` on oneDNN's eltwise `algorithm` (the same function as `f`) for float32 tensors of
+    /// at least `DNNLEltwise.minimumElements`; the Swift kernels otherwise, or when oneDNN refuses.
+    func unary<F: UnaryFunction>(_ name: String, _ f: F, oneDNN algorithm: DNNLEltwise.Algorithm) throws -> Tensor {
+        guard dtype == .float32, count >= DNNLEltwise.minimumElements else { return try unary(name, f) }
+        let x = contiguousStorage().detach()
+        let out = Tensor(uninitializedShape: shape, dtype: .float32)
+        guard DNNLEltwise.forward(algorithm, src: x.rawElements, dst: out.rawElements, count: count) else {
+            return try unary(name, f)
+        }
+        return Tensor.record(name, out, inputs: [self]) { g in
+            let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
+            let gx = Tensor(uninitializedShape: x.shape, dtype: .float32)
+            let done = withExtendedLifetime(gy) {
+                DNNLEltwise.backward(algorithm, src: x.rawElements, diffDst: gy.rawElements, diffSrc: gx.rawElements, count: x.count)
+            }
+            return [done ? gx : Kernels.mapBackward(g, x: x, y: out, f)]
+        }
+    }
+
     /// `-x`.
     public static prefix func - (x: Tensor) throws -> Tensor { try x.unary("neg", NegFn()) }
     /// e^x.

@@ -1,0 +1,142 @@
+import CDNNL
+import COpenMP
+import Foundation
+import Synchronization
+
+/// float32 activations on oneDNN's eltwise primitive, forward and backward, over contiguous
+/// buffers. oneDNN's JIT kernels evaluate erf and tanh with AVX-512 polynomials, where Swift's
+/// `Kernels.map` calls libm once per element at baseline SSE width (MambaOut's GELU took a
+/// quarter of its training step that way).
+///
+/// The buffer is cut into blocks of `blockElements` (and one remainder), each a single-threaded
+/// oneDNN call claimed by Tandem's threads, so primitives are cached for at most two sizes per
+/// algorithm. Whatever oneDNN refuses, or would run with its reference implementation, returns
+/// false so that the caller can use the Swift kernels.
+enum DNNLEltwise {
+    /// The activations routed here.
+    enum Algorithm: Hashable, Sendable {
+        /// `0.5·x·(1 + erf(x/√2))`.
+        case geluErf
+        /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+        case geluTanh
+
+        var kind: dnnl_alg_kind_t {
+            switch self {
+            case .geluErf: return dnnl_eltwise_gelu_erf
+            case .geluTanh: return dnnl_eltwise_gelu_tanh
+            }
+        }
+    }
+
+    /// Smallest element count worth a oneDNN call (below it the Swift kernels win on overhead).
+    static let minimumElements = 4096
+    /// Elements per oneDNN call.
+    static let blockElements = 1 << 15
+
+    private struct Key: Hashable { let count: Int; let algorithm: Algorithm }
+
+    private final class Plan: @unchecked Sendable {
+        let md: dnnl_memory_desc_t
+        let forward: DNNL.Primitive
+        private let lock = NSLock()
+        private var backwardState: Backward = .notYet
+        private enum Backward { case notYet, made(DNNL.Primitive), refused }
+        private let algorithm: Algorithm
+
+        init(md: dnnl_memory_desc_t, forward: DNNL.Primitive, algorithm: Algorithm) {
+            self.md = md; self.forward = forward; self.algorithm = algorithm
+        }
+
+        /// The backward primitive (from the source, not the result), made on first use.
+        func backward() -> DNNL.Primitive? {
+            lock.lock(); defer { lock.unlock() }
+            switch backwardState {
+            case .made(let p): return p
+            case .refused: return nil
+            case .notYet:
+                let made = makeBackward()
+                backwardState = made.map { .made($0) } ?? .refused
+                return made
+            }
+        }
+
+        private func makeBackward() -> DNNL.Primitive? {
+            guard let engine = DNNL.engine, let attributes = DNNL.attributes else { return nil }
+            var diff = md, data = md
+            var desc = dnnl_eltwise_desc_t()
+            var pd: dnnl_primitive_desc_t?
+            guard dnnl_eltwise_backward_desc_init(&desc, algorithm.kind, &diff, &data, 0, 0) == dnnl_success,
+                  dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success,
+                  let pd else { return nil }
+            guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+            return DNNL.Primitive(pd: pd)
+        }
+    }
+
+    private enum Entry { case plan(Plan), refused }
+    private static let cache = Mutex<[Key: Entry]>([:])
+
+    private static func plan(count: Int, algorithm: Algorithm) -> Plan? {
+        let key = Key(count: count, algorithm: algorithm)
+        if let entry = cache.withLock({ $0[key] }) {
+            if case .plan(let p) = entry { return p }
+            return nil
+        }
+        let made = makePlan(key)
+        cache.withLock { table in
+            if table.count >= 64 { table.removeAll() }
+            table[key] = made.map { .plan($0) } ?? .refused
+        }
+        return made
+    }
+
+    private static func makePlan(_ key: Key) -> Plan? {
+        guard let engine = DNNL.engine, let attributes = DNNL.attributes,
+              let md = DNNL.memoryDesc([key.count], dnnl_a) else { return nil }
+        var data = md
+        var desc = dnnl_eltwise_desc_t()
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_training, key.algorithm.kind, &data, 0, 0) == dnnl_success,
+              dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, nil) == dnnl_success,
+              let pd else { return nil }
+        guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
+        return DNNL.Primitive(pd: pd).map { Plan(md: md, forward: $0, algorithm: key.algorithm) }
+    }
+
+    /// Runs `body(offset, count)` on the blocks with `Parallel.forRanges`, each block a
+    /// single-threaded oneDNN call. False when any block failed or `count` is too small.
+    private static func forBlocks(_ count: Int, _ body: (_ start: Int, _ count: Int) -> Bool) -> Bool {
+        guard count >= minimumElements else { return false }
+        let blocks = (count + blockElements - 1) / blockElements
+        let failed = Mutex(false)
+        Parallel.forRanges(blocks, costPerItem: blockElements) { range in
+            omp_set_num_threads(1)
+            for block in range {
+                let start = block * blockElements
+                if !body(start, Swift.min(blockElements, count - start)) { failed.withLock { $0 = true } }
+            }
+        }
+        return !failed.withLock { $0 }
+    }
+
+    /// `dst = f(src)` over `count` float32 values. False when oneDNN cannot run it (nothing
+    /// useful is then in `dst`).
+    static func forward(_ algorithm: Algorithm, src: UnsafeMutableRawPointer, dst: UnsafeMutableRawPointer, count: Int) -> Bool {
+        forBlocks(count) { start, n in
+            guard let plan = plan(count: n, algorithm: algorithm) else { return false }
+            let offset = start * 4
+            return DNNL.execute(plan.forward, [(DNNL.Arg.src, plan.md, src + offset), (DNNL.Arg.dst, plan.md, dst + offset)])
+        }
+    }
+
+    /// `diffSrc = f′(src) · diffDst` over `count` float32 values. False when oneDNN cannot run it.
+    static func backward(_ algorithm: Algorithm, src: UnsafeMutableRawPointer, diffDst: UnsafeMutableRawPointer,
+                         diffSrc: UnsafeMutableRawPointer, count: Int) -> Bool {
+        forBlocks(count) { start, n in
+            guard let plan = plan(count: n, algorithm: algorithm), let primitive = plan.backward() else { return false }
+            let offset = start * 4
+            return DNNL.execute(primitive, [(DNNL.Arg.src, plan.md, src + offset), (DNNL.Arg.diffDst, plan.md, diffDst + offset),
+                                            (DNNL.Arg.diffSrc, plan.md, diffSrc + offset)])
+        }
+    }
+}
