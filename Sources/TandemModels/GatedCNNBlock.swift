@@ -14,7 +14,8 @@ public final class GatedCNNBlock: Module {
     public let fc1: Linear
     /// The gate's activation (exact GELU).
     public let act: GELU
-    /// Depthwise `kernelSize × kernelSize` convolution on the conv channels (NCHW inside).
+    /// Depthwise `kernelSize × kernelSize` convolution on the conv channels (its weights run on
+    /// `Tensor.depthwiseConv2dChannelsLast`, so the block never leaves channels-last).
     public let conv: Conv2d
     /// `hidden → dim`.
     public let fc2: Linear
@@ -52,8 +53,9 @@ public final class GatedCNNBlock: Module {
             throw TensorError.shapeMismatch(op: "GatedCNNBlock", message: "expects channels-last [B, H, W, \(dim)], got \(input.shape)")
         }
         let parts = try fc1(norm(input)).split(sizes: [hidden, hidden - convChannels, convChannels], axis: -1)
-        var c = try parts[2].permute([0, 3, 1, 2]).contiguous()
-        c = try conv(c).permute([0, 2, 3, 1])
+        // The conv channels stay channels-last: `conv`'s weights on a kernel that needs no NCHW copy.
+        let c = try Tensor.depthwiseConv2dChannelsLast(parts[2], weight: conv.weight.value, bias: conv.bias?.value,
+                                                       padding: conv.padding)
         let gated = try act(parts[0]) * Tensor.cat([parts[1], c], axis: -1)
         return try fc2(gated) + input
     }

@@ -94,3 +94,69 @@ import TandemTestSupport
         #expect(DNNLConvPlan.plan(for: Self.depthwise(64, 16, 7, 7, kernel: (7, 7), padding: (3, 3)), hasBias: true, threads: 1) != nil)
     }
 }
+
+/// `Tensor.depthwiseConv2dChannelsLast` against `conv2d` on the permuted tensor.
+@Suite struct DepthwiseChannelsLastTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var shape: [Int], kernel: (Int, Int), padding: [Int], bias: Bool
+        var description: String { "x\(shape) k\(kernel) p\(padding) bias \(bias)" }
+    }
+
+    static let cases: [Case] = [
+        Case(shape: [3, 7, 7, 16], kernel: (7, 7), padding: [3], bias: true),    // MambaOut's stages
+        Case(shape: [3, 2, 2, 64], kernel: (7, 7), padding: [3], bias: true),
+        Case(shape: [3, 1, 1, 96], kernel: (7, 7), padding: [3], bias: true),
+        Case(shape: [2, 5, 6, 7], kernel: (3, 2), padding: [1, 0], bias: false), // odd channels, rectangle
+        Case(shape: [1, 6, 5, 3], kernel: (3, 3), padding: [0], bias: true),     // "valid"
+    ]
+
+    @Test(arguments: cases, [DType.float32, .float64])
+    func matchesConv2dOnThePermutedTensor(c: Case, dtype: DType) throws {
+        let g = Generator(seed: 61)
+        let channels = c.shape[3]
+        let x = Tensor.randn(c.shape, dtype: dtype, generator: g)
+        let w = try Tensor.randn([channels, 1, c.kernel.0, c.kernel.1], dtype: dtype, generator: g) * 0.3
+        let b = c.bias ? Tensor.randn([channels], dtype: dtype, generator: g) : nil
+        let (xa, wa, ba) = (x.requiringGrad(), w.requiringGrad(), b?.requiringGrad())
+        let (xb, wb, bb) = (x.requiringGrad(), w.requiringGrad(), b?.requiringGrad())
+        let fast = try Tensor.depthwiseConv2dChannelsLast(xa, weight: wa, bias: ba, padding: c.padding)
+        let written = try Tensor.conv2d(xb.permute([0, 3, 1, 2]), weight: wb, bias: bb, padding: c.padding, groups: channels)
+            .permute([0, 2, 3, 1])
+        #expect(fast.shape == written.shape)
+        let tolerance = dtype == .float64 ? 1e-12 : 1e-5
+        #expect(Closeness.mismatch(fast, written, rtol: tolerance, atol: tolerance, "output") == nil, "\(c)")
+        let upstream = Tensor.randn(fast.shape, dtype: dtype, generator: g)
+        try fast.backward(upstream)
+        try written.backward(upstream)
+        #expect(Closeness.mismatch(try #require(xa.grad), try #require(xb.grad), rtol: tolerance, atol: tolerance, "grad input") == nil)
+        #expect(Closeness.mismatch(try #require(wa.grad), try #require(wb.grad), rtol: tolerance, atol: 10 * tolerance, "grad weight") == nil)
+        if let ba, let bb {
+            #expect(Closeness.mismatch(try #require(ba.grad), try #require(bb.grad), rtol: tolerance, atol: 10 * tolerance) == nil)
+        }
+    }
+
+    @Test func gradientCheck() throws {
+        let g = Generator(seed: 62)
+        let x = Tensor.randn([2, 3, 2, 4], dtype: .float64, generator: g)
+        let w = Tensor.randn([4, 1, 3, 5], dtype: .float64, generator: g)
+        let b = Tensor.randn([4], dtype: .float64, generator: g)
+        let result = try GradCheck.check([x, w, b]) { xs in
+            try Tensor.depthwiseConv2dChannelsLast(xs[0], weight: xs[1], bias: xs[2], padding: [1, 2])
+        }
+        #expect(result.passed, "\(result)")
+    }
+
+    @Test func badInputThrowsTypedErrors() {
+        let x = Tensor.randn([2, 4, 4, 3])
+        func fails(_ weight: Tensor, _ bias: Tensor? = nil, padding: [Int] = [1], input: Tensor? = nil) -> Bool {
+            (try? Tensor.depthwiseConv2dChannelsLast(input ?? x, weight: weight, bias: bias, padding: padding)) == nil
+        }
+        #expect(fails(Tensor.randn([4, 1, 3, 3])), "channel count")
+        #expect(fails(Tensor.randn([3, 2, 3, 3])), "not depthwise")
+        #expect(fails(Tensor.randn([3, 1, 3, 3]), Tensor.zeros([4])), "bias")
+        #expect(fails(Tensor.randn([3, 1, 3, 3]), padding: [-1]), "negative padding")
+        #expect(fails(Tensor.randn([3, 1, 9, 9]), padding: [0]), "kernel larger than the input")
+        #expect(fails(Tensor.randn([3, 1, 3, 3]), input: Tensor.randn([4, 4, 3])), "rank 3")
+        #expect(!fails(Tensor.randn([3, 1, 3, 3])))
+    }
+}

@@ -1,0 +1,65 @@
+/// Depthwise convolution on channels-last tensors (MambaOut's token mixer).
+extension Tensor {
+    /// Depthwise convolution with stride 1 of a channels-last tensor: `input [N, H, W, C]`,
+    /// `weight [C, 1, kH, kW]` (a depthwise `Conv2d`'s weight), `bias [C]` or nil, zero `padding`
+    /// (one value for both dimensions, or two) → `[N, H + 2·padH − kH + 1, W + 2·padW − kW + 1, C]`.
+    ///
+    /// Equal to `conv2d(input.permute([0, 3, 1, 2]), weight, bias, padding, groups: C)
+    /// .permute([0, 2, 3, 1])`, without the two layout copies, on a kernel that vectorises over
+    /// the channels (`Kernels.depthwiseChannelsLastForward`). float32 and float64 outside
+    /// autocast; other dtypes and autocast run the `conv2d` form. Wrong shapes throw
+    /// `TensorError.shapeMismatch`, negative padding `TensorError.invalidArgument`.
+    public static func depthwiseConv2dChannelsLast(_ input: Tensor, weight: Tensor, bias: Tensor?, padding: [Int]) throws -> Tensor {
+        let op = "depthwiseConv2dChannelsLast"
+        guard padding.count == 1 || padding.count == 2, padding.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.invalidArgument(op: op, message: "padding must be one or two non-negative values, got \(padding)")
+        }
+        let (padH, padW) = (padding[0], padding[padding.count - 1])
+        guard input.rank == 4 else {
+            throw TensorError.shapeMismatch(op: op, message: "input must be channels-last [N, H, W, C], got \(input.shape)")
+        }
+        let channels = input.shape[3]
+        guard weight.rank == 4, weight.shape[0] == channels, weight.shape[1] == 1, weight.shape[2] >= 1, weight.shape[3] >= 1 else {
+            throw TensorError.shapeMismatch(op: op, message: "weight \(weight.shape) for input \(input.shape): expected [\(channels), 1, kH, kW]")
+        }
+        if let bias, bias.shape != [channels] {
+            throw TensorError.shapeMismatch(op: op, message: "bias \(bias.shape) for input \(input.shape): expected [\(channels)]")
+        }
+        let geo = ConvGeometry(batch: input.shape[0], inChannels: channels, height: input.shape[1], width: input.shape[2],
+                               outChannels: channels, groups: channels, kernelH: weight.shape[2], kernelW: weight.shape[3],
+                               strideH: 1, strideW: 1, padH: padH, padW: padW, dilationH: 1, dilationW: 1)
+        guard geo.kernelH <= geo.height + 2 * padH, geo.kernelW <= geo.width + 2 * padW else {
+            throw TensorError.shapeMismatch(op: op, message: "the kernel \(geo.kernelH)×\(geo.kernelW) is larger than the padded input "
+                                                + "\(geo.height + 2 * padH)×\(geo.width + 2 * padW)")
+        }
+        let operands = [input, weight] + (bias.map { [$0] } ?? [])
+        guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType, Autocast.castTarget(input) == nil,
+              channels > 0 else {
+            return try conv2d(input.permute([0, 3, 1, 2]), weight: weight, bias: bias, padding: [padH, padW], groups: channels)
+                .permute([0, 2, 3, 1])
+        }
+        let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
+        let b = bias?.contiguousStorage().detach()
+        let out = Tensor(uninitializedShape: [geo.batch, geo.outHeight, geo.outWidth, channels], dtype: input.dtype)
+        func forward<T: FloatElement & SIMDScalar>(_: T.Type) {
+            Kernels.depthwiseChannelsLastForward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
+                                                 bias: b.map { UnsafePointer($0.elementPointer(T.self)) }, y: out.elementPointer(T.self))
+        }
+        if input.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
+        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
+        let hasBias = bias != nil
+        return record(op, out, inputs: operands) { g in
+            let gy = (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguousStorage()
+            let gx = needInput ? Tensor(uninitializedShape: x.shape, dtype: x.dtype) : nil
+            let gw = needWeight ? Tensor(uninitializedShape: w.shape, dtype: x.dtype) : nil
+            let gb = needBias ? Tensor(uninitializedShape: [channels], dtype: x.dtype) : nil
+            func backward<T: FloatElement & SIMDScalar>(_: T.Type) {
+                Kernels.depthwiseChannelsLastBackward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
+                                                      gy: gy.elementPointer(T.self), gx: gx?.elementPointer(T.self),
+                                                      gw: gw?.elementPointer(T.self), gb: gb?.elementPointer(T.self))
+            }
+            if x.dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
+            return [gx, gw] + (hasBias ? [gb] : [])
+        }
+    }
+}
