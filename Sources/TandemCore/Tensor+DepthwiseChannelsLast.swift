@@ -19,6 +19,9 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: op, message: "input must be channels-last [N, H, W, C], got \(input.shape)")
         }
         let channels = input.shape[3]
+        guard channels > 0 else {
+            throw TensorError.shapeMismatch(op: op, message: "input \(input.shape) has no channels")
+        }
         guard weight.rank == 4, weight.shape[0] == channels, weight.shape[1] == 1, weight.shape[2] >= 1, weight.shape[3] >= 1 else {
             throw TensorError.shapeMismatch(op: op, message: "weight \(weight.shape) for input \(input.shape): expected [\(channels), 1, kH, kW]")
         }
@@ -33,8 +36,7 @@ extension Tensor {
                                                 + "\(geo.height + 2 * padH)×\(geo.width + 2 * padW)")
         }
         let operands = [input, weight] + (bias.map { [$0] } ?? [])
-        guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType, Autocast.castTarget(input) == nil,
-              channels > 0 else {
+        guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType, Autocast.castTarget(input) == nil else {
             return try conv2d(input.permute([0, 3, 1, 2]), weight: weight, bias: bias, padding: [padH, padW], groups: channels)
                 .permute([0, 2, 3, 1])
         }
@@ -45,7 +47,9 @@ extension Tensor {
             Kernels.depthwiseChannelsLastForward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
                                                  bias: b.map { UnsafePointer($0.elementPointer(T.self)) }, y: out.elementPointer(T.self))
         }
-        if input.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
+        withExtendedLifetime((x, w, b, out)) {
+            if input.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
+        }
         let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
         let hasBias = bias != nil
         return record(op, out, inputs: operands) { g in
@@ -58,7 +62,9 @@ extension Tensor {
                                                       gy: gy.elementPointer(T.self), gx: gx?.elementPointer(T.self),
                                                       gw: gw?.elementPointer(T.self), gb: gb?.elementPointer(T.self))
             }
-            if x.dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
+            withExtendedLifetime((gy, gx, gw, gb)) {
+                if x.dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
+            }
             return [gx, gw] + (hasBias ? [gb] : [])
         }
     }

@@ -108,6 +108,8 @@ import TandemTestSupport
         Case(shape: [3, 1, 1, 96], kernel: (7, 7), padding: [3], bias: true),
         Case(shape: [2, 5, 6, 7], kernel: (3, 2), padding: [1, 0], bias: false), // odd channels, rectangle
         Case(shape: [1, 6, 5, 3], kernel: (3, 3), padding: [0], bias: true),     // "valid"
+        Case(shape: [1, 4, 4, 3], kernel: (1, 1), padding: [2], bias: true),     // padding wider than the kernel
+        Case(shape: [2, 3, 5, 4], kernel: (1, 7), padding: [3], bias: false),    // rows that see only padding
     ]
 
     @Test(arguments: cases, [DType.float32, .float64])
@@ -157,6 +159,7 @@ import TandemTestSupport
         #expect(fails(Tensor.randn([3, 1, 3, 3]), padding: [-1]), "negative padding")
         #expect(fails(Tensor.randn([3, 1, 9, 9]), padding: [0]), "kernel larger than the input")
         #expect(fails(Tensor.randn([3, 1, 3, 3]), input: Tensor.randn([4, 4, 3])), "rank 3")
+        #expect(fails(Tensor.randn([0, 1, 3, 3]), input: Tensor.randn([2, 4, 4, 0])), "no channels")
         #expect(!fails(Tensor.randn([3, 1, 3, 3])))
     }
 }

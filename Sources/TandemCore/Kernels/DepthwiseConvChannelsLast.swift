@@ -15,7 +15,8 @@ extension Kernels {
     /// `k` in `0..<kernel` whose input `o + k − padding` lies inside.
     @inline(__always)
     private static func validTaps(_ o: Int, size: Int, kernel: Int, padding: Int) -> Range<Int> {
-        Swift.max(0, padding - o)..<Swift.min(kernel, size + padding - o)
+        let first = Swift.max(0, padding - o)
+        return first..<Swift.max(first, Swift.min(kernel, size + padding - o))
     }
 
     /// `y [N, Hout, Wout, C] = depthwise(x [N, H, W, C], w [C, 1, kH, kW]) + bias [C]`, stride 1,

@@ -397,10 +397,8 @@ final class DNNLConvPlan: @unchecked Sendable {
         var pd: dnnl_primitive_desc_t?
         guard status == dnnl_success,
               dnnl_primitive_desc_create(&pd, &desc, attributes.handle, engine.handle, forward.pd) == dnnl_success, let pd else { return nil }
-        guard !DNNL.isReference(pd), !DNNL.isSlowDepthwise(pd, geo), let primitive = DNNL.Primitive(pd: pd) else {
-            dnnl_primitive_desc_destroy(pd)
-            return nil
-        }
+        guard !DNNL.isReference(pd), !DNNL.isSlowDepthwise(pd, geo) else { dnnl_primitive_desc_destroy(pd); return nil }
+        guard let primitive = DNNL.Primitive(pd: pd) else { return nil }  // it frees `pd` when it fails
         guard let src = DNNL.query(pd, dnnl_query_src_md),
               let diffWeights = DNNL.query(pd, dnnl_query_diff_weights_md),
               let diffDst = DNNL.query(pd, dnnl_query_diff_dst_md),
