@@ -229,6 +229,47 @@ enum DNNL {
             }
         }
     }
+
+    /// Plans by key, made on first use; a refusal (nil) is remembered too. The table is emptied
+    /// when it reaches `limit` entries (shapes in training loops repeat; this bounds odd workloads).
+    final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
+        private let table = Mutex<[Key: Plan?]>([:])
+        private let limit: Int
+
+        init(limit: Int) { self.limit = limit }
+
+        /// The plan for `key`, made by `make` on the first request (outside the lock).
+        func plan(for key: Key, _ make: (Key) -> Plan?) -> Plan? {
+            if let entry = table.withLock({ $0[key] }) { return entry }
+            let made = make(key)
+            table.withLock { entries in
+                if entries.count >= limit { entries.removeAll() }
+                entries[key] = .some(made)
+            }
+            return made
+        }
+    }
+
+    /// A primitive (or anything) made on first use under a lock; a refusal (nil) is remembered,
+    /// so it is not tried again. Backward primitives are made this way on the first backward pass.
+    final class MadeOnce<Value>: @unchecked Sendable {
+        private enum State { case notYet, made(Value), refused }
+        private let lock = NSLock()
+        private var state = State.notYet
+
+        /// The value, made by `make` on the first call.
+        func value(_ make: () -> Value?) -> Value? {
+            lock.lock(); defer { lock.unlock() }
+            switch state {
+            case .made(let v): return v
+            case .refused: return nil
+            case .notYet:
+                let made = make()
+                state = made.map { .made($0) } ?? .refused
+                return made
+            }
+        }
+    }
 }
 
 /// The cached oneDNN primitives of one convolution geometry.
@@ -257,10 +298,8 @@ final class DNNLConvPlan: @unchecked Sendable {
         let srcIn: DNNL.Conversion, diffDstIn: DNNL.Conversion, diffWeightsOut: DNNL.Conversion
     }
 
-    private enum Lazy<T> { case notYet, made(T), refused }
-    private let lock = NSLock()
-    private var backwardDataState: Lazy<BackwardData> = .notYet
-    private var backwardWeightsState: Lazy<BackwardWeights> = .notYet
+    private let madeBackwardData = DNNL.MadeOnce<BackwardData>()
+    private let madeBackwardWeights = DNNL.MadeOnce<BackwardWeights>()
 
     private var strides: [Int64] { Self.strides(geo) }
     private var dilates: [Int64] { Self.dilates(geo) }
@@ -321,28 +360,12 @@ final class DNNLConvPlan: @unchecked Sendable {
 
     /// The backward-data primitive, made on first use; nil when oneDNN refuses it.
     func backwardData() -> BackwardData? {
-        lock.lock(); defer { lock.unlock() }
-        switch backwardDataState {
-        case .made(let b): return b
-        case .refused: return nil
-        case .notYet:
-            let made = makeBackwardData()
-            backwardDataState = made.map { .made($0) } ?? .refused
-            return made
-        }
+        madeBackwardData.value(makeBackwardData)
     }
 
     /// The backward-weights primitive (with the bias gradient when the plan has a bias).
     func backwardWeights() -> BackwardWeights? {
-        lock.lock(); defer { lock.unlock() }
-        switch backwardWeightsState {
-        case .made(let b): return b
-        case .refused: return nil
-        case .notYet:
-            let made = makeBackwardWeights()
-            backwardWeightsState = made.map { .made($0) } ?? .refused
-            return made
-        }
+        madeBackwardWeights.value(makeBackwardWeights)
     }
 
     private func makeBackwardData() -> BackwardData? {
@@ -411,24 +434,15 @@ final class DNNLConvPlan: @unchecked Sendable {
 
     // MARK: Cache
 
-    private enum Entry { case plan(DNNLConvPlan), refused }
-    private static let cache = Mutex<[Key: Entry]>([:])
     /// Plans kept before the cache is emptied (shapes in training loops repeat; this bounds odd workloads).
     static let cacheLimit = 512
+    private static let cache = DNNL.PlanCache<Key, DNNLConvPlan>(limit: cacheLimit)
 
     /// The plan for `geo`, made on first use; nil when oneDNN cannot run it.
     static func plan(for geo: ConvGeometry, hasBias: Bool, threads: Int, bfloat16: Bool = false) -> DNNLConvPlan? {
-        let key = Key(geo: geo, hasBias: hasBias, threads: threads, bfloat16: bfloat16)
-        if let entry = cache.withLock({ $0[key] }) {
-            if case .plan(let p) = entry { return p }
-            return nil
+        cache.plan(for: Key(geo: geo, hasBias: hasBias, threads: threads, bfloat16: bfloat16)) { key in
+            DNNLConvPlan(geo: key.geo, hasBias: key.hasBias, dataType: key.bfloat16 ? dnnl_bf16 : dnnl_f32)
         }
-        let made = DNNLConvPlan(geo: geo, hasBias: hasBias, dataType: bfloat16 ? dnnl_bf16 : dnnl_f32)
-        cache.withLock { table in
-            if table.count >= cacheLimit { table.removeAll() }
-            table[key] = made.map { .plan($0) } ?? .refused
-        }
-        return made
     }
 }
 

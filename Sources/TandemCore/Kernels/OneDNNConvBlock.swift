@@ -146,21 +146,11 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
 
     // MARK: Cache
 
-    private enum Entry { case plan(DNNLConvBlockPlan), refused }
-    private static let cache = Mutex<[Key: Entry]>([:])
+    private static let cache = DNNL.PlanCache<Key, DNNLConvBlockPlan>(limit: DNNLConvPlan.cacheLimit)
 
     /// The plan for `key`, made on first use; nil when oneDNN cannot run the block.
     static func plan(for key: Key) -> DNNLConvBlockPlan? {
-        if let entry = cache.withLock({ $0[key] }) {
-            if case .plan(let p) = entry { return p }
-            return nil
-        }
-        let made = DNNLConvBlockPlan(key: key)
-        cache.withLock { table in
-            if table.count >= DNNLConvPlan.cacheLimit { table.removeAll() }
-            table[key] = made.map { .plan($0) } ?? .refused
-        }
-        return made
+        cache.plan(for: key) { DNNLConvBlockPlan(key: $0) }
     }
 }
 

@@ -38,9 +38,7 @@ enum DNNLEltwise {
     private final class Plan: @unchecked Sendable {
         let md: dnnl_memory_desc_t
         let forward: DNNL.Primitive
-        private let lock = NSLock()
-        private var backwardState: Backward = .notYet
-        private enum Backward { case notYet, made(DNNL.Primitive), refused }
+        private let madeBackward = DNNL.MadeOnce<DNNL.Primitive>()
         private let algorithm: Algorithm
 
         init(md: dnnl_memory_desc_t, forward: DNNL.Primitive, algorithm: Algorithm) {
@@ -49,15 +47,7 @@ enum DNNLEltwise {
 
         /// The backward primitive (from the source, not the result), made on first use.
         func backward() -> DNNL.Primitive? {
-            lock.lock(); defer { lock.unlock() }
-            switch backwardState {
-            case .made(let p): return p
-            case .refused: return nil
-            case .notYet:
-                let made = makeBackward()
-                backwardState = made.map { .made($0) } ?? .refused
-                return made
-            }
+            madeBackward.value(makeBackward)
         }
 
         private func makeBackward() -> DNNL.Primitive? {
@@ -73,21 +63,10 @@ enum DNNLEltwise {
         }
     }
 
-    private enum Entry { case plan(Plan), refused }
-    private static let cache = Mutex<[Key: Entry]>([:])
+    private static let cache = DNNL.PlanCache<Key, Plan>(limit: 64)
 
     private static func plan(count: Int, algorithm: Algorithm) -> Plan? {
-        let key = Key(count: count, algorithm: algorithm)
-        if let entry = cache.withLock({ $0[key] }) {
-            if case .plan(let p) = entry { return p }
-            return nil
-        }
-        let made = makePlan(key)
-        cache.withLock { table in
-            if table.count >= 64 { table.removeAll() }
-            table[key] = made.map { .plan($0) } ?? .refused
-        }
-        return made
+        cache.plan(for: Key(count: count, algorithm: algorithm), makePlan)
     }
 
     private static func makePlan(_ key: Key) -> Plan? {

@@ -29,8 +29,7 @@ enum DNNLMatmul {
         }
     }
 
-    private enum Entry { case plan(Plan), refused }
-    private static let cache = Mutex<[Key: Entry]>([:])
+    private static let cache = DNNL.PlanCache<Key, Plan>(limit: 512)
 
     /// A matrix `[rows, cols]` stored row-major with leading dimension `ld`, or its
     /// transpose (stored `[cols, rows]`).
@@ -77,19 +76,7 @@ enum DNNLMatmul {
         let threads = DNNL.syncThreads()
         let key = Key(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, threads: threads, transA: transA, transB: transB,
                       float32: float32)
-        let plan: Plan
-        switch cache.withLock({ $0[key] }) {
-        case .plan(let p)?: plan = p
-        case .refused?: return false
-        case nil:
-            let made = makePlan(key)
-            cache.withLock { table in
-                if table.count >= 512 { table.removeAll() }
-                table[key] = made.map { .plan($0) } ?? .refused
-            }
-            guard let made else { return false }
-            plan = made
-        }
+        guard let plan = cache.plan(for: key, makePlan) else { return false }
         return DNNL.execute(plan.primitive, [(DNNL.Arg.src, plan.a, a), (DNNL.Arg.weights, plan.b, b), (DNNL.Arg.dst, plan.c, c)])
     }
 }

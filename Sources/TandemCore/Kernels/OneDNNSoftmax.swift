@@ -22,9 +22,7 @@ enum DNNLSoftmax {
         let key: Key
         let md: dnnl_memory_desc_t
         let forward: DNNL.Primitive
-        private let lock = NSLock()
-        private var backwardState: Backward = .notYet
-        private enum Backward { case notYet, made(DNNL.Primitive), refused }
+        private let madeBackward = DNNL.MadeOnce<DNNL.Primitive>()
 
         init(key: Key, md: dnnl_memory_desc_t, forward: DNNL.Primitive) {
             self.key = key; self.md = md; self.forward = forward
@@ -34,15 +32,7 @@ enum DNNLSoftmax {
 
         /// The backward primitive, made on first use; nil when oneDNN refuses it.
         func backward() -> DNNL.Primitive? {
-            lock.lock(); defer { lock.unlock() }
-            switch backwardState {
-            case .made(let p): return p
-            case .refused: return nil
-            case .notYet:
-                let made = makeBackward()
-                backwardState = made.map { .made($0) } ?? .refused
-                return made
-            }
+            madeBackward.value(makeBackward)
         }
 
         private func makeBackward() -> DNNL.Primitive? {
@@ -58,8 +48,7 @@ enum DNNLSoftmax {
         }
     }
 
-    private enum Entry { case plan(Plan), refused }
-    private static let cache = Mutex<[Key: Entry]>([:])
+    private static let cache = DNNL.PlanCache<Key, Plan>(limit: 512)
 
     private static func makePlan(_ key: Key) -> Plan? {
         guard let engine = DNNL.engine, let attributes = DNNL.attributes,
@@ -77,17 +66,7 @@ enum DNNLSoftmax {
     }
 
     private static func plan(rows: Int, n: Int, log: Bool) -> Plan? {
-        let key = Key(rows: rows, n: n, log: log)
-        if let entry = cache.withLock({ $0[key] }) {
-            if case .plan(let p) = entry { return p }
-            return nil
-        }
-        let made = makePlan(key)
-        cache.withLock { table in
-            if table.count >= 512 { table.removeAll() }
-            table[key] = made.map { .plan($0) } ?? .refused
-        }
-        return made
+        cache.plan(for: Key(rows: rows, n: n, log: log), makePlan)
     }
 
     /// Runs `body` on blocks of rows with `Parallel.forRanges`, each block a single-threaded
@@ -139,7 +118,7 @@ enum DNNLSoftmax {
         }
     }
 
-    private static let expCache = Mutex<[ExpKey: ExpPlan?]>([:])
+    private static let expCache = DNNL.PlanCache<ExpKey, ExpPlan>(limit: 512)
 
     private static func makeExpPlan(_ key: ExpKey) -> ExpPlan? {
         guard let engine = DNNL.engine, let md = DNNL.memoryDesc([key.rows, key.n], dnnl_ab),
@@ -170,14 +149,7 @@ enum DNNLSoftmax {
     }
 
     private static func expPlan(rows: Int, n: Int, shifted: Bool) -> ExpPlan? {
-        let key = ExpKey(rows: rows, n: n, shifted: shifted)
-        if let entry = expCache.withLock({ $0[key] }) { return entry }
-        let made = makeExpPlan(key)
-        expCache.withLock { table in
-            if table.count >= 512 { table.removeAll() }
-            table[key] = .some(made)
-        }
-        return made
+        expCache.plan(for: ExpKey(rows: rows, n: n, shifted: shifted), makeExpPlan)
     }
 
     /// The unshifted row sums of `n` exps that are used as they are: at least `n · 1e-30`, so
