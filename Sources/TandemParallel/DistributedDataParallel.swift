@@ -391,9 +391,7 @@ public final class DistributedDataParallel: Module {
                 }
                 if nextToLaunch == buckets.count - 1 {
                     // Backward is over: reduce here instead of handing off to the group's thread and waiting.
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    try processGroup.allReduce(&buckets[nextToLaunch].flat, op: op)
-                    lastCommunicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    try countingCommunication { try processGroup.allReduce(&buckets[nextToLaunch].flat, op: op) }
                     buckets[nextToLaunch].reducedInPlace = true
                 } else {
                     buckets[nextToLaunch].work = processGroup.allReduceAsync(buckets[nextToLaunch].flat, op: op)
@@ -406,15 +404,21 @@ public final class DistributedDataParallel: Module {
         }
     }
 
+    /// Runs a blocking all-reduce or wait and adds its duration to `lastCommunicationSeconds`.
+    private func countingCommunication<R>(_ body: () throws -> R) rethrows -> R {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = try body()
+        lastCommunicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return result
+    }
+
     private func finish() throws {
         for b in buckets.indices {
             var averaged: Tensor
             if buckets[b].reducedInPlace {
                 averaged = buckets[b].flat
             } else if let work = buckets[b].work {
-                let start = DispatchTime.now().uptimeNanoseconds
-                averaged = try work.wait()
-                lastCommunicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                averaged = try countingCommunication { try work.wait() }
             } else {
                 continue
             }
