@@ -1,87 +1,162 @@
 /// The training-mode block `Conv2d → BatchNorm2d → ReLU → MaxPool2d` (the seed's ConvNet layers)
-/// as one operation on oneDNN.
+/// as one operation on oneDNN, alone or several in a row.
+
+/// One `Conv2d → BatchNorm2d → ReLU → MaxPool2d` block's operands for `Tensor.fusedConvBlocks`:
+/// `weight [Cout, Cin, kH, kW]`, `bias [Cout]` or nil, `normWeight` and `normBias [Cout]`;
+/// `stride`, `padding` (convolution) and `poolKernel`, `poolStride`, `poolPadding` take one
+/// value (both dimensions) or two, as in `conv2d` and `maxPool2d`; `running` is the batch norm's
+/// running mean and variance `[Cout]`, used in evaluation (`training: false`).
+public struct ConvBlockOperands {
+    public var weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int]
+    public var normWeight: Tensor, normBias: Tensor, eps: Double
+    public var poolKernel: [Int], poolStride: [Int], poolPadding: [Int]
+    public var running: (mean: Tensor, variance: Tensor)?
+
+    /// The operands as named above.
+    public init(weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int], normWeight: Tensor, normBias: Tensor,
+                eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int],
+                running: (mean: Tensor, variance: Tensor)? = nil) {
+        self.weight = weight; self.bias = bias; self.stride = stride; self.padding = padding
+        self.normWeight = normWeight; self.normBias = normBias; self.eps = eps
+        self.poolKernel = poolKernel; self.poolStride = poolStride; self.poolPadding = poolPadding
+        self.running = running
+    }
+}
+
+/// A fused block's batch statistics `[Cout]` (mean and biased variance over `count =
+/// N·Hout·Wout` values) for the caller's running averages; in evaluation, the running ones.
+public struct ConvBlockStatistics {
+    public let mean: [Double], variance: [Double], count: Int
+}
+
 extension Tensor {
     /// Training-mode `maxPool2d(relu(batchNorm(conv2d(input, weight, bias), normWeight, normBias)))`
     /// with the intermediates in oneDNN's blocked layout (`DNNLConvBlockPlan`): fewer passes over
-    /// memory than the four operations one by one.
+    /// memory than the four operations one by one. One block of `fusedConvBlocks`; see there.
     ///
     /// `input [N, Cin, H, W]`, `weight [Cout, Cin, kH, kW]`, `bias [Cout]` or nil, `normWeight` and
     /// `normBias [Cout]` → `output [N, Cout, Hp, Wp]`, with `mean` and `variance [Cout]`, the batch
-    /// statistics (biased variance over `count = N·Hout·Wout` values) for the caller's running
-    /// averages.
-    /// `stride`, `padding` (convolution) and `poolKernel`, `poolStride`, `poolPadding` take one
-    /// value (both dimensions) or two, as in `conv2d` and `maxPool2d`. The output and the
-    /// gradients of all five tensors are those of the four operations in a row up to float32
-    /// rounding (a tie inside a pooling window may send the gradient to another position of the
-    /// same value).
-    ///
-    /// With `training: false` the batch norm uses `running` (mean and variance `[Cout]`), as in
-    /// evaluation, and `mean` and `variance` return them; this runs only where no gradient is
-    /// recorded (`withNoGrad`), since oneDNN's inference primitives have no backward pass.
-    ///
-    /// Returns nil when the fused path does not apply: a dtype other than float32, autocast on,
-    /// shapes the operations would refuse, a configuration oneDNN cannot run, or an inf or NaN in
-    /// the operands or the batch statistics (oneDNN's fused ReLU would turn NaN into 0). The
-    /// caller then runs the operations one by one, which also report any shape error.
+    /// statistics (biased variance over `count = N·Hout·Wout` values).
     public static func fusedConvBatchNormReLUMaxPool(
         _ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int],
         normWeight: Tensor, normBias: Tensor, eps: Double, poolKernel: [Int], poolStride: [Int], poolPadding: [Int],
         training: Bool = true, running: (mean: Tensor, variance: Tensor)? = nil
     ) -> (output: Tensor, mean: [Double], variance: [Double], count: Int)? {
-        var operands = [input, weight, normWeight, normBias] + (bias.map { [$0] } ?? [])
+        let block = ConvBlockOperands(weight: weight, bias: bias, stride: stride, padding: padding, normWeight: normWeight,
+                                      normBias: normBias, eps: eps, poolKernel: poolKernel, poolStride: poolStride,
+                                      poolPadding: poolPadding, running: running)
+        guard let fused = fusedConvBlocks(input, [block], training: training), let statistics = fused.statistics.first else {
+            return nil
+        }
+        return (fused.output, statistics.mean, statistics.variance, statistics.count)
+    }
+
+    /// `Conv2d → BatchNorm2d → ReLU → MaxPool2d` blocks applied in order, as one operation on
+    /// oneDNN: each block's intermediates stay in oneDNN's blocked layout, and so does what
+    /// passes from one block to the next (forward and backward), so only `input`, the last
+    /// block's output and their gradients are NCHW.
+    ///
+    /// `input [N, Cin, H, W]` → `output [N, Cout, Hp, Wp]` of the last block, with each block's
+    /// statistics in order. The output and the gradients of every operand are those of the
+    /// operations one by one up to float32 rounding (a tie inside a pooling window may send the
+    /// gradient to another position of the same value).
+    ///
+    /// With `training: false` each batch norm uses its block's `running` statistics, as in
+    /// evaluation, and the statistics returned are those; this runs only where no gradient is
+    /// recorded (`withNoGrad`), since oneDNN's inference primitives have no backward pass.
+    ///
+    /// Returns nil when the fused path does not apply: no blocks, a dtype other than float32,
+    /// autocast on, shapes the operations would refuse, a configuration oneDNN cannot run (or
+    /// cannot pass from one block to the next in its layout), or an inf or NaN in the operands or
+    /// the batch statistics (oneDNN's fused ReLU would turn NaN into 0). The caller then runs the
+    /// operations one by one, which also report any shape error.
+    public static func fusedConvBlocks(_ input: Tensor, _ blocks: [ConvBlockOperands], training: Bool = true)
+        -> (output: Tensor, statistics: [ConvBlockStatistics])? {
+        guard !blocks.isEmpty, input.dtype == .float32, Autocast.castTarget(input) == nil, input.rank == 4 else { return nil }
+        var plans: [DNNLConvBlockPlan] = []
+        var counts: [Int] = []
+        var shape = input.shape
+        let needInput = training && GradMode.isEnabled && input.requiresGrad
+        for block in blocks {
+            guard let (plan, count) = plan(block, inputShape: shape, training: training,
+                                           needInputGradient: plans.isEmpty ? needInput : true),
+                  plans.last.map({ $0.chains(into: plan) }) ?? true else { return nil }
+            plans.append(plan)
+            counts.append(count)
+            shape = plan.pooledShape
+        }
+        let operands = blocks.map { b in
+            DNNLConvBlockOperands(weight: b.weight.contiguousStorage().detach(), bias: b.bias?.contiguousStorage().detach(),
+                                  scale: b.normWeight.contiguousStorage().detach(), shift: b.normBias.contiguousStorage().detach(),
+                                  running: training ? nil : b.running.map { ($0.mean.contiguousStorage().detach(),
+                                                                             $0.variance.contiguousStorage().detach()) })
+        }
+        let x = input.contiguousStorage().detach()
+        // oneDNN's fused ReLU turns NaN into 0 where the layers keep it: with an inf or NaN
+        // anywhere the layers run one by one, so that it shows in the output (and the loss).
         if !training {
-            guard let running, running.mean.shape == [weight.shape.first ?? -1], running.variance.shape == running.mean.shape,
+            let all = [x] + operands.flatMap { [$0.weight, $0.scale, $0.shift] + ($0.bias.map { [$0] } ?? [])
+                                                + ($0.running.map { [$0.mean, $0.variance] } ?? []) }
+            guard all.allSatisfy({ $0.isAllFinite() }) else { return nil }
+        }
+        guard let (out, kept) = Kernels.convBlocksForward(plans, input: x, operands: operands) else { return nil }
+        guard let saved = kept else {
+            let statistics = Swift.zip(operands, counts).map { ops, count in
+                ConvBlockStatistics(mean: ops.running?.mean.toDoubleArray() ?? [],
+                                    variance: ops.running?.variance.toDoubleArray() ?? [], count: count)
+            }
+            return (out, statistics)
+        }
+        let statistics = Swift.zip(saved, counts).map { s, count in
+            ConvBlockStatistics(mean: s.mean.toDoubleArray(), variance: s.variance.toDoubleArray(), count: count)
+        }
+        // In training a non-finite input, weight or bias makes a batch statistic non-finite.
+        guard statistics.allSatisfy({ $0.mean.allSatisfy(\.isFinite) && $0.variance.allSatisfy(\.isFinite) }),
+              operands.allSatisfy({ $0.scale.isAllFinite() && $0.shift.isAllFinite() }) else { return nil }
+        let inputs = [input] + blocks.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) + [$0.normWeight, $0.normBias] }
+        let inputShape = input.shape, outputShape = out.shape
+        let output = record("convBatchNormReLUMaxPool", out, inputs: inputs) { g in
+            let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
+            guard let grads = Kernels.convBlocksBackward(saved, gradOut: gy) else {
+                throw TensorError.invalidArgument(op: "convBatchNormReLUMaxPool",
+                                                  message: "oneDNN failed in the backward pass of \(inputShape) → \(outputShape)")
+            }
+            return [needInput ? grads[0].input : nil] + Swift.zip(blocks, grads).flatMap { block, g in
+                [g.weight] + (block.bias == nil ? [] : [g.bias]) + [g.scale, g.shift]
+            }
+        }
+        return (output, statistics)
+    }
+
+    /// The plan of one block on an input of `inputShape` and the number of values each batch
+    /// statistic is taken over; nil when the block's shapes or configuration do not fuse.
+    private static func plan(_ block: ConvBlockOperands, inputShape: [Int], training: Bool, needInputGradient: Bool)
+        -> (DNNLConvBlockPlan, Int)? {
+        let weight = block.weight
+        var operands = [weight, block.normWeight, block.normBias] + (block.bias.map { [$0] } ?? [])
+        if !training {
+            guard let running = block.running, running.mean.shape == [weight.shape.first ?? -1],
+                  running.variance.shape == running.mean.shape,
                   !(GradMode.isEnabled && operands.contains(where: \.requiresGrad)) else { return nil }
             operands += [running.mean, running.variance]
         }
-        guard operands.allSatisfy({ $0.dtype == .float32 }), Autocast.castTarget(input) == nil,
-              input.rank == 4, weight.rank == 4, input.shape[1] == weight.shape[1], eps > 0 else { return nil }
+        guard operands.allSatisfy({ $0.dtype == .float32 }), weight.rank == 4, inputShape[1] == weight.shape[1],
+              block.eps > 0 else { return nil }
         let cout = weight.shape[0]
-        guard [bias?.shape, normWeight.shape, normBias.shape].allSatisfy({ $0 == nil || $0! == [cout] }),
-              let s = pair(stride, minimum: 1), let p = pair(padding, minimum: 0),
-              let k = pair(poolKernel, minimum: 1), let ps = pair(poolStride, minimum: 1), let pp = pair(poolPadding, minimum: 0),
-              pp.0 <= k.0 / 2, pp.1 <= k.1 / 2 else { return nil }
-        let geo = ConvGeometry(batch: input.shape[0], inChannels: input.shape[1], height: input.shape[2], width: input.shape[3],
+        guard [block.bias?.shape, block.normWeight.shape, block.normBias.shape].allSatisfy({ $0 == nil || $0! == [cout] }),
+              let s = pair(block.stride, minimum: 1), let p = pair(block.padding, minimum: 0),
+              let k = pair(block.poolKernel, minimum: 1), let ps = pair(block.poolStride, minimum: 1),
+              let pp = pair(block.poolPadding, minimum: 0), pp.0 <= k.0 / 2, pp.1 <= k.1 / 2 else { return nil }
+        let geo = ConvGeometry(batch: inputShape[0], inChannels: inputShape[1], height: inputShape[2], width: inputShape[3],
                                outChannels: cout, groups: 1, kernelH: weight.shape[2], kernelW: weight.shape[3],
                                strideH: s.0, strideW: s.1, padH: p.0, padW: p.1, dilationH: 1, dilationW: 1)
         guard geo.batch > 0, cout > 0, geo.kernelH <= geo.height + 2 * geo.padH, geo.kernelW <= geo.width + 2 * geo.padW,
               geo.batch * geo.outHeight * geo.outWidth > 1,
               k.0 <= geo.outHeight + 2 * pp.0, k.1 <= geo.outWidth + 2 * pp.1 else { return nil }
-        let needInput = training && GradMode.isEnabled && input.requiresGrad
-        let key = DNNLConvBlockPlan.Key(geo: geo, hasBias: bias != nil, training: training, needInputGradient: needInput,
-                                        threads: Tandem.numThreads,
-                                        eps: Float(eps),
+        let key = DNNLConvBlockPlan.Key(geo: geo, hasBias: block.bias != nil, training: training,
+                                        needInputGradient: needInputGradient, threads: Tandem.numThreads, eps: Float(block.eps),
                                         pool: .init(kernelH: k.0, kernelW: k.1, strideH: ps.0, strideW: ps.1, padH: pp.0, padW: pp.1))
-        guard let plan = DNNLConvBlockPlan.plan(for: key) else { return nil }
-        let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
-        let b = bias?.contiguousStorage().detach()
-        let scale = normWeight.contiguousStorage().detach(), shift = normBias.contiguousStorage().detach()
-        let statistics = training ? nil : running.map { ($0.mean.contiguousStorage().detach(), $0.variance.contiguousStorage().detach()) }
-        let count = geo.batch * geo.outHeight * geo.outWidth
-        // oneDNN's fused ReLU turns NaN into 0 where the layers keep it: with an inf or NaN
-        // anywhere the layers run one by one, so that it shows in the output (and the loss).
-        if let statistics {
-            guard ([x, w, scale, shift, statistics.0, statistics.1] + (b.map { [$0] } ?? [])).allSatisfy({ $0.isAllFinite() })
-            else { return nil }
-        }
-        guard let (out, kept) = Kernels.convBlockForward(plan, input: x, weight: w, bias: b, scale: scale, shift: shift,
-                                                         running: statistics) else { return nil }
-        guard let saved = kept else {
-            return (out, statistics?.0.toDoubleArray() ?? [], statistics?.1.toDoubleArray() ?? [], count)
-        }
-        let mean = saved.mean.toDoubleArray(), variance = saved.variance.toDoubleArray()
-        // In training a non-finite input, weight or bias makes a batch statistic non-finite.
-        guard mean.allSatisfy(\.isFinite), variance.allSatisfy(\.isFinite), scale.isAllFinite(), shift.isAllFinite() else { return nil }
-        let hasBias = bias != nil
-        let inputs = [input, weight] + (bias.map { [$0] } ?? []) + [normWeight, normBias]
-        let output = record("convBatchNormReLUMaxPool", out, inputs: inputs) { g in
-            let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
-            guard let grads = Kernels.convBlockBackward(saved, gradOut: gy) else {
-                throw TensorError.invalidArgument(op: "convBatchNormReLUMaxPool", message: "oneDNN failed in the backward pass of \(geo.inputShape) → \(geo.outputShape)")
-            }
-            return [needInput ? grads.input : nil, grads.weight] + (hasBias ? [grads.bias] : []) + [grads.scale, grads.shift]
-        }
-        return (output, mean, variance, count)
+        return DNNLConvBlockPlan.plan(for: key).map { ($0, geo.batch * geo.outHeight * geo.outWidth) }
     }
 
     /// One value (both dimensions) or two, each at least `minimum`; nil otherwise.

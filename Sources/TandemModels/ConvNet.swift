@@ -24,7 +24,8 @@ public final class ConvNet: Module {
         guard input.rank == 4, input.shape[1] == 1, input.shape[2] == 28, input.shape[3] == 28 else {
             throw TensorError.shapeMismatch(op: "ConvNet", message: "expects images [N, 1, 28, 28], got \(input.shape)")
         }
-        let features = try layer2(layer1(input))
+        // Both layers' blocks run as one fused operation where they can (Sequential.chained).
+        let features = try Sequential.chained([layer1, layer2], input)
         return try fc(features.reshape([features.shape[0], -1]))
     }
 }

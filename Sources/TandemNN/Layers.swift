@@ -60,9 +60,8 @@ public final class Sequential: Module, ReplaceableChildren {
 
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
 
-    /// Runs the layers in order. `Conv2d, BatchNorm2d, ReLU, MaxPool2d` with the batch norm in
-    /// training mode run as one fused operation (`Tensor.fusedConvBatchNormReLUMaxPool`) when it
-    /// applies. A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both
+    /// Runs the layers in order. Blocks of `Conv2d, BatchNorm2d, ReLU, MaxPool2d` (one or
+    /// several in a row) run as one fused operation (`Tensor.fusedConvBlocks`) when it applies. A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both
     /// orders give the same values (NaN included) and the same gradients (the window's first
     /// maximum, masked where it is not positive), and the ReLU then touches a quarter of the
     /// elements (2×2 pooling).
@@ -70,9 +69,9 @@ public final class Sequential: Module, ReplaceableChildren {
         var x = input
         var i = 0
         while i < layers.count {
-            if let fused = try fusedConvBlock(at: i, x) {
-                x = fused
-                i += 4
+            if let fused = try fusedConvBlocks(at: i, x) {
+                x = fused.output
+                i += fused.layers
             } else if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d {
                 x = try layers[i](pool(x))
                 i += 2

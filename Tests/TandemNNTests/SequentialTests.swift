@@ -39,39 +39,61 @@ import TandemTestSupport
         }
     }
 
-    /// `Conv2d, BatchNorm2d, ReLU, MaxPool2d` runs fused in training mode: two forward and
-    /// backward passes give the outputs, gradients, running statistics and batch count of the
-    /// same layers called one by one; in eval mode both paths use the running statistics.
-    @Test func convBlockRunsFusedWithTheLayersResults() throws {
-        func block() -> [any Module] {
+    /// How the blocks of `convBlocksRunFusedWithTheLayersResults` are put together.
+    enum BlockArrangement: CaseIterable, Sendable {
+        case one, twoInOneSequential, twoChained, twoBlocksAndALinearTail
+        /// Channel counts that are no multiple of oneDNN's block (whether the row fuses or not).
+        case twoChainedOddChannels
+    }
+
+    /// `Conv2d, BatchNorm2d, ReLU, MaxPool2d` blocks run fused (one, two in a row, or two
+    /// `Sequential`s through `Sequential.chained`): two forward and backward passes give the
+    /// outputs, gradients, running statistics and batch counts of the same layers called one by
+    /// one; in eval mode both paths use the running statistics.
+    @Test(arguments: BlockArrangement.allCases) func convBlocksRunFusedWithTheLayersResults(arrangement: BlockArrangement) throws {
+        func layers() -> [[any Module]] {
             let g = Generator(seed: 9)
-            return [Conv2d(3, 16, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2)]
+            let first: [any Module] = [Conv2d(3, 16, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(16), ReLU(),
+                                       MaxPool2d(kernelSize: 2)]
+            let second: [any Module] = [Conv2d(16, 32, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(32), ReLU(),
+                                        MaxPool2d(kernelSize: 2)]
+            switch arrangement {
+            case .one: return [first]
+            case .twoInOneSequential: return [first + second]
+            case .twoChained: return [first, second]
+            case .twoBlocksAndALinearTail: return [first + second + [Flatten(), Linear(32 * 2 * 2, 5, generator: g)]]
+            case .twoChainedOddChannels:
+                return [[Conv2d(3, 5, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(5), ReLU(), MaxPool2d(kernelSize: 2)],
+                        [Conv2d(5, 6, kernelSize: 3, padding: 1, generator: g), BatchNorm2d(6), ReLU(), MaxPool2d(kernelSize: 2)]]
+            }
         }
-        let fused = Sequential(block()), layers = block()
+        let parts = layers().map { Sequential($0) }
+        let reference = layers().flatMap { $0 }
+        func fused(_ x: Tensor) throws -> Tensor { try Sequential.chained(parts, x) }
+        func oneByOne(_ x: Tensor) throws -> Tensor { try reference.reduce(x) { try $1($0) } }
         let x = Tensor.randn([4, 3, 10, 10], generator: Generator(seed: 10))
         for _ in 0..<2 {
-            let a = try fused(x)
-            var b = x
-            for layer in layers { b = try layer(b) }
+            let a = try fused(x), b = try oneByOne(x)
             #expect(Closeness.mismatch(a, b, rtol: 1e-4, atol: 1e-5, "output") == nil)
             try (a * a).sum().backward()
             try (b * b).sum().backward()
         }
-        let reference = Sequential(layers)
-        let layerGrads = Dictionary(uniqueKeysWithValues: reference.namedParameters().map { ($0.0, $0.1.grad) })
-        for (name, parameter) in fused.namedParameters() {
-            let got = try #require(parameter.grad, "\(name)"), expected = try #require(layerGrads[name] ?? nil, "\(name)")
-            #expect(Closeness.mismatch(got, expected, rtol: 1e-3, atol: 2e-4, name) == nil)
+        let fusedModel = Sequential(parts)
+        let fusedParameters = parts.flatMap { $0.parameters() }, referenceParameters = reference.flatMap { $0.parameters() }
+        #expect(fusedParameters.count == referenceParameters.count)
+        for (i, (got, expected)) in zip(fusedParameters, referenceParameters).enumerated() {
+            let ga = try #require(got.grad, "parameter \(i)"), ge = try #require(expected.grad, "parameter \(i)")
+            #expect(Closeness.mismatch(ga, ge, rtol: 1e-3, atol: 2e-4, "parameter \(i)") == nil, "\(arrangement)")
         }
-        let layerState = Dictionary(uniqueKeysWithValues: reference.stateDict())
-        for (name, value) in fused.stateDict() {
-            let expected = try #require(layerState[name])
-            #expect(Closeness.mismatch(value, expected, rtol: 1e-4, atol: 1e-5, name) == nil)
+        let fusedState = fusedModel.stateDict().map(\.1), referenceState = reference.flatMap { $0.stateDict().map(\.1) }
+        #expect(fusedState.count == referenceState.count)
+        for (i, (got, expected)) in zip(fusedState, referenceState).enumerated() {
+            #expect(Closeness.mismatch(got, expected, rtol: 1e-4, atol: 1e-5, "state \(i)") == nil, "\(arrangement)")
         }
-        #expect(try fused.stateDict().first { $0.0 == "1.num_batches_tracked" }?.1.item() == 2)
-        fused.eval()
-        var b = x
-        for layer in layers { layer.train(false); b = try layer(b) }
+        #expect(fusedModel.stateDict().filter { $0.0.hasSuffix("num_batches_tracked") }.allSatisfy { (try? $0.1.item()) == 2 })
+        fusedModel.eval()
+        for layer in reference { layer.train(false) }
+        let b = try oneByOne(x)
         #expect(Closeness.mismatch(try fused(x), b, rtol: 1e-4, atol: 1e-5, "eval output") == nil)
         let evaluated = try Tensor.withNoGrad { try fused(x) }  // the fused inference path
         #expect(Closeness.mismatch(evaluated, b, rtol: 1e-4, atol: 1e-5, "eval output without gradients") == nil)

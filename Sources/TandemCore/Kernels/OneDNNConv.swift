@@ -183,11 +183,13 @@ enum DNNL {
 
     /// Plain data at `plain` in the layout `wanted`: what the forward pass kept in layout `kept`
     /// (`saved`, or `plain` itself when it kept no copy) when `wanted` is that layout, else a
-    /// new buffer made by `conversion`. nil when oneDNN cannot reorder.
-    static func reuseOrConvert(_ plain: UnsafeMutableRawPointer, to wanted: dnnl_memory_desc_t, kept: dnnl_memory_desc_t,
+    /// new buffer made by `conversion`. nil when oneDNN cannot reorder, or when there is no
+    /// plain data (`plain` nil: the forward pass only had `saved`) and `wanted` is not `kept`.
+    static func reuseOrConvert(_ plain: UnsafeMutableRawPointer?, to wanted: dnnl_memory_desc_t, kept: dnnl_memory_desc_t,
                                saved: Buffer?, conversion: Conversion) -> (UnsafeMutableRawPointer, Buffer?)? {
-        guard equal(wanted, kept) else { return conversion.convert(plain) }
-        return saved.map { ($0.pointer, $0) } ?? (plain, nil)
+        guard equal(wanted, kept) else { return plain.flatMap { conversion.convert($0) } }
+        if let saved { return (saved.pointer, saved) }
+        return plain.map { ($0, nil) }
     }
 
     /// How data moves between a plain layout and a primitive's layout: nothing to do
@@ -478,12 +480,22 @@ extension Kernels {
     static func convForwardDNNL(_ plan: DNNLConvPlan, input: Tensor, weight: Tensor, bias: Tensor?,
                                 into dst: UnsafeMutableRawPointer) -> (src: DNNL.Buffer?, weights: DNNL.Buffer?)? {
         guard case let (src, srcBuffer)? = plan.srcIn.convert(input.rawElements),
-              case let (wts, wBuffer)? = plan.weightsIn.convert(weight.rawElements) else { return nil }
+              let kept = convForwardDNNL(plan, source: src, weight: weight, bias: bias, into: dst) else { return nil }
+        withExtendedLifetime(srcBuffer) {}
+        return (srcBuffer, kept)
+    }
+
+    /// Runs `plan`'s forward primitive on a source already in `plan.src`'s layout at `source`,
+    /// writing its output in `plan.dst`'s layout to `dst`. Returns the weights in the plan's
+    /// layout (`.some(nil)` when the plain tensor was used as it is), or nil when oneDNN fails.
+    static func convForwardDNNL(_ plan: DNNLConvPlan, source: UnsafeMutableRawPointer, weight: Tensor, bias: Tensor?,
+                                into dst: UnsafeMutableRawPointer) -> DNNL.Buffer?? {
+        guard case let (wts, wBuffer)? = plan.weightsIn.convert(weight.rawElements) else { return nil }
         var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
-            [(DNNL.Arg.src, plan.src, src), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
+            [(DNNL.Arg.src, plan.src, source), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
         if let bias { args.append((DNNL.Arg.bias, plan.plainBias, bias.rawElements)) }
         guard DNNL.execute(plan.forward, args) else { return nil }
-        return (srcBuffer, wBuffer)
+        return .some(wBuffer)
     }
 
     /// The input gradient (`geo.inputShape`, dtype `dtype`) from a gradient of the output
@@ -491,24 +503,32 @@ extension Kernels {
     /// layout (`savedWeights`) are used when `bd` wants that layout. nil when oneDNN fails.
     static func convBackwardData(_ plan: DNNLConvPlan, _ bd: DNNLConvPlan.BackwardData, diffDst: UnsafeMutableRawPointer,
                                  weight: Tensor, savedWeights: DNNL.Buffer?, dtype: DType) -> Tensor? {
-        guard case let (wp, wBuffer)? = DNNL.reuseOrConvert(weight.rawElements, to: bd.weights, kept: plan.weights,
-                                                            saved: savedWeights, conversion: bd.weightsIn) else { return nil }
         let gx = Tensor(uninitializedShape: plan.geo.inputShape, dtype: dtype)
         let (ds, dsBuffer) = bd.diffSrcOut.target(gx.rawElements)
-        defer { withExtendedLifetime((wBuffer, dsBuffer)) {} }
-        guard DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, diffDst), (DNNL.Arg.weights, bd.weights, wp),
-                                          (DNNL.Arg.diffSrc, bd.diffSrc, ds)]),
+        defer { withExtendedLifetime(dsBuffer) {} }
+        guard convBackwardData(plan, bd, diffDst: diffDst, weight: weight, savedWeights: savedWeights, into: ds),
               bd.diffSrcOut.finish(ds, gx.rawElements) else { return nil }
         return gx
+    }
+
+    /// The input gradient in `bd.diffSrc`'s layout, written to `diffSrc`; false when oneDNN fails.
+    static func convBackwardData(_ plan: DNNLConvPlan, _ bd: DNNLConvPlan.BackwardData, diffDst: UnsafeMutableRawPointer,
+                                 weight: Tensor, savedWeights: DNNL.Buffer?, into diffSrc: UnsafeMutableRawPointer) -> Bool {
+        guard case let (wp, wBuffer)? = DNNL.reuseOrConvert(weight.rawElements, to: bd.weights, kept: plan.weights,
+                                                            saved: savedWeights, conversion: bd.weightsIn) else { return false }
+        defer { withExtendedLifetime(wBuffer) {} }
+        return DNNL.execute(bd.primitive, [(DNNL.Arg.diffDst, bd.diffDst, diffDst), (DNNL.Arg.weights, bd.weights, wp),
+                                           (DNNL.Arg.diffSrc, bd.diffSrc, diffSrc)])
     }
 
     /// The weight gradient (`geo.weightShape`) and, when the plan has a bias, the bias gradient
     /// `[Cout]` (dtype `dtype`) from a gradient of the output already in `bw.diffDst`'s layout
     /// at `diffDst`. The forward source in the plan's layout (`savedSrc`) is used when `bw`
-    /// wants that layout. nil when oneDNN fails.
+    /// wants that layout, else the plain `input` (nil: the forward pass had none, and then only
+    /// `savedSrc` will do). nil when oneDNN fails.
     static func convBackwardWeights(_ plan: DNNLConvPlan, _ bw: DNNLConvPlan.BackwardWeights, diffDst: UnsafeMutableRawPointer,
-                                    input: Tensor, savedSrc: DNNL.Buffer?, dtype: DType) -> (weight: Tensor, bias: Tensor?)? {
-        guard case let (sp, sBuffer)? = DNNL.reuseOrConvert(input.rawElements, to: bw.src, kept: plan.src,
+                                    input: Tensor?, savedSrc: DNNL.Buffer?, dtype: DType) -> (weight: Tensor, bias: Tensor?)? {
+        guard case let (sp, sBuffer)? = DNNL.reuseOrConvert(input?.rawElements, to: bw.src, kept: plan.src,
                                                             saved: savedSrc, conversion: bw.srcIn) else { return nil }
         let gw = Tensor(uninitializedShape: plan.geo.weightShape, dtype: dtype)
         let gb = plan.hasBias ? Tensor(uninitializedShape: [plan.geo.outChannels], dtype: dtype) : nil

@@ -15,7 +15,9 @@ import Synchronization
 /// An inference plan (evaluation) normalises with the running statistics and keeps nothing for
 /// a backward pass. All primitives of a shape are made at the first forward pass and cached; when oneDNN
 /// refuses any of them, or would run a reference (naive) implementation, there is no plan and
-/// the caller runs the layers one by one.
+/// the caller runs the layers one by one. Blocks in a row can pass their pooled output and its
+/// gradient in the blocked layout (`chains(into:)`, `Kernels.convBlocksForward`): only the
+/// last block's output and the first block's input gradient are then NCHW.
 final class DNNLConvBlockPlan: @unchecked Sendable {
     struct Key: Hashable {
         var geo: ConvGeometry
@@ -144,6 +146,18 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
                             data: dataBackward, diffForData: diffForData)
     }
 
+    /// Whether `next` can read this block's pooled output as it is and hand its input gradient
+    /// back in this block's pooled layout: the pooled layout is `next`'s convolution source,
+    /// and (training) its backward-data primitive writes that layout and its backward-weights
+    /// primitive reads the source the forward pass kept. Both plans train, or neither does.
+    func chains(into next: DNNLConvBlockPlan) -> Bool {
+        guard pooledShape == next.conv.geo.inputShape, DNNL.equal(pooled, next.conv.src),
+              (backward == nil) == (next.backward == nil) else { return false }
+        guard let nextBackward = next.backward else { return true }
+        guard let data = nextBackward.data else { return false }
+        return DNNL.equal(data.diffSrc, pooled) && DNNL.equal(nextBackward.weights.src, next.conv.src)
+    }
+
     // MARK: Cache
 
     private static let cache = DNNL.PlanCache<Key, DNNLConvBlockPlan>(limit: DNNLConvPlan.cacheLimit)
@@ -154,11 +168,21 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
     }
 }
 
+/// A block's convolution, batch-norm and bias operands (contiguous float32, detached).
+struct DNNLConvBlockOperands: @unchecked Sendable {
+    let weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor
+    /// The running mean and variance `[C]` for an inference plan, nil for a training plan.
+    let running: (mean: Tensor, variance: Tensor)?
+}
+
 /// What the fused block's forward pass keeps for its backward pass.
 struct DNNLConvBlockSaved: @unchecked Sendable {
     let plan: DNNLConvBlockPlan
-    let input: Tensor, weight: Tensor, scale: Tensor, shift: Tensor
-    /// The convolution's source and weights in its layouts (nil: the plain tensors are used).
+    /// The plain NCHW input; nil when the block read the previous block's pooled output.
+    let input: Tensor?
+    let weight: Tensor, scale: Tensor, shift: Tensor
+    /// The convolution's source in its layout (the reordered input, or the previous block's
+    /// pooled output) and weights in its layout; nil: the plain tensor is used as it is.
     let src: DNNL.Buffer?, weights: DNNL.Buffer?
     /// The convolution's blocked output: the batch norm's input.
     let convolved: DNNL.Buffer
@@ -166,64 +190,118 @@ struct DNNLConvBlockSaved: @unchecked Sendable {
     let normWorkspace: DNNL.Buffer, poolWorkspace: DNNL.Buffer
 }
 
+/// A block's gradients: input (plain for the first block of a chain, in the previous block's
+/// pooled layout for the others; nil when not asked for), convolution weight and bias,
+/// batch-norm weight and bias.
+struct DNNLConvBlockGradients {
+    var input: Tensor?, chainedInput: DNNL.Buffer?
+    var weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor
+}
+
 extension Kernels {
-    /// The fused block's forward pass on contiguous float32 tensors: the pooled output
-    /// `[N, C, Hp, Wp]` and, for a training plan, what the backward pass needs, with the batch
-    /// mean and biased variance `[C]` (float32). An inference plan normalises with `running`
-    /// (mean and variance `[C]`, float32) instead. nil when oneDNN fails (the caller runs the
-    /// layers one by one).
-    static func convBlockForward(_ plan: DNNLConvBlockPlan, input: Tensor, weight: Tensor, bias: Tensor?,
-                                 scale: Tensor, shift: Tensor, running: (mean: Tensor, variance: Tensor)? = nil)
-        -> (out: Tensor, saved: DNNLConvBlockSaved?)? {
+    /// Fused blocks in a row (each plan `chains(into:)` the next) on a contiguous float32
+    /// input: the last block's pooled output `[N, C, Hp, Wp]` and, for training plans, what each
+    /// block's backward pass needs, with its batch mean and biased variance `[C]` (float32).
+    /// Inference plans normalise with the operands' running statistics. nil when oneDNN fails
+    /// (the caller runs the layers one by one).
+    static func convBlocksForward(_ plans: [DNNLConvBlockPlan], input: Tensor, operands: [DNNLConvBlockOperands])
+        -> (out: Tensor, saved: [DNNLConvBlockSaved]?)? {
+        guard let last = plans.last, plans.count == operands.count else { return nil }
         _ = DNNL.syncThreads()
+        var saved: [DNNLConvBlockSaved] = []
+        var chained: DNNL.Buffer?
+        for (plan, ops) in Swift.zip(plans.dropLast(), operands) {
+            let pooled = DNNL.Buffer(bytes: DNNL.byteSize(plan.pooled))
+            guard let kept = convBlockForward(plan, input: chained == nil ? input : nil, chained: chained, operands: ops,
+                                              pooledInto: pooled.pointer) else { return nil }
+            if let kept { saved.append(kept) }
+            chained = pooled
+        }
+        let out = Tensor(uninitializedShape: last.pooledShape, dtype: .float32)
+        let (pooled, pooledBuffer) = last.pooledOut.target(out.rawElements)
+        guard let kept = convBlockForward(last, input: chained == nil ? input : nil, chained: chained,
+                                          operands: operands[operands.count - 1], pooledInto: pooled),
+              last.pooledOut.finish(pooled, out.rawElements) else { return nil }
+        withExtendedLifetime(pooledBuffer) {}
+        if let kept { saved.append(kept) }
+        return (out, saved.count == plans.count ? saved : nil)
+    }
+
+    /// One block's forward pass from the plain `input` or the previous block's pooled output
+    /// (`chained`, in this plan's convolution source layout), writing the pooled output in
+    /// `plan.pooled`'s layout to `pooledInto`. `.some(nil)` for an inference plan, nil when
+    /// oneDNN fails.
+    private static func convBlockForward(_ plan: DNNLConvBlockPlan, input: Tensor?, chained: DNNL.Buffer?,
+                                         operands ops: DNNLConvBlockOperands, pooledInto pooled: UnsafeMutableRawPointer)
+        -> DNNLConvBlockSaved?? {
+        let training = plan.backward
+        guard (training == nil) == (ops.running != nil) else { return nil }
         let convolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        guard let kept = convForwardDNNL(plan.conv, input: input, weight: weight, bias: bias, into: convolved.pointer) else {
+        let src: DNNL.Buffer?, weights: DNNL.Buffer?
+        if let chained {
+            guard let kept = convForwardDNNL(plan.conv, source: chained.pointer, weight: ops.weight, bias: ops.bias,
+                                             into: convolved.pointer) else { return nil }
+            (src, weights) = (chained, kept)
+        } else if let input,
+                  let kept = convForwardDNNL(plan.conv, input: input, weight: ops.weight, bias: ops.bias, into: convolved.pointer) {
+            (src, weights) = kept
+        } else {
             return nil
         }
 
-        let training = plan.backward
-        guard (training == nil) == (running != nil) else { return nil }
-        let mean = running?.mean ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        let variance = running?.variance ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let mean = ops.running?.mean ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let variance = ops.running?.variance ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
         let normalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
         let normWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.normWorkspace)) }
         var normArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
             (DNNL.Arg.src, plan.blocked, convolved.pointer), (DNNL.Arg.dst, plan.blocked, normalized.pointer),
             (DNNL.Arg.mean, plan.statistics, mean.rawElements), (DNNL.Arg.variance, plan.statistics, variance.rawElements),
-            (DNNL.Arg.scale, plan.statistics, scale.rawElements), (DNNL.Arg.shift, plan.statistics, shift.rawElements),
+            (DNNL.Arg.scale, plan.statistics, ops.scale.rawElements), (DNNL.Arg.shift, plan.statistics, ops.shift.rawElements),
         ]
         if let training, let normWorkspace { normArgs.append((DNNL.Arg.workspace, training.normWorkspace, normWorkspace.pointer)) }
         guard DNNL.execute(plan.normForward, normArgs) else { return nil }
 
-        let out = Tensor(uninitializedShape: plan.pooledShape, dtype: .float32)
-        let (pooled, pooledBuffer) = plan.pooledOut.target(out.rawElements)
         let poolWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.poolWorkspace)) }
         var poolArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled)]
         if let training, let poolWorkspace { poolArgs.append((DNNL.Arg.workspace, training.poolWorkspace, poolWorkspace.pointer)) }
-        guard DNNL.execute(plan.poolForward, poolArgs), plan.pooledOut.finish(pooled, out.rawElements) else { return nil }
-        withExtendedLifetime((convolved, normalized, pooledBuffer, mean, variance)) {}
-        guard let normWorkspace, let poolWorkspace else { return (out, nil) }
-        let saved = DNNLConvBlockSaved(plan: plan, input: input, weight: weight, scale: scale, shift: shift, src: kept.src,
-                                       weights: kept.weights, convolved: convolved, mean: mean, variance: variance,
-                                       normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
-        return (out, saved)
+        guard DNNL.execute(plan.poolForward, poolArgs) else { return nil }
+        withExtendedLifetime((convolved, normalized, mean, variance)) {}
+        guard let normWorkspace, let poolWorkspace else { return .some(nil) }
+        return DNNLConvBlockSaved(plan: plan, input: chained == nil ? input : nil, weight: ops.weight, scale: ops.scale,
+                                  shift: ops.shift, src: src, weights: weights, convolved: convolved, mean: mean,
+                                  variance: variance, normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
     }
 
-    /// The fused block's backward pass from the gradient of the pooled output (contiguous
-    /// float32 NCHW): gradients of the input (when the plan was made for it), convolution
-    /// weight and bias, and batch-norm weight and bias. nil when oneDNN fails.
-    static func convBlockBackward(_ saved: DNNLConvBlockSaved, gradOut: Tensor)
-        -> (input: Tensor?, weight: Tensor, bias: Tensor?, scale: Tensor, shift: Tensor)? {
+    /// The backward pass of fused blocks in a row from the gradient of the last pooled output
+    /// (contiguous float32 NCHW): each block's gradients, in order (the first block's input
+    /// gradient when its plan was made for it). nil when oneDNN fails.
+    static func convBlocksBackward(_ saved: [DNNLConvBlockSaved], gradOut: Tensor) -> [DNNLConvBlockGradients]? {
+        guard let last = saved.last?.plan.backward else { return nil }
+        _ = DNNL.syncThreads()
+        guard case var (diffPooled, diffBuffer)? = last.pooledIn.convert(gradOut.rawElements) else { return nil }
+        var gradients: [DNNLConvBlockGradients] = []
+        for block in saved.reversed() {
+            guard let grads = convBlockBackward(block, diffPooled: diffPooled) else { return nil }
+            gradients.append(grads)
+            diffBuffer = grads.chainedInput
+            diffPooled = diffBuffer?.pointer ?? diffPooled
+        }
+        withExtendedLifetime(diffBuffer) {}
+        return gradients.reversed()
+    }
+
+    /// One block's backward pass from the gradient of its pooled output in `plan.pooled`'s
+    /// layout. A chained block (no plain input) gives its input gradient in its convolution's
+    /// backward-data layout, which `chains(into:)` made the previous block's pooled layout.
+    private static func convBlockBackward(_ saved: DNNLConvBlockSaved, diffPooled: UnsafeMutableRawPointer)
+        -> DNNLConvBlockGradients? {
         let plan = saved.plan, conv = plan.conv
         guard let backward = plan.backward else { return nil }
-        _ = DNNL.syncThreads()
-        guard case let (diffPooled, diffPooledBuffer)? = backward.pooledIn.convert(gradOut.rawElements) else { return nil }
         let diffNormalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
         guard DNNL.execute(backward.poolBackward, [(DNNL.Arg.diffDst, plan.pooled, diffPooled),
                                                    (DNNL.Arg.workspace, backward.poolWorkspace, saved.poolWorkspace.pointer),
-                                               (DNNL.Arg.diffSrc, plan.blocked, diffNormalized.pointer)]) else { return nil }
-        withExtendedLifetime(diffPooledBuffer) {}
+                                                   (DNNL.Arg.diffSrc, plan.blocked, diffNormalized.pointer)]) else { return nil }
 
         let diffConvolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
         let gradScale = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
@@ -240,18 +318,26 @@ extension Kernels {
         ]) else { return nil }
         withExtendedLifetime(diffNormalized) {}
 
-        var gradInput: Tensor?
+        var gradInput: Tensor?, chainedInput: DNNL.Buffer?
         if let bd = backward.data, let diffIn = backward.diffForData {
-            guard case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer),
-                  let gx = convBackwardData(conv, bd, diffDst: dd, weight: saved.weight, savedWeights: saved.weights,
-                                            dtype: .float32) else { return nil }
-            withExtendedLifetime(ddBuffer) {}
-            gradInput = gx
+            guard case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer) else { return nil }
+            defer { withExtendedLifetime(ddBuffer) {} }
+            if saved.input == nil {
+                let buffer = DNNL.Buffer(bytes: DNNL.byteSize(bd.diffSrc))
+                guard convBackwardData(conv, bd, diffDst: dd, weight: saved.weight, savedWeights: saved.weights,
+                                       into: buffer.pointer) else { return nil }
+                chainedInput = buffer
+            } else {
+                guard let gx = convBackwardData(conv, bd, diffDst: dd, weight: saved.weight, savedWeights: saved.weights,
+                                                dtype: .float32) else { return nil }
+                gradInput = gx
+            }
         }
         guard case let (dd, ddBuffer)? = backward.diffForWeights.convert(diffConvolved.pointer),
               let grads = convBackwardWeights(conv, backward.weights, diffDst: dd, input: saved.input, savedSrc: saved.src,
                                               dtype: .float32) else { return nil }
         withExtendedLifetime((ddBuffer, diffConvolved)) {}
-        return (gradInput, grads.weight, grads.bias, gradScale, gradShift)
+        return DNNLConvBlockGradients(input: gradInput, chainedInput: chainedInput, weight: grads.weight, bias: grads.bias,
+                                      scale: gradScale, shift: gradShift)
     }
 }
