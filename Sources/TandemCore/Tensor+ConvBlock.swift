@@ -1,5 +1,5 @@
-/// The training-mode block `Conv2d → BatchNorm2d → ReLU → MaxPool2d` (the seed's ConvNet layers)
-/// as one operation on oneDNN, alone or several in a row.
+/// The block `Conv2d → BatchNorm2d → ReLU → MaxPool2d` (the seed's ConvNet layers) as one
+/// operation on oneDNN, alone or several in a row, in training and in evaluation.
 
 /// One `Conv2d → BatchNorm2d → ReLU → MaxPool2d` block's operands for `Tensor.fusedConvBlocks`:
 /// `weight [Cout, Cin, kH, kW]`, `bias [Cout]` or nil, `normWeight` and `normBias [Cout]`;
@@ -63,7 +63,8 @@ extension Tensor {
     ///
     /// With `training: false` each batch norm uses its block's `running` statistics, as in
     /// evaluation, and the statistics returned are those; this runs only where no gradient is
-    /// recorded (`withNoGrad`), since oneDNN's inference primitives have no backward pass.
+    /// recorded (`withNoGrad`, or no operand and not `input` requires one), since oneDNN's
+    /// inference primitives have no backward pass.
     ///
     /// Returns nil when the fused path does not apply: no blocks, a dtype other than float32,
     /// autocast on, shapes the operations would refuse, a configuration oneDNN cannot run (or
@@ -72,7 +73,8 @@ extension Tensor {
     /// operations one by one, which also report any shape error.
     public static func fusedConvBlocks(_ input: Tensor, _ blocks: [ConvBlockOperands], training: Bool = true)
         -> (output: Tensor, statistics: [ConvBlockStatistics])? {
-        guard !blocks.isEmpty, input.dtype == .float32, Autocast.castTarget(input) == nil, input.rank == 4 else { return nil }
+        guard !blocks.isEmpty, input.dtype == .float32, Autocast.castTarget(input) == nil, input.rank == 4,
+              training || !(GradMode.isEnabled && input.requiresGrad) else { return nil }
         var plans: [DNNLConvBlockPlan] = []
         var counts: [Int] = []
         var shape = input.shape

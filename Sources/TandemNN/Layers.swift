@@ -61,10 +61,11 @@ public final class Sequential: Module, ReplaceableChildren {
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
 
     /// Runs the layers in order. Blocks of `Conv2d, BatchNorm2d, ReLU, MaxPool2d` (one or
-    /// several in a row) run as one fused operation (`Tensor.fusedConvBlocks`) when it applies. A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both
-    /// orders give the same values (NaN included) and the same gradients (the window's first
-    /// maximum, masked where it is not positive), and the ReLU then touches a quarter of the
-    /// elements (2×2 pooling).
+    /// several in a row) run as one fused operation (`Tensor.fusedConvBlocks`) when it applies.
+    /// A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both orders give
+    /// the same values (NaN included) and the same gradients (the window's first maximum,
+    /// masked where it is not positive), and the ReLU then touches a quarter of the elements
+    /// (2×2 pooling).
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
         var x = input
         var i = 0

@@ -108,6 +108,11 @@ import TandemTestSupport
             x, weight: w.requiringGrad(), bias: b, stride: [c.stride], padding: [c.padding], normWeight: gamma, normBias: beta,
             eps: 1e-5, poolKernel: [c.poolKernel], poolStride: [c.poolStride], poolPadding: [c.poolPadding],
             training: false, running: (runningMean, runningVar)) == nil)
+        // So does an input that records a gradient (e.g. a saliency map of a frozen model).
+        #expect(Tensor.fusedConvBatchNormReLUMaxPool(
+            x.requiringGrad(), weight: w, bias: b, stride: [c.stride], padding: [c.padding], normWeight: gamma, normBias: beta,
+            eps: 1e-5, poolKernel: [c.poolKernel], poolStride: [c.poolStride], poolPadding: [c.poolPadding],
+            training: false, running: (runningMean, runningVar)) == nil)
     }
 
     @Test func declinesWhatItDoesNotRun() throws {

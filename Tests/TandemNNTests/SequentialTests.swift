@@ -1,4 +1,5 @@
 import Testing
+@testable import TandemCore
 import TandemNN
 import TandemTestSupport
 
@@ -72,9 +73,14 @@ import TandemTestSupport
         func fused(_ x: Tensor) throws -> Tensor { try Sequential.chained(parts, x) }
         func oneByOne(_ x: Tensor) throws -> Tensor { try reference.reduce(x) { try $1($0) } }
         let x = Tensor.randn([4, 3, 10, 10], generator: Generator(seed: 10))
+        // One fused operation for all blocks: the input and four operands per block.
+        let fusedInputs: [BlockArrangement: Int] = [.one: 5, .twoInOneSequential: 9, .twoChained: 9]
         for _ in 0..<2 {
             let a = try fused(x), b = try oneByOne(x)
             #expect(Closeness.mismatch(a, b, rtol: 1e-4, atol: 1e-5, "output") == nil)
+            if let count = fusedInputs[arrangement] {
+                #expect(a.gradNode?.name == "convBatchNormReLUMaxPool" && a.gradNode?.inputs.count == count, "\(arrangement)")
+            }
             try (a * a).sum().backward()
             try (b * b).sum().backward()
         }

@@ -282,12 +282,14 @@ extension Kernels {
         guard case var (diffPooled, diffBuffer)? = last.pooledIn.convert(gradOut.rawElements) else { return nil }
         var gradients: [DNNLConvBlockGradients] = []
         for block in saved.reversed() {
-            guard let grads = convBlockBackward(block, diffPooled: diffPooled) else { return nil }
+            // `diffBuffer` owns the memory at `diffPooled` (nil: `gradOut` itself).
+            let made = withExtendedLifetime(diffBuffer) { convBlockBackward(block, diffPooled: diffPooled) }
+            guard let grads = made else { return nil }
             gradients.append(grads)
             diffBuffer = grads.chainedInput
             diffPooled = diffBuffer?.pointer ?? diffPooled
         }
-        withExtendedLifetime(diffBuffer) {}
+        withExtendedLifetime(gradOut) {}
         return gradients.reversed()
     }
 
