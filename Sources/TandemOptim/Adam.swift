@@ -76,14 +76,16 @@ public final class Adam: Optimizer {
                 try v.withUnsafeMutableBufferPointer(as: T.self) { vb in
                     try vMax.withUnsafeMutableBufferPointer(as: T.self) { xb in
                         try p.value.withUnsafeMutableBufferPointer(as: T.self) { w in
-                            for k in 0..<w.count {
-                                var gk = g[k]
-                                if decoupled { w[k] *= decay } else { gk += l2 * w[k] }
-                                mb[k] = b1 * mb[k] + (1 - b1) * gk
-                                vb[k] = b2 * vb[k] + (1 - b2) * gk * gk
-                                var second = vb[k]
-                                if ams { xb[k] = Swift.max(xb[k], vb[k]); second = xb[k] }
-                                w[k] -= stepSize * mb[k] / (second.squareRoot() / correction2Sqrt + epsT)
+                            Tandem.parallelFor(w.count, costPerItem: 8) { range in
+                                for k in range {
+                                    var gk = g[k]
+                                    if decoupled { w[k] *= decay } else { gk += l2 * w[k] }
+                                    mb[k] = b1 * mb[k] + (1 - b1) * gk
+                                    vb[k] = b2 * vb[k] + (1 - b2) * gk * gk
+                                    var second = vb[k]
+                                    if ams { xb[k] = Swift.max(xb[k], vb[k]); second = xb[k] }
+                                    w[k] -= stepSize * mb[k] / (second.squareRoot() / correction2Sqrt + epsT)
+                                }
                             }
                         }
                     }

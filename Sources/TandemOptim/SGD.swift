@@ -66,13 +66,15 @@ public final class SGD: Optimizer {
         try grad.withUnsafeBufferPointer(as: T.self) { g in
             try buffer.withUnsafeMutableBufferPointer(as: T.self) { b in
                 try p.value.withUnsafeMutableBufferPointer(as: T.self) { w in
-                    for k in 0..<w.count {
-                        var d = g[k] + wd * w[k]
-                        if useMomentum {
-                            b[k] = firstStep ? d : mu * b[k] + damp * d
-                            d = nesterov ? d + mu * b[k] : b[k]
+                    Tandem.parallelFor(w.count, costPerItem: 2) { range in
+                        for k in range {
+                            var d = g[k] + wd * w[k]
+                            if useMomentum {
+                                b[k] = firstStep ? d : mu * b[k] + damp * d
+                                d = nesterov ? d + mu * b[k] : b[k]
+                            }
+                            w[k] -= lr * d
                         }
-                        w[k] -= lr * d
                     }
                 }
             }

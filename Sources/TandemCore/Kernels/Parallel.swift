@@ -42,6 +42,14 @@ public enum Tandem {
         omp_set_num_threads(Int32(n))
     }
 
+    /// Runs `body` over contiguous ranges that cover `0..<count`, on the intra-op thread team
+    /// (`numThreads` threads) when `count · costPerItem` is large enough to pay for it, else
+    /// on the calling thread. `body` must only touch what its range owns. For element-wise
+    /// loops outside `TandemCore`, such as optimizer updates.
+    public static func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
+        Parallel.forRanges(count, costPerItem: costPerItem, body)
+    }
+
     /// Checks the memory setting `TANDEM_HUGE_PAGES` (`0` or `1`) in `environment`; throws
     /// `TensorError.invalidArgument` for any other value. The allocator itself cannot throw:
     /// it warns once and keeps huge pages on, so programs that want a hard error call this.
