@@ -119,6 +119,22 @@ import TandemTestSupport
         #expect(performing: { _ = try Tensor.withNoGrad { try model(Tensor.randn([2, 4, 8, 8])) } }, throws: isConvShapeError)
     }
 
+    /// A wrong input for blocks chained across `Sequential`s is the first convolution's typed
+    /// error, in training and in evaluation without gradients.
+    @Test func chainedBlocksWithWrongInputIsTheConvolutionsTypedError() throws {
+        let parts = [Sequential(Conv2d(3, 16, kernelSize: 3), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2)),
+                     Sequential(Conv2d(16, 16, kernelSize: 3), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2))]
+        func isConvShapeError(_ error: any Error) -> Bool {
+            guard case TensorError.shapeMismatch(let op, _) = error else { return false }
+            return op == "conv2d"
+        }
+        #expect(performing: { _ = try Sequential.chained(parts, Tensor.randn([2, 4, 16, 16])) }, throws: isConvShapeError)
+        #expect(performing: { _ = try Sequential.chained(parts, Tensor.randn([2, 3, 16])) }, throws: isConvShapeError)
+        for part in parts { part.eval() }
+        #expect(performing: { _ = try Tensor.withNoGrad { try Sequential.chained(parts, Tensor.randn([2, 4, 16, 16])) } },
+                throws: isConvShapeError)
+    }
+
     /// A NaN in the input shows in the output of a block that would run fused, in training and
     /// in evaluation, as with the layers one by one (oneDNN's fused ReLU would make it 0).
     @Test func convBlockKeepsNaN() throws {
