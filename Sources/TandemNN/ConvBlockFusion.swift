@@ -3,19 +3,22 @@ import TandemCore
 /// `Conv2d, BatchNorm2d, ReLU, MaxPool2d` layers that can run as one fused block.
 struct ConvBlockLayers {
     let conv: Conv2d, norm: BatchNorm2d, pool: MaxPool2d
+    /// The batch norm's affine weight and bias.
+    let normWeight: Parameter, normBias: Parameter
 
     /// The block starting at `layers[i]`, or nil when those four layers are not one (a
     /// grouped or dilated convolution, a batch norm without affine parameters).
     init?(_ layers: [any Module], at i: Int) {
         guard i >= 0, i + 3 < layers.count, let conv = layers[i] as? Conv2d, let norm = layers[i + 1] as? BatchNorm2d,
               layers[i + 2] is ReLU, let pool = layers[i + 3] as? MaxPool2d,
-              conv.groups == 1, conv.dilation.allSatisfy({ $0 == 1 }), norm.weight != nil, norm.bias != nil else { return nil }
-        (self.conv, self.norm, self.pool) = (conv, norm, pool)
+              conv.groups == 1, conv.dilation.allSatisfy({ $0 == 1 }),
+              let normWeight = norm.weight, let normBias = norm.bias else { return nil }
+        (self.conv, self.norm, self.pool, self.normWeight, self.normBias) = (conv, norm, pool, normWeight, normBias)
     }
 
     var operands: ConvBlockOperands {
         ConvBlockOperands(weight: conv.weight.value, bias: conv.bias?.value, stride: conv.stride, padding: conv.padding,
-                          normWeight: norm.weight!.value, normBias: norm.bias!.value, eps: norm.eps,
+                          normWeight: normWeight.value, normBias: normBias.value, eps: norm.eps,
                           poolKernel: [pool.kernelSize], poolStride: [pool.stride], poolPadding: [pool.padding],
                           running: (norm.runningMean.value, norm.runningVar.value))
     }

@@ -61,8 +61,9 @@ public final class SGD: Optimizer {
     private func update<T: BinaryFloatingPoint>(_ i: Int, _ p: Parameter, _ grad: Tensor, _: T.Type) throws {
         let lr = T(learningRate), mu = T(momentum), wd = T(weightDecay), damp = T(1 - dampening)
         let firstStep = momentumBuffers[i] == nil
-        var buffer = momentumBuffers[i] ?? Tensor.zeros(p.shape, dtype: p.value.dtype)
         let useMomentum = momentum != 0, nesterov = self.nesterov
+        // Without momentum the buffer is never read: an empty one spares a per-step allocation.
+        var buffer = momentumBuffers[i] ?? Tensor.zeros(useMomentum ? p.shape : [0], dtype: p.value.dtype)
         try grad.withUnsafeBufferPointer(as: T.self) { g in
             try buffer.withUnsafeMutableBufferPointer(as: T.self) { b in
                 try p.value.withUnsafeMutableBufferPointer(as: T.self) { w in

@@ -15,8 +15,8 @@ extension Kernels {
     /// `k` in `0..<kernel` whose input `o + k − padding` lies inside.
     @inline(__always)
     private static func validTaps(_ o: Int, size: Int, kernel: Int, padding: Int) -> Range<Int> {
-        let first = Swift.max(0, padding - o)
-        return first..<Swift.max(first, Swift.min(kernel, size + padding - o))
+        let (first, end) = validRange(offset: o - padding, stride: 1, size: size, outSize: kernel)
+        return first..<end
     }
 
     /// `y [N, Hout, Wout, C] = depthwise(x [N, H, W, C], w [C, 1, kH, kW]) + bias [C]`, stride 1,

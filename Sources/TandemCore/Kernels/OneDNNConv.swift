@@ -479,23 +479,23 @@ extension Kernels {
     /// used as they are), or nil when oneDNN fails.
     static func convForwardDNNL(_ plan: DNNLConvPlan, input: Tensor, weight: Tensor, bias: Tensor?,
                                 into dst: UnsafeMutableRawPointer) -> (src: DNNL.Buffer?, weights: DNNL.Buffer?)? {
-        guard case let (src, srcBuffer)? = plan.srcIn.convert(input.rawElements),
-              let kept = convForwardDNNL(plan, source: src, weight: weight, bias: bias, into: dst) else { return nil }
-        withExtendedLifetime(srcBuffer) {}
-        return (srcBuffer, kept)
+        guard case let (src, srcBuffer)? = plan.srcIn.convert(input.rawElements) else { return nil }
+        return convForwardDNNL(plan, source: src, owner: srcBuffer, weight: weight, bias: bias, into: dst)
     }
 
-    /// Runs `plan`'s forward primitive on a source already in `plan.src`'s layout at `source`,
-    /// writing its output in `plan.dst`'s layout to `dst`. Returns the weights in the plan's
-    /// layout (`.some(nil)` when the plain tensor was used as it is), or nil when oneDNN fails.
-    static func convForwardDNNL(_ plan: DNNLConvPlan, source: UnsafeMutableRawPointer, weight: Tensor, bias: Tensor?,
-                                into dst: UnsafeMutableRawPointer) -> DNNL.Buffer?? {
+    /// Runs `plan`'s forward primitive on a source already in `plan.src`'s layout at `source`
+    /// (the memory of `owner`, or of a tensor the caller keeps alive when nil), writing its
+    /// output in `plan.dst`'s layout to `dst`. Returns `owner` and the weights in the plan's
+    /// layout (nil: the plain tensor was used as it is), or nil when oneDNN fails.
+    static func convForwardDNNL(_ plan: DNNLConvPlan, source: UnsafeMutableRawPointer, owner: DNNL.Buffer?, weight: Tensor,
+                                bias: Tensor?, into dst: UnsafeMutableRawPointer) -> (src: DNNL.Buffer?, weights: DNNL.Buffer?)? {
         guard case let (wts, wBuffer)? = plan.weightsIn.convert(weight.rawElements) else { return nil }
         var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.src, source), (DNNL.Arg.weights, plan.weights, wts), (DNNL.Arg.dst, plan.dst, dst)]
         if let bias { args.append((DNNL.Arg.bias, plan.plainBias, bias.rawElements)) }
-        guard DNNL.execute(plan.forward, args) else { return nil }
-        return .some(wBuffer)
+        let ran = DNNL.execute(plan.forward, args)
+        withExtendedLifetime(owner) {}
+        return ran ? (owner, wBuffer) : nil
     }
 
     /// The input gradient (`geo.inputShape`, dtype `dtype`) from a gradient of the output

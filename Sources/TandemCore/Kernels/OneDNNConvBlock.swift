@@ -190,6 +190,13 @@ struct DNNLConvBlockSaved: @unchecked Sendable {
     let normWorkspace: DNNL.Buffer, poolWorkspace: DNNL.Buffer
 }
 
+/// Where a block's convolution reads: the plain input, or the previous block's pooled output
+/// (in this block's convolution source layout, `DNNLConvBlockPlan.chains(into:)`).
+enum DNNLConvBlockSource {
+    case plain(Tensor)
+    case chained(DNNL.Buffer)
+}
+
 /// A block's gradients: input (plain for the first block of a chain, in the previous block's
 /// pooled layout for the others; nil when not asked for), convolution weight and bias,
 /// batch-norm weight and bias.
@@ -208,46 +215,40 @@ extension Kernels {
         -> (out: Tensor, saved: [DNNLConvBlockSaved]?)? {
         guard let last = plans.last, plans.count == operands.count else { return nil }
         _ = DNNL.syncThreads()
-        var saved: [DNNLConvBlockSaved] = []
-        var chained: DNNL.Buffer?
-        for (plan, ops) in Swift.zip(plans.dropLast(), operands) {
-            let pooled = DNNL.Buffer(bytes: DNNL.byteSize(plan.pooled))
-            guard let kept = convBlockForward(plan, input: chained == nil ? input : nil, chained: chained, operands: ops,
-                                              pooledInto: pooled.pointer) else { return nil }
-            if let kept { saved.append(kept) }
-            chained = pooled
-        }
         let out = Tensor(uninitializedShape: last.pooledShape, dtype: .float32)
-        let (pooled, pooledBuffer) = last.pooledOut.target(out.rawElements)
-        guard let kept = convBlockForward(last, input: chained == nil ? input : nil, chained: chained,
-                                          operands: operands[operands.count - 1], pooledInto: pooled),
-              last.pooledOut.finish(pooled, out.rawElements) else { return nil }
-        withExtendedLifetime(pooledBuffer) {}
-        if let kept { saved.append(kept) }
-        return (out, saved.count == plans.count ? saved : nil)
+        let (lastPooled, lastPooledBuffer) = last.pooledOut.target(out.rawElements)
+        var saved: [DNNLConvBlockSaved] = []
+        var source = DNNLConvBlockSource.plain(input)
+        for (i, (plan, ops)) in Swift.zip(plans, operands).enumerated() {
+            // Inner blocks pool into a buffer the next block reads; the last one into `out`.
+            let pooled = i == plans.count - 1 ? nil : DNNL.Buffer(bytes: DNNL.byteSize(plan.pooled))
+            guard convBlockForward(plan, source: source, operands: ops, pooledInto: pooled?.pointer ?? lastPooled,
+                                   saving: &saved) else { return nil }
+            if let pooled { source = .chained(pooled) }
+        }
+        guard last.pooledOut.finish(lastPooled, out.rawElements) else { return nil }
+        withExtendedLifetime(lastPooledBuffer) {}
+        return (out, last.backward == nil ? nil : saved)
     }
 
-    /// One block's forward pass from the plain `input` or the previous block's pooled output
-    /// (`chained`, in this plan's convolution source layout), writing the pooled output in
-    /// `plan.pooled`'s layout to `pooledInto`. `.some(nil)` for an inference plan, nil when
-    /// oneDNN fails.
-    private static func convBlockForward(_ plan: DNNLConvBlockPlan, input: Tensor?, chained: DNNL.Buffer?,
-                                         operands ops: DNNLConvBlockOperands, pooledInto pooled: UnsafeMutableRawPointer)
-        -> DNNLConvBlockSaved?? {
+    /// One block's forward pass, writing the pooled output in `plan.pooled`'s layout to
+    /// `pooledInto` and, for a training plan, appending what its backward pass needs to
+    /// `saving`. False when oneDNN fails.
+    private static func convBlockForward(_ plan: DNNLConvBlockPlan, source: DNNLConvBlockSource,
+                                         operands ops: DNNLConvBlockOperands, pooledInto pooled: UnsafeMutableRawPointer,
+                                         saving: inout [DNNLConvBlockSaved]) -> Bool {
         let training = plan.backward
-        guard (training == nil) == (ops.running != nil) else { return nil }
+        guard (training == nil) == (ops.running != nil) else { return false }
         let convolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        let src: DNNL.Buffer?, weights: DNNL.Buffer?
-        if let chained {
-            guard let kept = convForwardDNNL(plan.conv, source: chained.pointer, weight: ops.weight, bias: ops.bias,
-                                             into: convolved.pointer) else { return nil }
-            (src, weights) = (chained, kept)
-        } else if let input,
-                  let kept = convForwardDNNL(plan.conv, input: input, weight: ops.weight, bias: ops.bias, into: convolved.pointer) {
-            (src, weights) = kept
-        } else {
-            return nil
+        let kept: (src: DNNL.Buffer?, weights: DNNL.Buffer?)?
+        switch source {
+        case .plain(let input):
+            kept = convForwardDNNL(plan.conv, input: input, weight: ops.weight, bias: ops.bias, into: convolved.pointer)
+        case .chained(let buffer):
+            kept = convForwardDNNL(plan.conv, source: buffer.pointer, owner: buffer, weight: ops.weight, bias: ops.bias,
+                                   into: convolved.pointer)
         }
+        guard let kept else { return false }
 
         let mean = ops.running?.mean ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
         let variance = ops.running?.variance ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
@@ -259,18 +260,21 @@ extension Kernels {
             (DNNL.Arg.scale, plan.statistics, ops.scale.rawElements), (DNNL.Arg.shift, plan.statistics, ops.shift.rawElements),
         ]
         if let training, let normWorkspace { normArgs.append((DNNL.Arg.workspace, training.normWorkspace, normWorkspace.pointer)) }
-        guard DNNL.execute(plan.normForward, normArgs) else { return nil }
+        guard DNNL.execute(plan.normForward, normArgs) else { return false }
 
         let poolWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.poolWorkspace)) }
         var poolArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled)]
         if let training, let poolWorkspace { poolArgs.append((DNNL.Arg.workspace, training.poolWorkspace, poolWorkspace.pointer)) }
-        guard DNNL.execute(plan.poolForward, poolArgs) else { return nil }
+        guard DNNL.execute(plan.poolForward, poolArgs) else { return false }
         withExtendedLifetime((convolved, normalized, mean, variance)) {}
-        guard let normWorkspace, let poolWorkspace else { return .some(nil) }
-        return DNNLConvBlockSaved(plan: plan, input: chained == nil ? input : nil, weight: ops.weight, scale: ops.scale,
-                                  shift: ops.shift, src: src, weights: weights, convolved: convolved, mean: mean,
-                                  variance: variance, normWorkspace: normWorkspace, poolWorkspace: poolWorkspace)
+        guard let normWorkspace, let poolWorkspace else { return true }
+        let plainInput: Tensor? = if case .plain(let input) = source { input } else { nil }
+        saving.append(DNNLConvBlockSaved(plan: plan, input: plainInput, weight: ops.weight, scale: ops.scale,
+                                         shift: ops.shift, src: kept.src, weights: kept.weights, convolved: convolved,
+                                         mean: mean, variance: variance, normWorkspace: normWorkspace,
+                                         poolWorkspace: poolWorkspace))
+        return true
     }
 
     /// The backward pass of fused blocks in a row from the gradient of the last pooled output
@@ -321,9 +325,10 @@ extension Kernels {
         withExtendedLifetime(diffNormalized) {}
 
         var gradInput: Tensor?, chainedInput: DNNL.Buffer?
+        var forData: (desc: dnnl_memory_desc_t, buffer: DNNL.Buffer?)?
         if let bd = backward.data, let diffIn = backward.diffForData {
             guard case let (dd, ddBuffer)? = diffIn.convert(diffConvolved.pointer) else { return nil }
-            defer { withExtendedLifetime(ddBuffer) {} }
+            forData = (bd.diffDst, ddBuffer)
             if saved.input == nil {
                 let buffer = DNNL.Buffer(bytes: DNNL.byteSize(bd.diffSrc))
                 guard convBackwardData(conv, bd, diffDst: dd, weight: saved.weight, savedWeights: saved.weights,
@@ -335,10 +340,16 @@ extension Kernels {
                 gradInput = gx
             }
         }
-        guard case let (dd, ddBuffer)? = backward.diffForWeights.convert(diffConvolved.pointer),
+        // The weight gradient reuses the data gradient's copy of the output gradient when it
+        // wants the same layout.
+        let forWeights = forData.map {
+            DNNL.reuseOrConvert(diffConvolved.pointer, to: backward.weights.diffDst, kept: $0.desc, saved: $0.buffer,
+                                conversion: backward.diffForWeights)
+        } ?? backward.diffForWeights.convert(diffConvolved.pointer)
+        guard case let (dd, ddBuffer)? = forWeights,
               let grads = convBackwardWeights(conv, backward.weights, diffDst: dd, input: saved.input, savedSrc: saved.src,
                                               dtype: .float32) else { return nil }
-        withExtendedLifetime((ddBuffer, diffConvolved)) {}
+        withExtendedLifetime((ddBuffer, diffConvolved, forData?.buffer)) {}
         return DNNLConvBlockGradients(input: gradInput, chainedInput: chainedInput, weight: grads.weight, bias: grads.bias,
                                       scale: gradScale, shift: gradShift)
     }
