@@ -90,7 +90,7 @@ extension Tensor {
     }
 
     /// One value (both dimensions) or two (h, w).
-    private static func convPair(_ values: [Int], _ name: String, _ op: String, minimum: Int) throws -> (Int, Int) {
+    static func convPair(_ values: [Int], _ name: String, _ op: String, minimum: Int) throws -> (Int, Int) {
         guard values.count == 1 || values.count == 2 else {
             throw TensorError.invalidArgument(op: op, message: "\(name) takes 1 or 2 values, got \(values)")
         }
@@ -100,7 +100,7 @@ extension Tensor {
         return (values[0], values[values.count - 1])
     }
 
-    private static func checkConvGeometry(_ op: String, _ geo: ConvGeometry, input: [Int], weight: [Int], bias: [Int]?) throws {
+    static func checkConvGeometry(_ op: String, _ geo: ConvGeometry, input: [Int], weight: [Int], bias: [Int]?) throws {
         let shapes = "input \(input), weight \(weight)"
         guard geo.groups >= 1 else {
             throw TensorError.invalidArgument(op: op, message: "groups must be at least 1, got \(geo.groups)")

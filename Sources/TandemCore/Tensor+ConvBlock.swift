@@ -161,9 +161,8 @@ extension Tensor {
         return DNNLConvBlockPlan.plan(for: key).map { ($0, geo.batch * geo.outHeight * geo.outWidth) }
     }
 
-    /// One value (both dimensions) or two, each at least `minimum`; nil otherwise.
+    /// One value (both dimensions) or two, each at least `minimum` (`convPair`); nil otherwise.
     private static func pair(_ values: [Int], minimum: Int) -> (Int, Int)? {
-        guard values.count == 1 || values.count == 2, values.allSatisfy({ $0 >= minimum }) else { return nil }
-        return (values[0], values[values.count - 1])
+        try? convPair(values, "", "fusedConvBlocks", minimum: minimum)
     }
 }

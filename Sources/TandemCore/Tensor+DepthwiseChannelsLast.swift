@@ -11,10 +11,7 @@ extension Tensor {
     /// `TensorError.shapeMismatch`, negative padding `TensorError.invalidArgument`.
     public static func depthwiseConv2dChannelsLast(_ input: Tensor, weight: Tensor, bias: Tensor?, padding: [Int]) throws -> Tensor {
         let op = "depthwiseConv2dChannelsLast"
-        guard padding.count == 1 || padding.count == 2, padding.allSatisfy({ $0 >= 0 }) else {
-            throw TensorError.invalidArgument(op: op, message: "padding must be one or two non-negative values, got \(padding)")
-        }
-        let (padH, padW) = (padding[0], padding[padding.count - 1])
+        let (padH, padW) = try convPair(padding, "padding", op, minimum: 0)
         guard input.rank == 4 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be channels-last [N, H, W, C], got \(input.shape)")
         }
@@ -22,19 +19,14 @@ extension Tensor {
         guard channels > 0 else {
             throw TensorError.shapeMismatch(op: op, message: "input \(input.shape) has no channels")
         }
-        guard weight.rank == 4, weight.shape[0] == channels, weight.shape[1] == 1, weight.shape[2] >= 1, weight.shape[3] >= 1 else {
+        guard weight.rank == 4, weight.shape[0] == channels else {
             throw TensorError.shapeMismatch(op: op, message: "weight \(weight.shape) for input \(input.shape): expected [\(channels), 1, kH, kW]")
-        }
-        if let bias, bias.shape != [channels] {
-            throw TensorError.shapeMismatch(op: op, message: "bias \(bias.shape) for input \(input.shape): expected [\(channels)]")
         }
         let geo = ConvGeometry(batch: input.shape[0], inChannels: channels, height: input.shape[1], width: input.shape[2],
                                outChannels: channels, groups: channels, kernelH: weight.shape[2], kernelW: weight.shape[3],
                                strideH: 1, strideW: 1, padH: padH, padW: padW, dilationH: 1, dilationW: 1)
-        guard geo.kernelH <= geo.height + 2 * padH, geo.kernelW <= geo.width + 2 * padW else {
-            throw TensorError.shapeMismatch(op: op, message: "the kernel \(geo.kernelH)×\(geo.kernelW) is larger than the padded input "
-                                                + "\(geo.height + 2 * padH)×\(geo.width + 2 * padW)")
-        }
+        // Depthwise (weight dimension 1 is 1), bias, empty kernel, kernel larger than the padded input.
+        try checkConvGeometry(op, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
         let operands = [input, weight] + (bias.map { [$0] } ?? [])
         guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType, Autocast.castTarget(input) == nil else {
             return try conv2d(input.permute([0, 3, 1, 2]), weight: weight, bias: bias, padding: [padH, padW], groups: channels)
