@@ -110,7 +110,7 @@ extension Tensor {
             return (out, statistics)
         }
         let statistics = Swift.zip(saved, counts).map { s, count in
-            ConvBlockStatistics(mean: s.mean.toDoubleArray(), variance: s.variance.toDoubleArray(), count: count)
+            ConvBlockStatistics(mean: s.norm.mean, variance: s.norm.variance, count: count)
         }
         // In training a non-finite input, weight or bias makes a batch statistic non-finite.
         guard statistics.allSatisfy({ $0.mean.allSatisfy(\.isFinite) && $0.variance.allSatisfy(\.isFinite) }),
@@ -156,7 +156,7 @@ extension Tensor {
               geo.batch * geo.outHeight * geo.outWidth > 1,
               k.0 <= geo.outHeight + 2 * pp.0, k.1 <= geo.outWidth + 2 * pp.1 else { return nil }
         let key = DNNLConvBlockPlan.Key(geo: geo, hasBias: block.bias != nil, training: training,
-                                        needInputGradient: needInputGradient, threads: Tandem.numThreads, eps: Float(block.eps),
+                                        needInputGradient: needInputGradient, threads: Tandem.numThreads, eps: block.eps,
                                         pool: .init(kernelH: k.0, kernelW: k.1, strideH: ps.0, strideW: ps.1, padH: pp.0, padW: pp.1))
         return DNNLConvBlockPlan.plan(for: key).map { ($0, geo.batch * geo.outHeight * geo.outWidth) }
     }

@@ -66,6 +66,8 @@ enum DNNL {
     final class Buffer: @unchecked Sendable {
         let pointer: UnsafeMutableRawPointer
         init(bytes: Int) { pointer = HostMemory.allocate(byteCount: Swift.max(bytes, 64)) }
+        /// The buffer as float32 elements.
+        var floats: UnsafeMutablePointer<Float> { pointer.assumingMemoryBound(to: Float.self) }
         deinit { HostMemory.deallocate(pointer) }
     }
 
@@ -593,4 +595,6 @@ extension Kernels {
 extension Tensor {
     /// The address of element `[0, 0, ...]`, untyped (for oneDNN, whatever the dtype).
     var rawElements: UnsafeMutableRawPointer { storage.bytes + offset * dtype.byteSize }
+    /// `rawElements` of a float32 tensor.
+    var floatElements: UnsafeMutablePointer<Float> { rawElements.assumingMemoryBound(to: Float.self) }
 }

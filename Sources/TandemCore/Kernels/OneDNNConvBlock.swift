@@ -2,22 +2,24 @@ import CDNNL
 import Foundation
 import Synchronization
 
-/// The training-mode block `Conv2d → BatchNorm2d → ReLU → MaxPool2d` on oneDNN, float32, with
-/// every intermediate in oneDNN's blocked layout.
+/// The block `Conv2d → BatchNorm2d → ReLU → MaxPool2d`, float32, with every intermediate in
+/// oneDNN's channel-blocked layout.
 ///
 /// Run layer by layer, the block reorders the convolution's blocked output to NCHW for the
 /// batch norm and reorders gradients back for the convolution's backward pass: two extra
-/// passes over the largest activation of the block in each direction, and a batch norm and
-/// pooling at Swift's baseline vector width. Here the convolution writes its blocked output,
-/// oneDNN's batch norm (with the ReLU fused, its mask kept in a workspace) and max pooling
-/// (argmax kept as one byte per output) read and write that layout, and only the pooled output
-/// (a quarter of the size for 2×2 pooling) is reordered to NCHW; the backward pass mirrors it.
-/// An inference plan (evaluation) normalises with the running statistics and keeps nothing for
-/// a backward pass. All primitives of a shape are made at the first forward pass and cached; when oneDNN
-/// refuses any of them, or would run a reference (naive) implementation, there is no plan and
-/// the caller runs the layers one by one. Blocks in a row can pass their pooled output and its
-/// gradient in the blocked layout (`chains(into:)`, `Kernels.convBlocksForward`): only the
-/// last block's output and the first block's input gradient are then NCHW.
+/// passes over the largest activation of the block in each direction. Here the convolution
+/// writes its blocked output, Tandem's batch norm with ReLU (`Kernels.blockedNormReLU`, whose
+/// statistics are as accurate as the layers' on every ISA, where oneDNN's are not) and
+/// oneDNN's max pooling (argmax kept as one byte per output) read and write that layout, and
+/// only the pooled output (a quarter of the size for 2×2 pooling) is reordered to NCHW; the
+/// backward pass mirrors it. An inference plan (evaluation) normalises with the running
+/// statistics and keeps nothing for a backward pass. All primitives of a shape are made at the
+/// first forward pass and cached; when oneDNN refuses any of them, would run a reference
+/// (naive) implementation, or picks a layout other than `nChw8c`/`nChw16c` (any block of 8k
+/// channels), there is no plan and the caller runs the layers one by one. Blocks in a row can
+/// pass their pooled output and its gradient in the blocked layout (`chains(into:)`,
+/// `Kernels.convBlocksForward`): only the last block's output and the first block's input
+/// gradient are then NCHW.
 final class DNNLConvBlockPlan: @unchecked Sendable {
     struct Key: Hashable {
         var geo: ConvGeometry
@@ -26,7 +28,7 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
         var training: Bool
         var needInputGradient: Bool
         var threads: Int
-        var eps: Float
+        var eps: Double
         var pool: PoolWindow
     }
 
@@ -37,9 +39,9 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
 
     /// The primitives and layouts only a training plan has.
     struct Backward {
-        let normBackward: DNNL.Primitive, poolBackward: DNNL.Primitive
-        /// What the forward primitives keep for the backward ones: the ReLU mask, the argmax.
-        let normWorkspace: dnnl_memory_desc_t, poolWorkspace: dnnl_memory_desc_t
+        let poolBackward: DNNL.Primitive
+        /// What the pooling keeps for its backward pass: the argmax.
+        let poolWorkspace: dnnl_memory_desc_t
         /// The NCHW gradient into the pooled layout.
         let pooledIn: DNNL.Conversion
         let weights: DNNLConvPlan.BackwardWeights
@@ -50,12 +52,13 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
     }
 
     let conv: DNNLConvPlan
-    let channels: Int
+    let eps: Double
     /// The convolution's blocked output, which is also the layout of the batch norm and the
     /// pooling input (and of their gradients).
     var blocked: dnnl_memory_desc_t { conv.dst }
-    let statistics: dnnl_memory_desc_t
-    let normForward: DNNL.Primitive, poolForward: DNNL.Primitive
+    /// `blocked` as the batch-norm kernels see it.
+    let layout: ChannelBlockedLayout
+    let poolForward: DNNL.Primitive
     let pooled: dnnl_memory_desc_t
     /// `[N, C, Hp, Wp]`, the block's output.
     let pooledShape: [Int]
@@ -67,27 +70,21 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
     init?(key: Key) {
         let geo = key.geo, window = key.pool
         guard let engine = DNNL.engine, let attributes = DNNL.attributes,
-              let conv = DNNLConvPlan.plan(for: geo, hasBias: key.hasBias, threads: key.threads) else { return nil }
+              let conv = DNNLConvPlan.plan(for: geo, hasBias: key.hasBias, threads: key.threads),
+              let layout = DNNL.channelBlockedLayout(conv.dst) else { return nil }
         self.conv = conv
-        channels = geo.outChannels
+        self.layout = layout
+        eps = key.eps
         let (h, w) = (geo.outHeight, geo.outWidth)
         let outH = (h + 2 * window.padH - window.kernelH) / window.strideH + 1
         let outW = (w + 2 * window.padW - window.kernelW) / window.strideW + 1
         guard outH >= 1, outW >= 1,
-              let stats = DNNL.memoryDesc([geo.outChannels], dnnl_x),
               let plainPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_nchw),
               var anyPooled = DNNL.memoryDesc([geo.batch, geo.outChannels, outH, outW], dnnl_format_tag_any) else { return nil }
-        statistics = stats
         pooledShape = [geo.batch, geo.outChannels, outH, outW]
         var data = conv.dst
         let prop = key.training ? dnnl_forward_training : dnnl_forward_inference
-        let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | dnnl_fuse_norm_relu.rawValue
-            | (key.training ? 0 : dnnl_use_global_stats.rawValue)
 
-        /// Whether the primitive's memory `what` has exactly the layout `md`.
-        func has(_ primitive: DNNL.Primitive, _ what: dnnl_query_t, _ md: dnnl_memory_desc_t) -> Bool {
-            DNNL.query(primitive.pd, what).map { DNNL.equal($0, md) } ?? false
-        }
         func make(_ desc: UnsafeRawPointer, hint: dnnl_primitive_desc_t?) -> DNNL.Primitive? {
             var pd: dnnl_primitive_desc_t?
             guard dnnl_primitive_desc_create(&pd, desc, attributes.handle, engine.handle, hint) == dnnl_success,
@@ -95,11 +92,11 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
             guard !DNNL.isReference(pd) else { dnnl_primitive_desc_destroy(pd); return nil }
             return DNNL.Primitive(pd: pd)
         }
+        /// Whether the primitive's memory `what` has exactly the layout `md`.
+        func has(_ primitive: DNNL.Primitive, _ what: dnnl_query_t, _ md: dnnl_memory_desc_t) -> Bool {
+            DNNL.query(primitive.pd, what).map { DNNL.equal($0, md) } ?? false
+        }
 
-        var normDesc = dnnl_batch_normalization_desc_t()
-        guard dnnl_batch_normalization_forward_desc_init(&normDesc, prop, &data, key.eps, flags) == dnnl_success,
-              let normForward = withUnsafePointer(to: &normDesc, { make($0, hint: nil) }),
-              has(normForward, dnnl_query_dst_md, conv.dst) else { return nil }
         let strides: [Int64] = [Int64(window.strideH), Int64(window.strideW)]
         let kernel: [Int64] = [Int64(window.kernelH), Int64(window.kernelW)]
         let padL: [Int64] = [Int64(window.padH), Int64(window.padW)]
@@ -113,21 +110,14 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
               let poolForward = withUnsafePointer(to: &poolDesc, { make($0, hint: nil) }),
               let pooled = DNNL.query(poolForward.pd, dnnl_query_dst_md),
               let pooledOut = DNNL.Conversion(from: pooled, to: plainPooled) else { return nil }
-        self.normForward = normForward
         self.poolForward = poolForward
         self.pooled = pooled
         self.pooledOut = pooledOut
         guard key.training else { backward = nil; return }
 
         var diffData = conv.dst, diffPooled = pooled
-        var normBackwardDesc = dnnl_batch_normalization_desc_t()
         var poolBackwardDesc = dnnl_pooling_desc_t()
-        guard let normWorkspace = DNNL.query(normForward.pd, dnnl_query_workspace_md),
-              let poolWorkspace = DNNL.query(poolForward.pd, dnnl_query_workspace_md),
-              dnnl_batch_normalization_backward_desc_init(&normBackwardDesc, dnnl_backward, &diffData, &data, key.eps,
-                                                          flags) == dnnl_success,
-              let normBackward = withUnsafePointer(to: &normBackwardDesc, { make($0, hint: normForward.pd) }),
-              has(normBackward, dnnl_query_diff_src_md, conv.dst),
+        guard let poolWorkspace = DNNL.query(poolForward.pd, dnnl_query_workspace_md),
               dnnl_pooling_backward_desc_init(&poolBackwardDesc, dnnl_pooling_max, &diffData, &diffPooled, strides, kernel,
                                               padL, padR) == dnnl_success,
               let poolBackward = withUnsafePointer(to: &poolBackwardDesc, { make($0, hint: poolForward.pd) }),
@@ -141,9 +131,8 @@ final class DNNLConvBlockPlan: @unchecked Sendable {
             dataBackward = made
             diffForData = conversion
         }
-        backward = Backward(normBackward: normBackward, poolBackward: poolBackward, normWorkspace: normWorkspace,
-                            poolWorkspace: poolWorkspace, pooledIn: pooledIn, weights: weights, diffForWeights: diffForWeights,
-                            data: dataBackward, diffForData: diffForData)
+        backward = Backward(poolBackward: poolBackward, poolWorkspace: poolWorkspace, pooledIn: pooledIn, weights: weights,
+                            diffForWeights: diffForWeights, data: dataBackward, diffForData: diffForData)
     }
 
     /// Whether `next` can read this block's pooled output as it is and hand its input gradient
@@ -180,14 +169,15 @@ struct DNNLConvBlockSaved: @unchecked Sendable {
     let plan: DNNLConvBlockPlan
     /// The plain NCHW input; nil when the block read the previous block's pooled output.
     let input: Tensor?
-    let weight: Tensor, scale: Tensor, shift: Tensor
+    let weight: Tensor, scale: Tensor
     /// The convolution's source in its layout (the reordered input, or the previous block's
     /// pooled output) and weights in its layout; nil: the plain tensor is used as it is.
     let src: DNNL.Buffer?, weights: DNNL.Buffer?
     /// The convolution's blocked output: the batch norm's input.
     let convolved: DNNL.Buffer
-    let mean: Tensor, variance: Tensor
-    let normWorkspace: DNNL.Buffer, poolWorkspace: DNNL.Buffer
+    /// The batch statistics and the normalisation they gave.
+    let norm: BlockedNormMap
+    let poolWorkspace: DNNL.Buffer
 }
 
 /// Where a block's convolution reads: the plain input, or the previous block's pooled output
@@ -250,29 +240,26 @@ extension Kernels {
         }
         guard let kept else { return false }
 
-        let mean = ops.running?.mean ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        let variance = ops.running?.variance ?? Tensor(uninitializedShape: [plan.channels], dtype: .float32)
+        let (w, b) = (ops.scale.floatElements, ops.shift.floatElements)
+        let norm = if let running = ops.running {
+            Kernels.blockedBatchNormMap(plan.layout, eps: plan.eps, mean: running.mean.floatElements,
+                                        variance: running.variance.floatElements, weight: w, bias: b)
+        } else {
+            Kernels.blockedBatchNormStatistics(convolved.floats, plan.layout, eps: plan.eps, weight: w, bias: b)
+        }
         let normalized = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        let normWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.normWorkspace)) }
-        var normArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-            (DNNL.Arg.src, plan.blocked, convolved.pointer), (DNNL.Arg.dst, plan.blocked, normalized.pointer),
-            (DNNL.Arg.mean, plan.statistics, mean.rawElements), (DNNL.Arg.variance, plan.statistics, variance.rawElements),
-            (DNNL.Arg.scale, plan.statistics, ops.scale.rawElements), (DNNL.Arg.shift, plan.statistics, ops.shift.rawElements),
-        ]
-        if let training, let normWorkspace { normArgs.append((DNNL.Arg.workspace, training.normWorkspace, normWorkspace.pointer)) }
-        guard DNNL.execute(plan.normForward, normArgs) else { return false }
+        Kernels.blockedNormReLU(convolved.floats, normalized.floats, plan.layout, norm)
 
         let poolWorkspace = training.map { DNNL.Buffer(bytes: DNNL.byteSize($0.poolWorkspace)) }
         var poolArgs: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] =
             [(DNNL.Arg.src, plan.blocked, normalized.pointer), (DNNL.Arg.dst, plan.pooled, pooled)]
         if let training, let poolWorkspace { poolArgs.append((DNNL.Arg.workspace, training.poolWorkspace, poolWorkspace.pointer)) }
         guard DNNL.execute(plan.poolForward, poolArgs) else { return false }
-        withExtendedLifetime((convolved, normalized, mean, variance)) {}
-        guard let normWorkspace, let poolWorkspace else { return true }
+        withExtendedLifetime((convolved, normalized, ops)) {}
+        guard let poolWorkspace else { return true }
         let plainInput: Tensor? = if case .plain(let input) = source { input } else { nil }
         saving.append(DNNLConvBlockSaved(plan: plan, input: plainInput, weight: ops.weight, scale: ops.scale,
-                                         shift: ops.shift, src: kept.src, weights: kept.weights, convolved: convolved,
-                                         mean: mean, variance: variance, normWorkspace: normWorkspace,
+                                         src: kept.src, weights: kept.weights, convolved: convolved, norm: norm,
                                          poolWorkspace: poolWorkspace))
         return true
     }
@@ -310,19 +297,12 @@ extension Kernels {
                                                    (DNNL.Arg.diffSrc, plan.blocked, diffNormalized.pointer)]) else { return nil }
 
         let diffConvolved = DNNL.Buffer(bytes: DNNL.byteSize(plan.blocked))
-        let gradScale = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        let gradShift = Tensor(uninitializedShape: [plan.channels], dtype: .float32)
-        guard DNNL.execute(backward.normBackward, [
-            (DNNL.Arg.src, plan.blocked, saved.convolved.pointer), (DNNL.Arg.mean, plan.statistics, saved.mean.rawElements),
-            (DNNL.Arg.variance, plan.statistics, saved.variance.rawElements),
-            (DNNL.Arg.diffDst, plan.blocked, diffNormalized.pointer), (DNNL.Arg.scale, plan.statistics, saved.scale.rawElements),
-            // oneDNN 2.6 refuses this backward pass with the ReLU fused unless it is also given the shift.
-            (DNNL.Arg.shift, plan.statistics, saved.shift.rawElements),
-            (DNNL.Arg.workspace, backward.normWorkspace, saved.normWorkspace.pointer),
-            (DNNL.Arg.diffSrc, plan.blocked, diffConvolved.pointer),
-            (DNNL.Arg.diffScale, plan.statistics, gradScale.rawElements), (DNNL.Arg.diffShift, plan.statistics, gradShift.rawElements),
-        ]) else { return nil }
-        withExtendedLifetime(diffNormalized) {}
+        let normGrads = Kernels.blockedBatchNormReLUBackward(saved.convolved.floats, gradOut: diffNormalized.floats,
+                                                             gradIn: diffConvolved.floats, plan.layout, saved.norm,
+                                                             weight: saved.scale.floatElements)
+        withExtendedLifetime((diffNormalized, saved.scale)) {}
+        let gradScale = Tensor(normGrads.weight, shape: [plan.layout.channels])
+        let gradShift = Tensor(normGrads.bias, shape: [plan.layout.channels])
 
         var gradInput: Tensor?, chainedInput: DNNL.Buffer?
         var forData: (desc: dnnl_memory_desc_t, buffer: DNNL.Buffer?)?

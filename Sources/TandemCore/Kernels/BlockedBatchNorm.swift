@@ -1,0 +1,343 @@
+import CDNNL
+
+/// Batch norm followed by ReLU on the layouts oneDNN's convolution writes (`nChw8c`,
+/// `nChw16c`, or plain `nchw` for small shapes), for the fused convolution block
+/// (`DNNLConvBlockPlan`).
+///
+/// oneDNN's own batch norm sums each channel in float32 with an accuracy that depends on the
+/// ISA it picks: its AVX2 kernel's batch means were off by 1.1e-5 relative, where the
+/// layer-by-layer path is within float32 rounding. These kernels compute the statistics and
+/// the backward reductions the way `batchNormTrainingForward` and `batchNormBackward` do
+/// (two passes, eight float32 lanes flushed to Double every 32 vectors, statistics in
+/// Double), so the fused block is as accurate as the layers on every CPU.
+///
+/// A buffer is `[N][Cp/B][S][B]` floats: `S = H·W` positions of `B` channels each, `B` a
+/// multiple of 8 or 1 (NCHW), and `Cp ≥ C` channels padded with zeros to a multiple of `B`. A
+/// *run* is one `(n, channel block)` pair: `S·B` contiguous floats. The kernels work on eight
+/// float32 lanes at a time: eight channels of one position in a blocked layout, eight
+/// positions of one channel in NCHW (`LaneWalk`).
+
+/// The shape of a channel-blocked float32 buffer (see the file comment).
+struct ChannelBlockedLayout: Hashable, Sendable {
+    let batch: Int, channels: Int, paddedChannels: Int, spatial: Int, block: Int
+
+    var channelBlocks: Int { paddedChannels / block }
+    /// Number of runs, `N · Cp/B`.
+    var runs: Int { batch * channelBlocks }
+    /// Floats in one run, `S · B`.
+    var runLength: Int { spatial * block }
+    /// Values each channel's statistics are taken over, `N · S`.
+    var count: Int { batch * spatial }
+}
+
+extension DNNL {
+    /// `md` as a channel-blocked layout: a dense float32 `[N, C, H, W]` tensor, plain NCHW or
+    /// with one inner block of `B` channels, `B` a multiple of 8 (`nChw8c`, `nChw16c`); nil for
+    /// any other.
+    static func channelBlockedLayout(_ md: dnnl_memory_desc_t) -> ChannelBlockedLayout? {
+        guard md.ndims == 4, md.data_type == dnnl_f32, md.format_kind == dnnl_blocked, md.offset0 == 0,
+              md.extra.flags == 0 else { return nil }
+        let dims = withUnsafeBytes(of: md.dims) { Array($0.bindMemory(to: Int64.self).prefix(4)).map(Int.init) }
+        let padded = withUnsafeBytes(of: md.padded_dims) { Array($0.bindMemory(to: Int64.self).prefix(4)).map(Int.init) }
+        let offsets = withUnsafeBytes(of: md.padded_offsets) { Array($0.bindMemory(to: Int64.self).prefix(4)) }
+        let blocking = md.format_desc.blocking
+        let strides = withUnsafeBytes(of: blocking.strides) { Array($0.bindMemory(to: Int64.self).prefix(4)).map(Int.init) }
+        let plain = blocking.inner_nblks == 0
+        guard plain || (blocking.inner_nblks == 1 && blocking.inner_idxs.0 == 1), offsets.allSatisfy({ $0 == 0 }) else { return nil }
+        let block = plain ? 1 : Int(blocking.inner_blks.0)
+        let (n, cp, h, w) = (padded[0], padded[1], padded[2], padded[3])
+        guard block == 1 || block % 8 == 0, cp % block == 0, [n, h, w] == [dims[0], dims[2], dims[3]],
+              strides == [cp * h * w, h * w * block, w * block, block] else { return nil }
+        return ChannelBlockedLayout(batch: n, channels: dims[1], paddedChannels: cp, spatial: h * w, block: block)
+    }
+}
+
+/// A batch norm's statistics and its per-lane affine map `y = max((x − center)·scale + shift,
+/// 0)`, where `center` is the mean rounded to float32 and `shift` absorbs the rounding. Lanes
+/// of padded channels map to 0.
+struct BlockedNormMap: Sendable {
+    /// Per channel `[C]`: mean, biased variance, 1/sqrt(variance + eps).
+    var mean: [Double], variance: [Double], invstd: [Double]
+    /// `[3, Cp]`: center, scale and shift of each padded channel.
+    var lanes: [Float]
+    let paddedChannels: Int
+
+    init(mean: [Double], variance: [Double], invstd: [Double], paddedChannels: Int) {
+        self.mean = mean; self.variance = variance; self.invstd = invstd; self.paddedChannels = paddedChannels
+        lanes = [Float](repeating: 0, count: 3 * paddedChannels)
+    }
+
+    /// Channel `ch`'s float32 center.
+    func center(_ ch: Int) -> Float { lanes[ch] }
+    /// Sets channel `ch`'s map.
+    mutating func set(_ ch: Int, center: Float, scale: Float, shift: Float) {
+        lanes[ch] = center; lanes[paddedChannels + ch] = scale; lanes[2 * paddedChannels + ch] = shift
+    }
+}
+
+/// How the kernels walk one lane group of a run (eight lanes): `count` full vectors `step`
+/// floats apart, then, in NCHW only, a tail of `tail < 8` floats.
+private struct LaneWalk {
+    let count: Int, step: Int, tail: Int
+    /// Whether the eight lanes are eight channels (blocked layouts) or eight positions (NCHW).
+    let lanesAreChannels: Bool
+
+    init(_ layout: ChannelBlockedLayout) {
+        lanesAreChannels = layout.block >= 8
+        count = lanesAreChannels ? layout.spatial : layout.spatial / 8
+        step = lanesAreChannels ? layout.block : 8
+        tail = lanesAreChannels ? 0 : layout.spatial % 8
+    }
+
+    /// The per-channel values `p[lane..<lane+8]` (blocked) or `p[lane]` in every lane (NCHW).
+    @inline(__always) func parameter(_ p: UnsafePointer<Float>, _ lane: Int) -> SIMD8<Float> {
+        lanesAreChannels ? UnsafeRawPointer(p + lane).loadUnaligned(as: SIMD8<Float>.self) : SIMD8(repeating: p[lane])
+    }
+
+    /// The lanes of the tail that hold data.
+    var tailMask: SIMDMask<SIMD8<Int32>> { SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< Int32(tail) }
+
+    /// The tail's floats at `p`, zero in the other lanes.
+    @inline(__always) func loadTail(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+        var v = SIMD8<Float>(repeating: 0)
+        for i in 0..<tail { v[i] = p[i] }
+        return v
+    }
+
+    /// Stores the tail's lanes of `v` at `p`.
+    @inline(__always) func storeTail(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        for i in 0..<tail { p[i] = v[i] }
+    }
+}
+
+extension Kernels {
+    /// Flushes float32 lane sums into Double every this many vectors, so that a lane's float32
+    /// sum is off by at most γ₃₂ of its terms' magnitudes (ConvBlockAccuracyTests).
+    private static let flushEvery = 32
+
+    /// The map of a training batch norm over `x`: its batch mean and biased variance per
+    /// channel (two passes), with `weight` and `bias` `[C]`.
+    static func blockedBatchNormStatistics(_ x: UnsafePointer<Float>, _ layout: ChannelBlockedLayout, eps: Double,
+                                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) -> BlockedNormMap {
+        let c = layout.channels, m = Double(layout.count), walk = LaneWalk(layout)
+        nonisolated(unsafe) let xp = x
+        let zero = SIMD8<Float>(repeating: 0)
+        let sums = blockedChannelSums(layout) { offset, _, out in
+            laneGroupSums(xp + offset, walk, out) { $0 - zero }
+        }
+        let mean = (0..<c).map { sums[$0] / m }
+        let center = (0..<layout.paddedChannels).map { $0 < c ? Float(mean[$0]) : 0 }
+        let squares = center.withUnsafeBufferPointer { centers in
+            nonisolated(unsafe) let cp = centers.baseAddress!
+            return blockedChannelSums(layout) { offset, lane, out in
+                let shift = walk.parameter(cp, lane)
+                laneGroupSums(xp + offset, walk, out) { let d = $0 - shift; return d * d }
+            }
+        }
+        var map = BlockedNormMap(mean: mean, variance: [], invstd: [], paddedChannels: layout.paddedChannels)
+        for ch in 0..<c {
+            // Σ(x − μ)² = Σ(x − μ')² − M·(μ − μ')², with μ' = center.
+            let shiftError = mean[ch] - Double(center[ch])
+            let variance = Swift.max(squares[ch] - m * shiftError * shiftError, 0) / m
+            let invstd = 1 / (variance + eps).squareRoot()
+            let a = Double(weight[ch]) * invstd
+            map.variance.append(variance)
+            map.invstd.append(invstd)
+            map.set(ch, center: center[ch], scale: Float(a), shift: Float(Double(bias[ch]) - shiftError * a))
+        }
+        return map
+    }
+
+    /// The map of an evaluation batch norm: the running `mean` and `variance` `[C]`.
+    static func blockedBatchNormMap(_ layout: ChannelBlockedLayout, eps: Double, mean: UnsafePointer<Float>,
+                                    variance: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                    bias: UnsafePointer<Float>) -> BlockedNormMap {
+        let c = layout.channels
+        let variances = (0..<c).map { Double(variance[$0]) }
+        var map = BlockedNormMap(mean: (0..<c).map { Double(mean[$0]) }, variance: variances,
+                                 invstd: variances.map { 1 / ($0 + eps).squareRoot() }, paddedChannels: layout.paddedChannels)
+        for ch in 0..<c {
+            map.set(ch, center: mean[ch], scale: Float(Double(weight[ch]) * map.invstd[ch]), shift: bias[ch])
+        }
+        return map
+    }
+
+    /// `y = max((x − center)·scale + shift, 0)` per channel over the whole buffer.
+    static func blockedNormReLU(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ layout: ChannelBlockedLayout,
+                                _ map: BlockedNormMap) {
+        let cp = layout.paddedChannels, walk = LaneWalk(layout)
+        map.lanes.withUnsafeBufferPointer { lanes in
+            nonisolated(unsafe) let (xp, yp, lp) = (x, y, lanes.baseAddress!)
+            forEachLaneGroup(layout, cost: 2) { offset, l in
+                let center = walk.parameter(lp, l), a = walk.parameter(lp + cp, l), e = walk.parameter(lp + 2 * cp, l)
+                var o = offset
+                for _ in 0..<walk.count {
+                    store(normReLU(load(xp + o), center, a, e), yp + o)
+                    o += walk.step
+                }
+                if walk.tail > 0 { walk.storeTail(normReLU(walk.loadTail(xp + o), center, a, e), yp + o) }
+            }
+        }
+    }
+
+    /// The batch norm's backward pass through the ReLU, in training mode: from `gradOut` (the
+    /// gradient of `y`) and the forward input `x`, writes the input gradient `gradIn` and
+    /// returns the gradients of the batch norm's `weight` and bias `[C]`.
+    /// `gradIn = k1·g' + (x − center)·k2 + k3`, where `g' = gradOut` where `y > 0`, else 0.
+    static func blockedBatchNormReLUBackward(_ x: UnsafePointer<Float>, gradOut: UnsafePointer<Float>,
+                                             gradIn: UnsafeMutablePointer<Float>, _ layout: ChannelBlockedLayout,
+                                             _ map: BlockedNormMap, weight: UnsafePointer<Float>)
+        -> (weight: [Float], bias: [Float]) {
+        let c = layout.channels, cp = layout.paddedChannels, m = Double(layout.count), walk = LaneWalk(layout)
+        let sums = map.lanes.withUnsafeBufferPointer { lanes in
+            nonisolated(unsafe) let (xp, gp, lp) = (x, gradOut, lanes.baseAddress!)
+            return blockedChannelSums(layout, sets: 2) { offset, l, out in
+                laneGroupGradSums(xp + offset, gp + offset, walk, walk.parameter(lp, l), walk.parameter(lp + cp, l),
+                                  walk.parameter(lp + 2 * cp, l), out, out + cp)
+            }
+        }
+        // [3, Cp]: k1, k2, k3.
+        var coefficients = [Float](repeating: 0, count: 3 * cp)
+        var gradWeight = [Float](repeating: 0, count: c), gradBias = gradWeight
+        for ch in 0..<c {
+            let sumG = sums[ch], shiftError = map.mean[ch] - Double(map.center(ch))
+            let sumGX = sums[cp + ch] - shiftError * sumG  // Σ g'·(x − μ)
+            let invstd = map.invstd[ch], scale = Double(weight[ch]) * invstd
+            let slope = -scale * invstd * invstd * sumGX / m
+            coefficients[ch] = Float(scale)
+            coefficients[cp + ch] = Float(slope)
+            coefficients[2 * cp + ch] = Float(-scale * sumG / m - slope * shiftError)
+            gradWeight[ch] = Float(sumGX * invstd)
+            gradBias[ch] = Float(sumG)
+        }
+        map.lanes.withUnsafeBufferPointer { lanes in
+            coefficients.withUnsafeBufferPointer { ks in
+                nonisolated(unsafe) let (xp, gp, dp, lp, kp) = (x, gradOut, gradIn, lanes.baseAddress!, ks.baseAddress!)
+                forEachLaneGroup(layout, cost: 3) { offset, l in
+                    let center = walk.parameter(lp, l), a = walk.parameter(lp + cp, l), e = walk.parameter(lp + 2 * cp, l)
+                    let k1 = walk.parameter(kp, l), k2 = walk.parameter(kp + cp, l), k3 = walk.parameter(kp + 2 * cp, l)
+                    @inline(__always) func gradient(_ xv: SIMD8<Float>, _ gv: SIMD8<Float>) -> SIMD8<Float> {
+                        gv.replacing(with: 0, where: normReLU(xv, center, a, e) .<= 0) * k1 + (xv - center) * k2 + k3
+                    }
+                    var o = offset
+                    for _ in 0..<walk.count {
+                        store(gradient(load(xp + o), load(gp + o)), dp + o)
+                        o += walk.step
+                    }
+                    if walk.tail > 0 { walk.storeTail(gradient(walk.loadTail(xp + o), walk.loadTail(gp + o)), dp + o) }
+                }
+            }
+        }
+        return (gradWeight, gradBias)
+    }
+
+    // MARK: - Helpers
+
+    /// One arithmetic for the forward pass and for the backward pass's ReLU mask, so that the
+    /// mask is exactly where the forward output is positive.
+    @inline(__always)
+    private static func normReLU(_ x: SIMD8<Float>, _ center: SIMD8<Float>, _ a: SIMD8<Float>, _ e: SIMD8<Float>)
+        -> SIMD8<Float> {
+        let y = (x - center) * a + e
+        return y.replacing(with: 0, where: y .< 0)
+    }
+
+    @inline(__always) private static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inline(__always) private static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+
+    /// Runs `body(offset, lane)` for every lane group of every run, in parallel over runs:
+    /// `offset` is the group's first element, `lane` its first padded channel.
+    @inline(__always)
+    private static func forEachLaneGroup(_ layout: ChannelBlockedLayout, cost: Int, _ body: (Int, Int) -> Void) {
+        Parallel.forRanges(layout.runs, costPerItem: layout.runLength * cost) { range in
+            for run in range {
+                for group in stride(from: 0, to: layout.block, by: 8) {
+                    body(run * layout.runLength + group, (run % layout.channelBlocks) * layout.block + group)
+                }
+            }
+        }
+    }
+
+    /// Per-channel sums over all runs, `sets` values per channel: `body(offset, lane, out)`
+    /// adds the sums of the lane group at element `offset` (first padded channel `lane`) to
+    /// `out[0..<8]` (blocked) or `out[0]` (NCHW), and a second set `Cp` further on. Runs are
+    /// reduced in parallel, and their sums added over the batch in Double. Returns `[sets, Cp]`.
+    private static func blockedChannelSums(_ layout: ChannelBlockedLayout, sets: Int = 1,
+                                           _ body: (Int, Int, UnsafeMutablePointer<Double>) -> Void) -> [Double] {
+        let width = layout.paddedChannels * sets
+        var perRun = [Double](repeating: 0, count: layout.runs * width)
+        perRun.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let out = buffer.baseAddress!
+            forEachLaneGroup(layout, cost: sets) { offset, lane in
+                body(offset, lane, out + (offset / layout.runLength) * width + lane)
+            }
+        }
+        var total = [Double](repeating: 0, count: width)
+        for run in 0..<layout.runs {
+            let lane0 = (run % layout.channelBlocks) * layout.block
+            for set in 0..<sets {
+                let o = set * layout.paddedChannels + lane0
+                for lane in 0..<layout.block { total[o + lane] += perRun[run * width + o + lane] }
+            }
+        }
+        return total
+    }
+
+    /// Σ f(x) over one lane group into `out[0..<8]` (lanes are channels) or `out[0]` (lanes
+    /// are positions of one channel), float32 lanes flushed to Double every `flushEvery` vectors.
+    @inline(__always)
+    private static func laneGroupSums(_ x: UnsafePointer<Float>, _ walk: LaneWalk, _ out: UnsafeMutablePointer<Double>,
+                                      _ f: (SIMD8<Float>) -> SIMD8<Float>) {
+        var acc = SIMD8<Float>(repeating: 0)
+        var o = 0
+        for i in 0..<walk.count {
+            acc += f(load(x + o))
+            o += walk.step
+            if (i + 1) % flushEvery == 0 { flush(acc, out, walk); acc = .zero }
+        }
+        if walk.tail > 0 { acc += f(walk.loadTail(x + o)).replacing(with: 0, where: .!walk.tailMask) }
+        flush(acc, out, walk)
+    }
+
+    /// Σ g' and Σ g'·(x − center) over one lane group into `sumG` and `sumGX` (as
+    /// `laneGroupSums`), where g' is `g` where the forward output was positive.
+    @inline(__always)
+    private static func laneGroupGradSums(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ walk: LaneWalk,
+                                          _ center: SIMD8<Float>, _ a: SIMD8<Float>, _ e: SIMD8<Float>,
+                                          _ sumG: UnsafeMutablePointer<Double>, _ sumGX: UnsafeMutablePointer<Double>) {
+        var accG = SIMD8<Float>(repeating: 0), accGX = SIMD8<Float>(repeating: 0)
+        @inline(__always) func add(_ xv: SIMD8<Float>, _ gv: SIMD8<Float>) {
+            let masked = gv.replacing(with: 0, where: normReLU(xv, center, a, e) .<= 0)
+            accG += masked
+            accGX += masked * (xv - center)
+        }
+        var o = 0
+        for i in 0..<walk.count {
+            add(load(x + o), load(g + o))
+            o += walk.step
+            if (i + 1) % flushEvery == 0 {
+                flush(accG, sumG, walk); flush(accGX, sumGX, walk)
+                accG = .zero; accGX = .zero
+            }
+        }
+        // The tail's other lanes are zero in g, so they add nothing.
+        if walk.tail > 0 { add(walk.loadTail(x + o), walk.loadTail(g + o)) }
+        flush(accG, sumG, walk); flush(accGX, sumGX, walk)
+    }
+
+    /// Adds float32 lane sums to Double: lane by lane (lanes are channels) or all to `out[0]`.
+    @inline(__always) private static func flush(_ lanes: SIMD8<Float>, _ out: UnsafeMutablePointer<Double>, _ walk: LaneWalk) {
+        if walk.lanesAreChannels {
+            for i in 0..<8 { out[i] += Double(lanes[i]) }
+        } else {
+            var total: Double = 0
+            for i in 0..<8 { total += Double(lanes[i]) }
+            out[0] += total
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Testing
+@testable import TandemCore
+import TandemTestSupport
+
+/// The fused block's batch statistics and gradients against the same block in float64, each
+/// judged by a bound derived from the arithmetic and the magnitudes involved (no tolerance
+/// tuned on one CPU). On an AVX2 CPU, oneDNN's own batch norm missed these bounds by far
+/// (means off by 1.1e-5 relative); `ONEDNN_MAX_CPU_ISA` selects the ISA (scripts/isa_matrix.sh).
+@Suite struct ConvBlockAccuracyTests {
+    /// Unit roundoff of float32.
+    static let u = 0x1p-24
+
+    /// γ_n = n·u / (1 − n·u): the worst-case relative error of n float32 operations in a row
+    /// (Higham, Accuracy and Stability of Numerical Algorithms, §3.1).
+    static func gamma(_ n: Int) -> Double { Double(n) * u / (1 - Double(n) * u) }
+
+    struct Case: Sendable, CustomStringConvertible {
+        var inChannels: Int, outChannels: Int, size: Int
+        var description: String { "N64 \(inChannels)→\(outChannels) \(size)×\(size) k5 p2" }
+    }
+
+    /// The MNIST ConvNet's two blocks at its training batch size.
+    static let cases = [Case(inChannels: 1, outChannels: 16, size: 28), Case(inChannels: 16, outChannels: 32, size: 14)]
+
+    /// Per-channel mean over `[N, C, H, W]` as Doubles.
+    private func channelMean(_ t: Tensor) throws -> [Double] { try t.mean(axes: [0, 2, 3]).toDoubleArray() }
+
+    @Test(arguments: cases) func statisticsAndGradientsWithinTheirBounds(c: Case) throws {
+        let g = Generator(seed: 5)
+        let x = Tensor.uniform([64, c.inChannels, c.size, c.size], low: 0, high: 1, generator: g)
+        let k = c.inChannels * 25
+        let w = try Tensor.randn([c.outChannels, c.inChannels, 5, 5], generator: g) * (1 / Double(k).squareRoot())
+        let b = try Tensor.randn([c.outChannels], generator: g) * 0.1 + 0.3
+        let gamma = try Tensor.randn([c.outChannels], generator: g) * 0.2 + 1
+        let beta = try Tensor.randn([c.outChannels], generator: g) * 0.2
+        let upstream = Tensor.randn([64, c.outChannels, c.size / 2, c.size / 2], generator: g)
+
+        let leaves = [w, b, gamma, beta].map { $0.requiringGrad() }
+        let fused = try #require(Tensor.fusedConvBatchNormReLUMaxPool(
+            x, weight: leaves[0], bias: leaves[1], stride: [1], padding: [2], normWeight: leaves[2], normBias: leaves[3],
+            eps: 1e-5, poolKernel: [2], poolStride: [2], poolPadding: [0]), "fused path refused \(c)")
+        try fused.output.backward(upstream)
+
+        // The same block in float64 from the same float32 values, stopping at the batch norm's
+        // output to read its gradient g' (zero where the ReLU was off).
+        let x64 = x.to(.float64), (gamma64, beta64) = (gamma.to(.float64), beta.to(.float64))
+        let y = try Tensor.conv2d(x64, weight: w.to(.float64), bias: b.to(.float64), padding: [2])
+        var none: Tensor? = nil, noneVar: Tensor? = nil
+        let z = try Tensor.batchNorm(y, runningMean: &none, runningVar: &noneVar, weight: gamma64, bias: beta64,
+                                     training: true, momentum: 0.1, eps: 1e-5).requiringGrad()
+        try z.relu().maxPool2d(kernelSize: [2]).backward(upstream.to(.float64))
+        let gPrime = try #require(z.grad)
+
+        // Each float32 convolution output is a sum of K + 1 products (bias included), so it is
+        // off by at most γ_{K+1}·A, A = |w| ∗ |x| + |b| (any summation order). The statistics
+        // kernel sums at most 32 float32 values per lane before it flushes to Double.
+        let a = try Tensor.conv2d(x64.abs(), weight: w.to(.float64).abs(), bias: b.to(.float64).abs(), padding: [2])
+        let convError = try a * Self.gamma(k + 1)
+        let mean64 = try channelMean(y), meanAbs = try channelMean(y.abs()), meanConvError = try channelMean(convError)
+        let centered = try y - Tensor(mean64, shape: [1, c.outChannels, 1, 1], dtype: .float64)
+        let variance64 = try channelMean(centered * centered)
+        let varianceConvError = try channelMean(centered.abs() * convError)
+        var worst = (mean: 0.0, variance: 0.0)
+        for ch in 0..<c.outChannels {
+            let meanBound = meanConvError[ch] + Self.gamma(33) * meanAbs[ch]
+            let varianceBound = 2 * varianceConvError[ch] + meanConvError[ch] * meanConvError[ch]
+                + Self.gamma(36) * variance64[ch]
+            let meanError = abs(fused.mean[ch] - mean64[ch]), varianceError = abs(fused.variance[ch] - variance64[ch])
+            #expect(meanError <= meanBound, "channel \(ch) mean \(fused.mean[ch]) vs \(mean64[ch]) (bound \(meanBound))")
+            #expect(varianceError <= varianceBound,
+                    "channel \(ch) variance \(fused.variance[ch]) vs \(variance64[ch]) (bound \(varianceBound))")
+            worst.mean = max(worst.mean, meanError / meanAbs[ch])
+            worst.variance = max(worst.variance, varianceError / variance64[ch])
+        }
+        print("fused-statistics-error \(c): mean \(worst.mean) of mean|y|, variance \(worst.variance) relative")
+
+        // The convolution bias's gradient is analytically zero (a training-mode batch norm
+        // follows): Σ dy over the M = N·H·W values of a channel, dy = k1·g' + (y − μ)·k2 + k3 with
+        // k1 = γ·σ⁻¹, k2 = −k1·σ⁻²·Σg'(y − μ)/M, k3 = −k1·Σg'/M, cancels exactly. What is left
+        // is rounding: each dy (a few float32 operations) and their sum (any order) are off by at
+        // most (γ_8 + γ_M)·T, T = |k1|·Σ|g'| + |k2|·Σ|y − μ| + M·|k3|, the size of the terms that
+        // cancel; and an error δμ in the mean leaves |k2|·M·δμ.
+        let m = 64 * c.size * c.size
+        let sumAbsG = try gPrime.abs().sum(axes: [0, 2, 3]).toDoubleArray()
+        let sumG = try gPrime.sum(axes: [0, 2, 3]).toDoubleArray()
+        let sumGX = try (gPrime * centered).sum(axes: [0, 2, 3]).toDoubleArray()
+        let sumAbsCentered = try centered.abs().sum(axes: [0, 2, 3]).toDoubleArray()
+        let gammas = gamma64.toDoubleArray()
+        let biasGrad = try #require(leaves[1].grad).toDoubleArray()
+        var worstBias = 0.0
+        for ch in 0..<c.outChannels {
+            let invstd = 1 / (variance64[ch] + 1e-5).squareRoot()
+            let k1 = abs(gammas[ch] * invstd), k2 = k1 * invstd * invstd * abs(sumGX[ch]) / Double(m)
+            let k3 = k1 * abs(sumG[ch]) / Double(m)
+            let terms = k1 * sumAbsG[ch] + k2 * sumAbsCentered[ch] + Double(m) * k3
+            let bound = (Self.gamma(8) + Self.gamma(m)) * terms + k2 * Double(m) * (meanConvError[ch] + Self.gamma(33) * meanAbs[ch])
+            #expect(abs(biasGrad[ch]) <= bound, "channel \(ch): conv bias gradient \(biasGrad[ch]) (bound \(bound))")
+            worstBias = max(worstBias, abs(biasGrad[ch]) / terms)
+        }
+        print("fused-bias-gradient \(c): |Σ dy| up to \(worstBias) of the terms that cancel")
+    }
+}
