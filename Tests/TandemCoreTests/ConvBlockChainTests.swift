@@ -68,7 +68,7 @@ import TandemTestSupport
         return y
     }
 
-    @Test(arguments: cases) func matchesTheOperationsOneByOne(c: Case) throws {
+    @Test(.enabled(if: ISA.oneDNNChainsConvBlocks, "oneDNN's layouts chain only from AVX2 up (ISA.oneDNNChainsConvBlocks)"), arguments: cases) func matchesTheOperationsOneByOne(c: Case) throws {
         let g = Generator(seed: 31)
         let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
         let values = try parameters(c, g)
@@ -106,7 +106,7 @@ import TandemTestSupport
     }
 
     /// Evaluation: the running statistics, no gradient recorded.
-    @Test(arguments: cases) func inferenceMatchesTheOperationsOneByOne(c: Case) throws {
+    @Test(.enabled(if: ISA.oneDNNChainsConvBlocks, "oneDNN's layouts chain only from AVX2 up (ISA.oneDNNChainsConvBlocks)"), arguments: cases) func inferenceMatchesTheOperationsOneByOne(c: Case) throws {
         let g = Generator(seed: 37)
         let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
         let p = try parameters(c, g)
@@ -124,7 +124,7 @@ import TandemTestSupport
 
     /// An inf or NaN in a later block's operands declines the whole row, in training and in
     /// evaluation; no blocks at all decline too.
-    @Test func declinesInfAndNaNInALaterBlock() throws {
+    @Test(.enabled(if: ISA.oneDNNChainsConvBlocks, "oneDNN's layouts chain only from AVX2 up (ISA.oneDNNChainsConvBlocks)")) func declinesInfAndNaNInALaterBlock() throws {
         let c = Self.cases[0]
         let g = Generator(seed: 41)
         let x = Tensor.randn([c.batch, c.inChannels, c.height, c.width], generator: g)
