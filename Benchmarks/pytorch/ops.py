@@ -38,6 +38,13 @@ def cases():
         def body(xin=xin, w=w, b=b, up=up):
             F.conv2d(xin, w, b, padding=2).backward(up)
         out.append((name, body))
+    ga, gb = torch.randn(256, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+    out.append(("gemm_256x1024x1024", lambda: ga @ gb))
+    blocks = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 5, padding=2), torch.nn.BatchNorm2d(16), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 5, padding=2), torch.nn.BatchNorm2d(32), torch.nn.ReLU(), torch.nn.MaxPool2d(2)).train()
+    xb, upb = torch.randn(64, 1, 28, 28, generator=g), torch.randn(64, 32, 7, 7, generator=g)
+    out.append(("convblocks_mnist_train_fwd_bwd", lambda: blocks(xb).backward(upb)))
     xp = torch.randn(64, 16, 28, 28, generator=g).requires_grad_()
     upp = torch.randn(64, 16, 14, 14, generator=g)
     out.append(("maxpool_64x16x28x28_fwd_bwd", lambda: F.max_pool2d(xp, 2, 2).backward(upp)))

@@ -66,6 +66,9 @@ enum BenchCases {
                 try out.backward(up)
             })
         }
+        let gemmA = Tensor.randn([256, 1024], generator: g), gemmB = Tensor.randn([1024, 1024], generator: g)
+        cases.append(Case(name: "gemm_256x1024x1024") { _ = try Tensor.matmul(gemmA, gemmB) })
+        cases.append(convBlocksCase(g))
         let poolInput = Tensor.randn([64, 16, 28, 28], generator: g), poolUp = Tensor.randn([64, 16, 14, 14], generator: g)
         cases.append(Case(name: "maxpool_64x16x28x28_fwd_bwd") {
             try poolInput.requiringGrad().maxPool2d(kernelSize: [2]).backward(poolUp)
@@ -91,6 +94,23 @@ enum BenchCases {
         cases.append(Case(name: "relu_16M") { _ = try big1.relu() })
         cases.append(Case(name: "exp_16M") { _ = try big1.exp() })
         return try cases + ctcCases(g)
+    }
+
+    /// The MNIST ConvNet's two `Conv2d → BatchNorm2d → ReLU → MaxPool2d` blocks in training
+    /// mode, forward and backward, batch 64: the fused path (`Tensor.fusedConvBlocks`).
+    static func convBlocksCase(_ g: Generator) -> Case {
+        let x = Tensor.randn([64, 1, 28, 28], generator: g)
+        let blocks = [(1, 16), (16, 32)].map { cin, cout in
+            ConvBlockOperands(weight: Tensor.randn([cout, cin, 5, 5], generator: g).requiringGrad(),
+                              bias: Tensor.randn([cout], generator: g).requiringGrad(), stride: [1], padding: [2],
+                              normWeight: Tensor.ones([cout]).requiringGrad(), normBias: Tensor.zeros([cout]).requiringGrad(),
+                              eps: 1e-5, poolKernel: [2], poolStride: [2], poolPadding: [0])
+        }
+        let up = Tensor.randn([64, 32, 7, 7], generator: g)
+        return Case(name: "convblocks_mnist_train_fwd_bwd") {
+            guard let fused = Tensor.fusedConvBlocks(x, blocks) else { throw TensorError.invalidArgument(op: "bench", message: "not fused") }
+            try fused.output.backward(up)
+        }
     }
 
     /// CTC loss forward + backward (mean reduction) on float32 log-probabilities, full-length

@@ -53,18 +53,24 @@ import TandemTestSupport
 
         // Each float32 convolution output is a sum of K + 1 products (bias included), so it is
         // off by at most γ_{K+1}·A, A = |w| ∗ |x| + |b| (any summation order). The statistics
-        // kernel sums at most 32 float32 values per lane before it flushes to Double.
+        // kernel sums d = y − S (S: the first image's mean, rounded) and d² in float32, at most
+        // 32 values per lane before it flushes to Double: Σd and Σd² are off by γ_33·Σ|d| and
+        // γ_35·Σd², and the variance Σd²/M − (Σd/M)² by those plus 2·|μ − S|·γ_33·mean|d|.
         let a = try Tensor.conv2d(x64.abs(), weight: w.to(.float64).abs(), bias: b.to(.float64).abs(), padding: [2])
         let convError = try a * Self.gamma(k + 1)
         let mean64 = try channelMean(y), meanAbs = try channelMean(y.abs()), meanConvError = try channelMean(convError)
         let centered = try y - Tensor(mean64, shape: [1, c.outChannels, 1, 1], dtype: .float64)
         let variance64 = try channelMean(centered * centered)
         let varianceConvError = try channelMean(centered.abs() * convError)
+        let meanAbsCentered = try channelMean(centered.abs())
+        let firstImageMean = try y.narrow(axis: 0, start: 0, length: 1).mean(axes: [0, 2, 3]).toDoubleArray()
         var worst = (mean: 0.0, variance: 0.0)
         for ch in 0..<c.outChannels {
-            let meanBound = meanConvError[ch] + Self.gamma(33) * meanAbs[ch]
+            let shift = abs(mean64[ch] - firstImageMean[ch]) + meanConvError[ch]  // |μ − S|, S as the kernel has it
+            let meanAbsShifted = meanAbsCentered[ch] + shift  // mean|d|
+            let meanBound = meanConvError[ch] + Self.gamma(33) * meanAbsShifted + Self.u * abs(mean64[ch])
             let varianceBound = 2 * varianceConvError[ch] + meanConvError[ch] * meanConvError[ch]
-                + Self.gamma(36) * variance64[ch]
+                + Self.gamma(36) * (variance64[ch] + shift * shift) + 2 * shift * Self.gamma(33) * meanAbsShifted
             let meanError = abs(fused.mean[ch] - mean64[ch]), varianceError = abs(fused.variance[ch] - variance64[ch])
             #expect(meanError <= meanBound, "channel \(ch) mean \(fused.mean[ch]) vs \(mean64[ch]) (bound \(meanBound))")
             #expect(varianceError <= varianceBound,
@@ -93,7 +99,9 @@ import TandemTestSupport
             let k1 = abs(gammas[ch] * invstd), k2 = k1 * invstd * invstd * abs(sumGX[ch]) / Double(m)
             let k3 = k1 * abs(sumG[ch]) / Double(m)
             let terms = k1 * sumAbsG[ch] + k2 * sumAbsCentered[ch] + Double(m) * k3
-            let bound = (Self.gamma(8) + Self.gamma(m)) * terms + k2 * Double(m) * (meanConvError[ch] + Self.gamma(33) * meanAbs[ch])
+            let meanBound = meanConvError[ch] + Self.u * abs(mean64[ch])
+                + Self.gamma(33) * (meanAbsCentered[ch] + meanConvError[ch] + abs(mean64[ch] - firstImageMean[ch]))
+            let bound = (Self.gamma(8) + Self.gamma(m)) * terms + k2 * Double(m) * meanBound
             #expect(abs(biasGrad[ch]) <= bound, "channel \(ch): conv bias gradient \(biasGrad[ch]) (bound \(bound))")
             worstBias = max(worstBias, abs(biasGrad[ch]) / terms)
         }

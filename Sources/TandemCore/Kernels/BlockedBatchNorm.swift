@@ -7,9 +7,8 @@ import CDNNL
 /// oneDNN's own batch norm sums each channel in float32 with an accuracy that depends on the
 /// ISA it picks: its AVX2 kernel's batch means were off by 1.1e-5 relative, where the
 /// layer-by-layer path is within float32 rounding. These kernels compute the statistics and
-/// the backward reductions the way `batchNormTrainingForward` and `batchNormBackward` do
-/// (two passes, eight float32 lanes flushed to Double every 32 vectors, statistics in
-/// Double), so the fused block is as accurate as the layers on every CPU.
+/// the backward reductions in float32 lanes flushed to Double every 32 vectors, with the
+/// statistics in Double, so the fused block is as accurate as the layers on every CPU.
 ///
 /// A buffer is `[N][Cp/B][S][B]` floats: `S = H·W` positions of `B` channels each, `B` a
 /// multiple of 8 or 1 (NCHW), and `Cp ≥ C` channels padded with zeros to a multiple of `B`. A
@@ -113,37 +112,43 @@ private struct LaneWalk {
 extension Kernels {
     /// Flushes float32 lane sums into Double every this many vectors, so that a lane's float32
     /// sum is off by at most γ₃₂ of its terms' magnitudes (ConvBlockAccuracyTests).
-    private static let flushEvery = 32
+    private static var flushEvery: Int { 32 }
 
     /// The map of a training batch norm over `x`: its batch mean and biased variance per
-    /// channel (two passes), with `weight` and `bias` `[C]`.
+    /// channel, with `weight` and `bias` `[C]`. One pass sums x − K and (x − K)² with a shift K
+    /// per channel, the float32 mean of the first image's values: K is within a few standard
+    /// deviations of the mean, so Σ(x − K)² − (Σ(x − K))²/M loses nothing to cancellation.
     static func blockedBatchNormStatistics(_ x: UnsafePointer<Float>, _ layout: ChannelBlockedLayout, eps: Double,
                                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) -> BlockedNormMap {
-        let c = layout.channels, m = Double(layout.count), walk = LaneWalk(layout)
-        nonisolated(unsafe) let xp = x
-        let zero = SIMD8<Float>(repeating: 0)
-        let sums = blockedChannelSums(layout) { offset, _, out in
-            laneGroupSums(xp + offset, walk, out) { $0 - zero }
-        }
-        let mean = (0..<c).map { sums[$0] / m }
-        let center = (0..<layout.paddedChannels).map { $0 < c ? Float(mean[$0]) : 0 }
-        let squares = center.withUnsafeBufferPointer { centers in
-            nonisolated(unsafe) let cp = centers.baseAddress!
-            return blockedChannelSums(layout) { offset, lane, out in
-                let shift = walk.parameter(cp, lane)
-                laneGroupSums(xp + offset, walk, out) { let d = $0 - shift; return d * d }
+        let c = layout.channels, cp = layout.paddedChannels, m = Double(layout.count), walk = LaneWalk(layout)
+        var firstSums = [Double](repeating: 0, count: cp)
+        firstSums.withUnsafeMutableBufferPointer { out in
+            for run in 0..<layout.channelBlocks {
+                for group in stride(from: 0, to: layout.block, by: 8) {
+                    let lane = run * layout.block + group
+                    laneGroupSums(x + run * layout.runLength + group, walk, out.baseAddress! + lane) { $0 }
+                }
             }
         }
-        var map = BlockedNormMap(mean: mean, variance: [], invstd: [], paddedChannels: layout.paddedChannels)
+        let shifts = firstSums.map { Float($0 / Double(layout.spatial)) }
+        let sums = shifts.withUnsafeBufferPointer { shiftBuffer in
+            nonisolated(unsafe) let (xp, kp) = (x, shiftBuffer.baseAddress!)
+            return blockedChannelSums(layout, sets: 2) { offset, lane, out in
+                laneGroupShiftedSums(xp + offset, walk, walk.parameter(kp, lane), out, out + cp)
+            }
+        }
+        var map = BlockedNormMap(mean: [], variance: [], invstd: [], paddedChannels: cp)
         for ch in 0..<c {
-            // Σ(x − μ)² = Σ(x − μ')² − M·(μ − μ')², with μ' = center.
-            let shiftError = mean[ch] - Double(center[ch])
-            let variance = Swift.max(squares[ch] - m * shiftError * shiftError, 0) / m
+            let shifted = sums[ch], mean = Double(shifts[ch]) + shifted / m
+            let variance = Swift.max(sums[cp + ch] - shifted * shifted / m, 0) / m
             let invstd = 1 / (variance + eps).squareRoot()
+            // y = (x − μ')·a + (b − (μ − μ')·a), with μ' = center, the mean rounded to float32.
+            let center = Float(mean), shiftError = mean - Double(center)
             let a = Double(weight[ch]) * invstd
+            map.mean.append(mean)
             map.variance.append(variance)
             map.invstd.append(invstd)
-            map.set(ch, center: center[ch], scale: Float(a), shift: Float(Double(bias[ch]) - shiftError * a))
+            map.set(ch, center: center, scale: Float(a), shift: Float(Double(bias[ch]) - shiftError * a))
         }
         return map
     }
@@ -293,15 +298,38 @@ extension Kernels {
     @inline(__always)
     private static func laneGroupSums(_ x: UnsafePointer<Float>, _ walk: LaneWalk, _ out: UnsafeMutablePointer<Double>,
                                       _ f: (SIMD8<Float>) -> SIMD8<Float>) {
-        var acc = SIMD8<Float>(repeating: 0)
         var o = 0
-        for i in 0..<walk.count {
-            acc += f(load(x + o))
-            o += walk.step
-            if (i + 1) % flushEvery == 0 { flush(acc, out, walk); acc = .zero }
+        for start in stride(from: 0, to: walk.count, by: flushEvery) {
+            var acc = SIMD8<Float>(repeating: 0)
+            for _ in start..<Swift.min(walk.count, start + flushEvery) {
+                acc += f(load(x + o))
+                o += walk.step
+            }
+            flush(acc, out, walk)
         }
-        if walk.tail > 0 { acc += f(walk.loadTail(x + o)).replacing(with: 0, where: .!walk.tailMask) }
-        flush(acc, out, walk)
+        if walk.tail > 0 { flush(f(walk.loadTail(x + o)).replacing(with: 0, where: .!walk.tailMask), out, walk) }
+    }
+
+    /// Σ (x − shift) and Σ (x − shift)² over one lane group into `sum` and `squares` (as
+    /// `laneGroupSums`).
+    @inline(__always)
+    private static func laneGroupShiftedSums(_ x: UnsafePointer<Float>, _ walk: LaneWalk, _ shift: SIMD8<Float>,
+                                             _ sum: UnsafeMutablePointer<Double>, _ squares: UnsafeMutablePointer<Double>) {
+        var o = 0
+        for start in stride(from: 0, to: walk.count, by: flushEvery) {
+            var acc = SIMD8<Float>(repeating: 0), accSquares = SIMD8<Float>(repeating: 0)
+            for _ in start..<Swift.min(walk.count, start + flushEvery) {
+                let d = load(x + o) - shift
+                acc += d
+                accSquares += d * d
+                o += walk.step
+            }
+            flush(acc, sum, walk); flush(accSquares, squares, walk)
+        }
+        if walk.tail > 0 {
+            let d = (walk.loadTail(x + o) - shift).replacing(with: 0, where: .!walk.tailMask)
+            flush(d, sum, walk); flush(d * d, squares, walk)
+        }
     }
 
     /// Σ g' and Σ g'·(x − center) over one lane group into `sumG` and `sumGX` (as
@@ -317,17 +345,19 @@ extension Kernels {
             accGX += masked * (xv - center)
         }
         var o = 0
-        for i in 0..<walk.count {
-            add(load(x + o), load(g + o))
-            o += walk.step
-            if (i + 1) % flushEvery == 0 {
-                flush(accG, sumG, walk); flush(accGX, sumGX, walk)
-                accG = .zero; accGX = .zero
+        for start in stride(from: 0, to: walk.count, by: flushEvery) {
+            for _ in start..<Swift.min(walk.count, start + flushEvery) {
+                add(load(x + o), load(g + o))
+                o += walk.step
             }
+            flush(accG, sumG, walk); flush(accGX, sumGX, walk)
+            accG = .zero; accGX = .zero
         }
         // The tail's other lanes are zero in g, so they add nothing.
-        if walk.tail > 0 { add(walk.loadTail(x + o), walk.loadTail(g + o)) }
-        flush(accG, sumG, walk); flush(accGX, sumGX, walk)
+        if walk.tail > 0 {
+            add(walk.loadTail(x + o), walk.loadTail(g + o))
+            flush(accG, sumG, walk); flush(accGX, sumGX, walk)
+        }
     }
 
     /// Adds float32 lane sums to Double: lane by lane (lanes are channels) or all to `out[0]`.
