@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
+import TandemCore
 import TandemTrain
 
 /// `tandem advise`: reads the machine (/proc/cpuinfo, /proc/meminfo, accelerators) and prints
 /// the seed's recommendations: numWorkers, pinMemory, processes per node, threads per process,
-/// and the batch size under DataParallel and DDP (see `MachineAdvice` for the rules).
+/// and the batch size under DataParallel and DDP (see `MachineAdvice` for the rules); then the
+/// instruction sets found and the kernel routes they select (`KernelRoutes`).
 struct AdviseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "advise", abstract: "Recommend workers, pinMemory, processes and threads for this machine.")
@@ -25,8 +27,15 @@ struct AdviseCommand: ParsableCommand {
         } catch {
             throw ValidationError("cannot read \(cpuinfo) or \(meminfo): \(error.localizedDescription)")
         }
+        let kernels = KernelRoutes.current
         if json {
-            try printJSON(advice.jsonObject)
+            var object = advice.jsonObject
+            object["kernels"] = [
+                "cpu_flags": kernels.cpuFlags, "onednn_isa": kernels.oneDNNISA, "openblas_core": kernels.openBLASCore,
+                "native_bfloat16": kernels.nativeBFloat16,
+                "routes": Dictionary(uniqueKeysWithValues: kernels.routes.map { ($0.name, $0.choice) }),
+            ] as [String: Any]
+            try printJSON(object)
             return
         }
         let gib = Double(1 << 30)
@@ -48,5 +57,9 @@ struct AdviseCommand: ParsableCommand {
         print("")
         print("why:")
         for reason in advice.reasons { print("  - \(reason)") }
+        print("")
+        print("kernels: CPU \(kernels.cpuFlags.joined(separator: " ")); oneDNN \(kernels.oneDNNISA) (ONEDNN_MAX_CPU_ISA), "
+            + "OpenBLAS \(kernels.openBLASCore) (OPENBLAS_CORETYPE)")
+        for route in kernels.routes { print("  \(route.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(route.choice)") }
     }
 }

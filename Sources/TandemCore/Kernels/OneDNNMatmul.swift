@@ -59,12 +59,14 @@ enum DNNLMatmul {
         return Plan(primitive: primitive, a: a, b: b, c: c)
     }
 
-    /// Whether a float32 product of this size runs faster on oneDNN than on OpenBLAS: from
-    /// 128³ to 512²·1024 multiply-adds, each side at least 32 (measured on Zen 4 with 1 and
-    /// 2 threads; at 1024³ the two are even, below 128³ OpenBLAS's lower overhead wins).
+    /// Whether a float32 product of this size runs faster on oneDNN than on OpenBLAS: with
+    /// oneDNN's AVX-512 kernels, from 128³ to 512²·1024 multiply-adds, each side at least 32
+    /// (measured on Zen 4 with 1 and 2 threads; at 1024³ the two are even, below 128³
+    /// OpenBLAS's lower overhead wins). With its AVX2 kernels never (`KernelRoutes`).
     static func prefersFloat32(m: Int, n: Int, k: Int) -> Bool {
         let work = m * n * k
-        return Swift.min(m, n, k) >= 32 && work >= 128 * 128 * 128 && work <= 512 * 512 * 1024
+        return KernelRoutes.current.oneDNNHasAVX512 && Swift.min(m, n, k) >= 32 && work >= 128 * 128 * 128
+            && work <= 512 * 512 * 1024
     }
 
     /// `C[m, n] = A[m, k] · B[k, n]` on bfloat16 buffers accumulated in float32, or on float32
