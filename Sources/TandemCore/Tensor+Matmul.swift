@@ -18,6 +18,10 @@ extension Kernels {
     /// Products smaller than this many multiply-adds run on one thread.
     static let parallelGemmWork = 1 << 18
 
+    /// A batch of at least as many products as threads, each smaller than this many
+    /// multiply-adds, runs one whole product per thread instead of splitting each product.
+    static let batchParallelGemmWork = 1 << 22
+
     /// C[m, n] = A[m, k] · B[k, n] for row-major buffers with leading dimensions, optional transposes.
     ///
     /// OpenBLAS runs single-threaded (see `Tandem.setNumThreads`): a large product is split
@@ -161,6 +165,19 @@ extension Tensor {
             if k == 0 { cBase.update(repeating: 0, count: out.count); return }
             // Mid-size float32 products on oneDNN (DNNLMatmul.prefersFloat32), else OpenBLAS.
             let viaDNNL = T.self == Float.self && DNNLMatmul.prefersFloat32(m: m, n: n, k: k)
+            let work = m * n * k
+            if !viaDNNL, batchCount >= Tandem.numThreads, work < Kernels.batchParallelGemmWork {
+                // Many small products: one whole product per thread at a time, not each one split.
+                nonisolated(unsafe) let (ab, bb, cb) = (aBase, bBase, cBase)
+                Parallel.forRanges(batchCount, costPerItem: work) { range in
+                    for bi in range {
+                        let (ao, bo) = operandOffsets(bi)
+                        Kernels.gemm(T.self, transA: ta, transB: tb, m: m, n: n, k: k, a: ab + ao, lda: lda, b: bb + bo,
+                                     ldb: ldb, c: cb + bi * m * n, ldc: n, threads: 1)
+                    }
+                }
+                return
+            }
             for bi in 0..<batchCount {
                 let (ao, bo) = operandOffsets(bi)
                 if viaDNNL, DNNLMatmul.gemm(transA: ta, transB: tb, m: m, n: n, k: k,

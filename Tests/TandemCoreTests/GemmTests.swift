@@ -1,5 +1,6 @@
 import Testing
 @testable import TandemCore
+import TandemTestSupport
 
 @Suite struct GemmTests {
     /// `Kernels.gemm` splits large products into blocks of rows (tall C) or columns (wide C),
@@ -44,6 +45,24 @@ import Testing
             let worstFloat = zip(floats, want).map { Swift.abs(Double($0) - $1) }.max()!
             #expect(worstDouble < 1e-12, "transA \(transA), transB \(transB)")
             #expect(worstFloat < 1e-4, "transA \(transA), transB \(transB)")
+        }
+    }
+
+    /// A batch of small products (as Mamba-2's SSD makes) runs one product per thread: with
+    /// broadcast and transposed operands it agrees with the products one at a time.
+    @Test func batchesOfSmallProductsRunOnePerThread() throws {
+        let g = Generator(seed: 3)
+        let a = Tensor.randn([6, 1, 40, 24], generator: g), b = try Tensor.randn([1, 5, 30, 24], generator: g).transpose(-1, -2)
+        #expect(40 * 30 * 24 < Kernels.batchParallelGemmWork)
+        let got = try Tensor.matmul(a, b)
+        #expect(got.shape == [6, 5, 40, 30])
+        for i in 0..<6 {
+            for j in 0..<5 {
+                let want = try Tensor.matmul(try a.narrow(axis: 0, start: i, length: 1).reshape([40, 24]),
+                                             try b.narrow(axis: 1, start: j, length: 1).reshape([24, 30]))
+                let slice = try got.narrow(axis: 0, start: i, length: 1).narrow(axis: 1, start: j, length: 1).reshape([40, 30])
+                #expect(Closeness.mismatch(slice, want, rtol: 1e-6, atol: 1e-6, "product \(i), \(j)") == nil)
+            }
         }
     }
 }
