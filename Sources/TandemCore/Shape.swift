@@ -3,6 +3,19 @@ enum Shape {
     /// Number of elements of a shape (1 for a scalar `[]`).
     static func count(_ shape: [Int]) -> Int { shape.reduce(1, *) }
 
+    /// The number of elements of `shape`, or nil when a size is negative or the product does
+    /// not fit in an `Int` (shapes read from files are checked with this before any use).
+    static func checkedCount(_ shape: [Int]) -> Int? {
+        var total = 1
+        for size in shape {
+            guard size >= 0 else { return nil }
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            guard !overflow else { return nil }
+            total = product
+        }
+        return total
+    }
+
     /// Row-major (C-contiguous) strides, in elements.
     static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)

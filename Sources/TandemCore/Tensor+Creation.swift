@@ -67,9 +67,17 @@ extension Tensor {
         self = t
     }
 
+    /// The number of elements of `shape`, or nil when a size is negative or the product does
+    /// not fit in an `Int`: check shapes read from files with this before using them.
+    public static func checkedElementCount(_ shape: [Int]) -> Int? { Shape.checkedCount(shape) }
+
     /// A tensor from raw little-endian bytes in row-major order (as in safetensors files).
+    /// Throws `TensorError.invalidData` when `shape` overflows or does not match the byte count.
     public init(bytes: UnsafeRawBufferPointer, shape: [Int], dtype: DType) throws {
-        let expected = Shape.count(shape) * dtype.byteSize
+        guard let count = Shape.checkedCount(shape), case let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize),
+              !overflow else {
+            throw TensorError.invalidData("shape \(shape) has a negative size or more elements than memory can address")
+        }
         guard bytes.count == expected else {
             throw TensorError.invalidData("tensor of shape \(shape) and dtype \(dtype) needs \(expected) bytes, got \(bytes.count)")
         }

@@ -65,7 +65,7 @@ public final class DataLoader<D: Dataset>: @unchecked Sendable {
     /// Number of batches per epoch.
     public var count: Int {
         let n = sampler.indices(epoch: epoch).count
-        return dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
+        return n / batchSize + (dropLast || n % batchSize == 0 ? 0 : 1)
     }
 
     /// The index lists of this epoch's batches.
@@ -74,7 +74,7 @@ public final class DataLoader<D: Dataset>: @unchecked Sendable {
         var out: [[Int]] = []
         var start = 0
         while start < order.count {
-            let end = Swift.min(start + batchSize, order.count)
+            let end = start + Swift.min(batchSize, order.count - start)
             if end - start == batchSize || !dropLast { out.append(Array(order[start..<end])) }
             start = end
         }

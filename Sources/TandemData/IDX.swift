@@ -29,7 +29,9 @@ public enum IDX {
             let start = data.startIndex + 4 + 4 * d
             shape.append(data[start..<(start + 4)].reduce(0) { $0 << 8 | Int($1) })
         }
-        let expected = shape.reduce(1, *)
+        guard let expected = Tensor.checkedElementCount(shape) else {
+            throw DatasetError.corrupt(path: path, reason: "shape \(shape) in the header has more elements than memory can address")
+        }
         guard data.count - headerSize == expected else {
             throw DatasetError.corrupt(path: path, reason: "shape \(shape) needs \(expected) bytes of data, file has \(data.count - headerSize)")
         }
@@ -72,6 +74,14 @@ public struct MNIST: Dataset {
         self.transform = transform
         guard images.rank == 3, labels.rank == 1, images.shape[0] == labels.shape[0] else {
             throw DatasetError.corrupt(path: imagePath, reason: "images \(images.shape) do not match labels \(labels.shape)")
+        }
+        guard images.shape[1] == 28, images.shape[2] == 28 else {
+            throw DatasetError.corrupt(path: imagePath, reason: "image size is \(images.shape[1])×\(images.shape[2]) in the header; "
+                                       + "MNIST images are 28×28")
+        }
+        let values = labels.toIntArray()
+        if let bad = values.firstIndex(where: { !(0...9).contains($0) }) {
+            throw DatasetError.corrupt(path: labelPath, reason: "label \(bad) is \(values[bad]); MNIST labels are 0 to 9")
         }
     }
 

@@ -44,6 +44,15 @@ struct CountingDataset: Dataset {
         #expect(loader.count == 2)
     }
 
+    /// `--batch-size 9223372036854775807` overflowed the batch arithmetic (a trap): the whole
+    /// dataset is one batch, or none with `dropLast`.
+    @Test func hugeBatchSizeIsOneBatch() throws {
+        let loader = try DataLoader(CountingDataset(count: 10), batchSize: Int.max)
+        #expect(loader.count == 1)
+        #expect(try collect(loader).count == 1)
+        #expect(try DataLoader(CountingDataset(count: 10), batchSize: Int.max, dropLast: true).count == 0)
+    }
+
     @Test func shuffleWithSamplerIsRejected() {
         #expect(throws: DataLoaderError.self) {
             try DataLoader(CountingDataset(count: 4), shuffle: true, sampler: SequentialSampler(count: 4))
