@@ -2,14 +2,27 @@ import Foundation
 import TandemNN
 import TandemOptim
 
-/// Checkpoints in a folder: `model.safetensors` holds the model's state dict under PyTorch's
-/// names (loadable with `safetensors.torch.load_file` into the same `nn.Module`), and
-/// `training_state.safetensors` holds optimizer state (`optimizer.*`), the loss scaler's
-/// state (`grad_scaler.*`, float16 AMP), counters and the scheduler position.
-/// Each file is written atomically (temporary file, fsync, rename).
+/// Checkpoints of a run in its output folder `out`, each one unit:
+///
+/// ```
+/// out/checkpoints/step-000000938/model.safetensors            weights, PyTorch's names
+/// out/checkpoints/step-000000938/training_state.safetensors   optimizer, loss scaler, counters, schedule
+/// out/model.safetensors                                       a copy of the newest weights
+/// ```
+///
+/// A save writes both files into a temporary folder, fsyncs them, and publishes the folder with
+/// one rename; only then are `out/model.safetensors` (replaced atomically) and the checkpoints
+/// beyond the last `keep` touched. A process killed at any point leaves the previous complete
+/// checkpoint, or the new one; `resume` takes the newest complete one and removes what a killed
+/// save left behind. `model.safetensors` loads with `safetensors.torch.load_file` into the same
+/// `nn.Module`. Folders written by older Tandem versions (both files directly in `out`) resume too.
 public enum Checkpoint {
     public static let modelFile = "model.safetensors"
     public static let stateFile = "training_state.safetensors"
+    /// The subfolder of `out` that holds the step folders.
+    public static let folderName = "checkpoints"
+    /// How many complete checkpoints a run keeps by default (`--keep-checkpoints`).
+    public static let defaultKeep = 2
 
     /// Where training resumes from.
     public struct Position: Equatable, Sendable {
@@ -18,25 +31,113 @@ public enum Checkpoint {
         public init(epoch: Int, step: Int) { self.epoch = epoch; self.step = step }
     }
 
-    /// Saves model weights and training state into `folder` (created if needed).
+    /// What `--resume` takes from the newest checkpoint.
+    public enum ResumeMode: String, Sendable {
+        /// Weights and training state: the run continues where it stopped.
+        case full
+        /// Weights only: a new run (step 0, fresh optimizer) starting from those weights.
+        case weightsOnly = "weights-only"
+    }
+
+    /// Tests only: called with the output folder and the name of each step of `save` (a file
+    /// half written is a step too); throwing there stops the save with the disk as a kill at
+    /// that point would leave it.
+    nonisolated(unsafe) static var faultPoint: ((_ out: String, _ point: String) throws -> Void)?
+
+    /// Saves model weights and training state as the checkpoint of `position.step` in `out`
+    /// (created if needed), then points `out/model.safetensors` at its weights and removes all
+    /// but the newest `keep` checkpoints (with `discardOthers`, every other one: a new run in
+    /// an old folder).
     public static func save(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
                             scaler: GradScaler? = nil, position: Position, metadata: [String: String] = [:],
-                            to folder: String) throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                            to out: String, keep: Int = defaultKeep, discardOthers: Bool = false) throws {
+        let root = out + "/" + folderName
+        func fault(_ point: String) throws { try faultPoint?(out, point) }
+        try fault("start")
+        do {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        } catch {
+            throw TrainError.checkpoint("cannot create '\(root)': \(error.localizedDescription); choose an --out folder you can write")
+        }
+        removeLeftovers(in: out)
         var meta = metadata
         meta["epoch"] = "\(position.epoch)"
         meta["step"] = "\(position.step)"
         meta["schedule_epoch"] = "\(schedule?.epoch ?? 0)"
         let scalerState = scaler?.stateDict().map { ("grad_scaler.\($0.0)", $0.1) } ?? []
-        try SafeTensors.save(optimizer.stateDict().map { ("optimizer.\($0.0)", $0.1) } + scalerState, metadata: meta,
-                             to: folder + "/" + stateFile)
-        try SafeTensors.save(model.stateDict(), metadata: ["format": "pt", "step": "\(position.step)"], to: folder + "/" + modelFile)
+        let stateData = try SafeTensors.encode(optimizer.stateDict().map { ("optimizer.\($0.0)", $0.1) } + scalerState, metadata: meta)
+        let modelData = try SafeTensors.encode(model.stateDict(), metadata: ["format": "pt", "step": "\(position.step)"])
+
+        let name = stepFolderName(position.step)
+        let temporary = root + "/." + name + ".tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+        try fault("created")
+        try writeSynced(stateData, to: temporary + "/" + stateFile) { try fault("state " + $0) }
+        try writeSynced(modelData, to: temporary + "/" + modelFile) { try fault("model " + $0) }
+        syncFolder(temporary)
+        try fault("publish")
+        let final = root + "/" + name
+        if FileManager.default.fileExists(atPath: final) {
+            // The same step saved again (a run that ended where it resumed): set the old one aside.
+            let aside = root + "/." + name + ".old-\(getpid())"
+            try posix(rename(final, aside), "rename '\(final)'")
+            try posix(rename(temporary, final), "publish '\(final)'")
+            try? FileManager.default.removeItem(atPath: aside)
+        } else {
+            try posix(rename(temporary, final), "publish '\(final)'")
+        }
+        syncFolder(root)
+        try fault("published")
+        // A copy, not a link: a user who overwrites this file in place leaves the checkpoint intact.
+        try AtomicFile.write(modelData, to: out + "/" + modelFile)
+        try fault("copied")
+        // A checkpoint of the layout before step folders is superseded now.
+        try? FileManager.default.removeItem(atPath: out + "/" + stateFile)
+        for old in steps(in: root).dropLast(discardOthers ? 0 : Swift.max(keep, 1)) where old.step != position.step {
+            try FileManager.default.removeItem(atPath: old.folder)
+            try fault("pruned")
+        }
     }
 
-    /// Loads weights into `model` (strict) and state into the optimizer and schedule; returns
-    /// the position to continue from. Errors name the file and what does not fit.
-    /// A `scaler` takes the saved loss-scaler state if there is one (a checkpoint of a run
-    /// without float16 AMP has none: the scaler then keeps its initial scale).
+    /// The newest complete checkpoint of `out`: its folder and step; nil when there is none.
+    /// Folders of the layout before step folders count (step from their training state).
+    public static func latest(in out: String) -> (folder: String, step: Int)? {
+        if let newest = steps(in: out + "/" + folderName).last { return newest }
+        let legacy = out + "/" + stateFile
+        guard FileManager.default.fileExists(atPath: legacy), FileManager.default.fileExists(atPath: out + "/" + modelFile),
+              let step = (try? SafeTensors.load(path: legacy))?.metadata["step"].flatMap(Int.init) else { return nil }
+        return (out, step)
+    }
+
+    /// `--resume` in `out`: loads the newest complete checkpoint (`mode`) after removing what
+    /// an interrupted save left. Returns the position to continue from, or nil when `out` holds
+    /// no checkpoint (a fresh start). Throws when `out` has weights but no training state and
+    /// `mode` is `.full`: continuing would silently restart from step 0 and overwrite them.
+    public static func resume(in out: String, mode: ResumeMode, model: any Module, optimizer: any StatefulOptimizer,
+                              schedule: (any LRSchedule)?, scaler: GradScaler? = nil) throws -> Position? {
+        removeLeftovers(in: out)
+        if let newest = latest(in: out) {
+            if mode == .weightsOnly {
+                try loadWeights(path: newest.folder + "/" + modelFile, into: model)
+                return Position(epoch: 0, step: 0)
+            }
+            return try load(from: newest.folder, model: model, optimizer: optimizer, schedule: schedule, scaler: scaler)
+        }
+        let weights = out + "/" + modelFile
+        guard FileManager.default.fileExists(atPath: weights) else { return nil }
+        guard mode == .weightsOnly else {
+            throw TrainError.checkpoint("'\(out)' holds \(modelFile) but no training state, so the run cannot continue where "
+                + "it stopped; pass --resume weights-only to start a new run from these weights, or choose another --out")
+        }
+        try loadWeights(path: weights, into: model)
+        return Position(epoch: 0, step: 0)
+    }
+
+    /// Loads one checkpoint folder: weights into `model` (strict), state into the optimizer,
+    /// schedule and `scaler` (a checkpoint of a run without float16 AMP has no scaler state:
+    /// the scaler then keeps its initial scale). Returns the position to continue from. Errors
+    /// name the file and what does not fit.
     public static func load(from folder: String, model: any Module, optimizer: any StatefulOptimizer,
                             schedule: (any LRSchedule)?, scaler: GradScaler? = nil) throws -> Position {
         let weights = try loadWeights(path: folder + "/" + modelFile, into: model)
@@ -45,7 +146,7 @@ public enum Checkpoint {
             throw TrainError.checkpoint("'\(folder)/\(stateFile)' lacks its epoch/step metadata; it was not written by Tandem")
         }
         if let weightStep = weights.metadata["step"].flatMap(Int.init), weightStep != step {
-            throw TrainError.checkpoint("checkpoint files in '\(folder)' come from different steps (\(weightStep) and \(step)); the last save was interrupted, restore both files from one save")
+            throw TrainError.checkpoint("checkpoint files in '\(folder)' come from different steps (\(weightStep) and \(step)); restore both files from one save")
         }
         var optimizerState: [String: Tensor] = [:]
         for (k, v) in state.tensors where k.hasPrefix("optimizer.") { optimizerState[String(k.dropFirst(10))] = v }
@@ -69,4 +170,59 @@ public enum Checkpoint {
         }
         return file
     }
+
+    // MARK: - Files
+
+    private static func stepFolderName(_ step: Int) -> String { "step-" + String(format: "%09d", step) }
+
+    /// The published step folders under `root`, oldest first.
+    private static func steps(in root: String) -> [(folder: String, step: Int)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.compactMap { name -> (String, Int)? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)), step >= 0 else { return nil }
+            return (root + "/" + name, step)
+        }.sorted { $0.1 < $1.1 }
+    }
+
+    /// Removes the temporary folders and files of interrupted saves (any process's).
+    private static func removeLeftovers(in out: String) {
+        let root = out + "/" + folderName
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        where name.hasPrefix(".step-") && (name.contains(".tmp-") || name.contains(".old-")) {
+            try? FileManager.default.removeItem(atPath: root + "/" + name)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        where name.hasPrefix("." + modelFile + ".tmp-") || name.hasPrefix("." + stateFile + ".tmp-") {
+            try? FileManager.default.removeItem(atPath: out + "/" + name)
+        }
+    }
+
+    /// Writes `data` to a new file and fsyncs it (the fault point sees half of it written first).
+    private static func writeSynced(_ data: Data, to path: String, fault: (String) throws -> Void) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw TrainError.checkpoint("cannot create '\(path)': \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try data.withUnsafeBytes { raw in
+            var written = 0
+            while written < raw.count {
+                let chunk = written == 0 && raw.count > 1 ? raw.count / 2 : raw.count - written
+                let n = Foundation.write(fd, raw.baseAddress! + written, chunk)
+                guard n > 0 else { throw TrainError.checkpoint("writing '\(path)' failed: \(String(cString: strerror(errno)))") }
+                written += n
+                if written < raw.count { try fault("partial") }
+            }
+        }
+        guard fsync(fd) == 0 else { throw TrainError.checkpoint("fsync of '\(path)' failed: \(String(cString: strerror(errno)))") }
+        try fault("written")
+    }
+
+    private static func syncFolder(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    private static func posix(_ result: Int32, _ what: String) throws {
+        guard result == 0 else { throw TrainError.checkpoint("cannot \(what): \(String(cString: strerror(errno)))") }
+    }
+
 }

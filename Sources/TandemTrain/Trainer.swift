@@ -12,8 +12,12 @@ public struct TrainConfig: Sendable {
     public var maxSteps: Int? = nil
     /// Folder for checkpoints, `metrics.jsonl` and `metrics.svg` (nil: write nothing).
     public var outDir: String? = nil
-    /// Continue from the checkpoint in `outDir` if there is one.
+    /// Continue from the newest checkpoint in `outDir` if there is one (`Checkpoint.resume`).
     public var resume = false
+    /// With `resume`: continue the run (`.full`) or start a new one from its weights.
+    public var resumeMode = Checkpoint.ResumeMode.full
+    /// Complete checkpoints kept in `outDir` (the newest ones).
+    public var keepCheckpoints = Checkpoint.defaultKeep
     /// Show progress (rank 0 only in distributed runs).
     public var showProgress = true
     /// Write a metrics line every this many steps.
@@ -86,14 +90,20 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
     public func fit() throws -> TrainResult {
         var position = Checkpoint.Position(epoch: 0, step: 0)
         var stepsIntoEpoch = 0
-        if config.resume, let out = config.outDir, FileManager.default.fileExists(atPath: out + "/" + Checkpoint.stateFile) {
-            position = try Checkpoint.load(from: out, model: model, optimizer: optimizer, schedule: schedule, scaler: scaler)
+        // A run that continues keeps its older checkpoints; a new one (also from weights only)
+        // replaces whatever an earlier run left in `outDir` at its first save.
+        var continuing = false
+        if config.resume, let out = config.outDir,
+           let resumed = try Checkpoint.resume(in: out, mode: config.resumeMode, model: model, optimizer: optimizer,
+                                               schedule: schedule, scaler: scaler) {
+            position = resumed
             stepsIntoEpoch = position.step - position.epoch * trainLoader.count
+            continuing = config.resumeMode == .full
         }
         var log: MetricsLog?
         if let out = config.outDir, config.isLeader {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            log = try MetricsLog(path: out + "/metrics.jsonl", append: config.resume)
+            log = try MetricsLog(path: out + "/metrics.jsonl", append: continuing)
         }
         let start = Date()
         var trainedImages = 0
@@ -175,7 +185,9 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             try log?.write(record)
             if let out = config.outDir, config.isLeader {
                 try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
-                                    position: .init(epoch: epoch, step: step), to: out)
+                                    position: .init(epoch: epoch, step: step), to: out, keep: config.keepCheckpoints,
+                                    discardOthers: !continuing)
+                continuing = true
                 result.checkpointPath = out + "/" + Checkpoint.modelFile
                 try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
             }

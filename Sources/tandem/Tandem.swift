@@ -14,11 +14,31 @@ struct TandemCommand: ParsableCommand {
         ProcessEnvironment.ensureShortOpenMPSpin()
         do {
             try Tandem.checkMemoryEnvironment()
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(Self.spellingsRewritten(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             exit(withError: error)
         }
+    }
+}
+
+extension TandemCommand {
+    /// `--resume weights-only` (an option value ArgumentParser cannot give a flag) as the
+    /// flag `--resume-weights-only`.
+    static func spellingsRewritten(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            if arguments[i] == "--" { out += arguments[i...]; break }
+            if arguments[i] == "--resume", i + 1 < arguments.count, arguments[i + 1] == "weights-only" {
+                out.append("--resume-weights-only")
+                i += 2
+                continue
+            }
+            out.append(arguments[i])
+            i += 1
+        }
+        return out
     }
 }
 

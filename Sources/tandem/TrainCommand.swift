@@ -30,7 +30,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
     @Option(help: "Output folder: checkpoints, metrics.jsonl, metrics.svg.") var out: String?
     @Option(help: "Write a step record to metrics.jsonl every this many steps.") var logEvery: Int = 10
-    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+    @Flag(help: "Continue from the newest complete checkpoint in --out (`--resume weights-only`: start a new run from its weights).")
+    var resume = false
+    @Flag(help: .hidden) var resumeWeightsOnly = false
+    @Option(help: "Complete checkpoints to keep in --out (the newest ones).") var keepCheckpoints: Int = Checkpoint.defaultKeep
     @Flag(help: "Print one final JSON object.") var json = false
     @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
     @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
@@ -70,7 +73,10 @@ struct TrainCommand: ParsableCommand {
         guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let amp, !["bf16", "fp16"].contains(amp) { throw ValidationError("unknown --amp '\(amp)'; choose bf16 or fp16") }
-        if resume && out == nil { throw ValidationError("--resume needs --out, the folder that holds the checkpoint") }
+        if (resume || resumeWeightsOnly) && out == nil {
+            throw ValidationError("--resume needs --out, the folder that holds the checkpoint")
+        }
+        guard keepCheckpoints >= 1 else { throw ValidationError("--keep-checkpoints must be at least 1") }
     }
 
     func run() throws {
@@ -175,7 +181,9 @@ extension TrainCommand {
         config.maxSteps = maxSteps
         config.outDir = out
         config.logEvery = logEvery
-        config.resume = resume
+        config.resume = resume || resumeWeightsOnly
+        config.resumeMode = resumeWeightsOnly ? .weightsOnly : .full
+        config.keepCheckpoints = keepCheckpoints
         config.showProgress = !json
         config.processGroup = group
         config.afterStep = FaultInjection.fromEnvironment(rank: group?.rank ?? 0)

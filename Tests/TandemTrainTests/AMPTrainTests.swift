@@ -49,7 +49,7 @@ import TandemTrain
         // At 65536 the first float16 gradients overflow (as in PyTorch): each skip halves the scale.
         #expect(scaler.scale == 65536 * pow(0.5, Double(result.skippedSteps)))
         #expect(scaler.growthTracker <= 8 - result.skippedSteps)
-        let state = try SafeTensors.load(path: dir + "/" + Checkpoint.stateFile)
+        let state = try SafeTensors.load(path: try #require(Checkpoint.latest(in: dir)).folder + "/" + Checkpoint.stateFile)
         #expect(try state.tensors["grad_scaler.scale"]?.item() == scaler.scale)
         #expect(try state.tensors["grad_scaler._growth_tracker"]?.item() == Double(scaler.growthTracker))
         // Resume into a second epoch: the scaler continues from the saved state, not from 65536.

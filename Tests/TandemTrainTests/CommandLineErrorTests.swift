@@ -37,4 +37,24 @@ import Testing
         try expectFailure(["train", "--model", "mamba2-lm", "--dataset", "text", "--data-file", garbage, "--max-steps", "1"],
                           mentioning: "use a longer text or a shorter --context")
     }
+
+    /// `--resume` in a folder with weights but no training state started from scratch and
+    /// overwrote the weights (exit 0). It now refuses, naming `--resume weights-only`, which
+    /// starts a new run from those weights.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func resumeWithWeightsButNoStateRefuses() throws {
+        let data = try DistributedTrainTests.smallMNIST(train: 128, test: 50)
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let base = data + "/base", resumed = data + "/resumed"
+        let common = ["train", "--model", "convnet", "--data-dir", data, "--batch-size", "32", "--json"]
+        #expect(try DistributedTrainTests.run(common + ["--max-steps", "2", "--out", base], limit: 60).status == 0)
+        try FileManager.default.createDirectory(atPath: resumed, withIntermediateDirectories: true)
+        let weights = try Data(contentsOf: URL(fileURLWithPath: base + "/model.safetensors"))
+        try weights.write(to: URL(fileURLWithPath: resumed + "/model.safetensors"))
+        try expectFailure(common + ["--max-steps", "3", "--out", resumed, "--resume"], mentioning: "--resume weights-only")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: resumed + "/model.safetensors")) == weights, "weights overwritten")
+        let fromWeights = try DistributedTrainTests.run(common + ["--max-steps", "3", "--out", resumed, "--resume", "weights-only"],
+                                                        limit: 60)
+        #expect(fromWeights.status == 0, "\(fromWeights.output)")
+        #expect(FileManager.default.fileExists(atPath: resumed + "/checkpoints/step-000000003"))
+    }
 }

@@ -111,7 +111,7 @@ import TandemTrain
         let json = try JSONSerialization.jsonObject(with: Data(object.utf8)) as? [String: Any] ?? [:]
         #expect(json["world_size"] as? Int == 2 && json["steps"] as? Int == 8 && json["amp"] as? String == "fp16", "\(result.output)")
         let skipped = try #require(json["skipped_steps"] as? Int, "\(result.output)")
-        let state = try SafeTensors.load(path: out + "/" + Checkpoint.stateFile)
+        let state = try SafeTensors.load(path: try #require(Checkpoint.latest(in: out)).folder + "/" + Checkpoint.stateFile)
         #expect(try state.tensors["grad_scaler.scale"]?.item() == 65536 * pow(0.5, Double(skipped)))
     }
 

@@ -54,7 +54,7 @@ import TandemTrain
             #expect(a.toDoubleArray() == b.toDoubleArray(), "\(name) differs after resume")
         }
         // The outputs a user looks at exist.
-        for file in ["model.safetensors", "training_state.safetensors", "metrics.jsonl", "metrics.svg"] {
+        for file in ["model.safetensors", "checkpoints", "metrics.jsonl", "metrics.svg"] {
             #expect(FileManager.default.fileExists(atPath: resumedDir + "/" + file), "\(file)")
         }
         let records = try MetricsLog.read(path: resumedDir + "/metrics.jsonl")
