@@ -141,6 +141,10 @@ public enum Checkpoint {
     public static func load(from folder: String, model: any Module, optimizer: any StatefulOptimizer,
                             schedule: (any LRSchedule)?, scaler: GradScaler? = nil) throws -> Position {
         let weights = try loadWeights(path: folder + "/" + modelFile, into: model)
+        if let bad = FiniteCheck.firstNonFinite(model.stateDict()) {
+            throw TrainError.checkpoint("'\(folder)/\(modelFile)' holds \(bad.name) \(bad.value): it was saved after training "
+                + "diverged; resume from an earlier checkpoint (move this one out of the way) or start a new run")
+        }
         let state = try SafeTensors.load(path: folder + "/" + stateFile)
         guard let epoch = state.metadata["epoch"].flatMap(Int.init), let step = state.metadata["step"].flatMap(Int.init) else {
             throw TrainError.checkpoint("'\(folder)/\(stateFile)' lacks its epoch/step metadata; it was not written by Tandem")

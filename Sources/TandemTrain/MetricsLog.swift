@@ -1,4 +1,5 @@
 import Foundation
+import TandemCore
 
 /// Appends one JSON object per line to a metrics file (`metrics.jsonl`).
 public final class MetricsLog {
@@ -22,9 +23,10 @@ public final class MetricsLog {
 
     deinit { try? handle.close() }
 
-    /// Writes one record; values must be JSON-encodable (numbers, strings, bools).
+    /// Writes one record; values must be JSON-encodable (numbers, strings, bools). A non-finite
+    /// number (a NaN loss of a skipped float16 step) is written as null.
     public func write(_ record: [String: Any]) throws {
-        var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        var data = try JSONSerialization.data(withJSONObject: JSONValues.finite(record), options: [.sortedKeys])
         data.append(0x0A)
         handle.write(data)
     }
@@ -41,15 +43,49 @@ public final class MetricsLog {
     }
 }
 
+/// JSON has no NaN or infinity: `JSONSerialization` refuses them.
+public enum JSONValues {
+    /// `value` with every non-finite `Double` or `Float` (in dictionaries and arrays too)
+    /// replaced by null.
+    public static func finite(_ value: Any) -> Any {
+        switch value {
+        case let d as Double: return d.isFinite ? d : NSNull()
+        case let f as Float: return f.isFinite ? f : NSNull()
+        case let dictionary as [String: Any]: return dictionary.mapValues(finite)
+        case let array as [Any]: return array.map(finite)
+        default: return value
+        }
+    }
+}
+
 /// Errors of the training driver, each saying what to do.
 public enum TrainError: Error, CustomStringConvertible {
     case io(String)
     case invalidArgument(String)
     case checkpoint(String)
+    /// A loss, parameter or buffer became inf or NaN at `step`; `tensor` names it.
+    case diverged(step: Int, tensor: String, value: String)
 
     public var description: String {
         switch self {
         case let .io(m), let .invalidArgument(m), let .checkpoint(m): return m
+        case let .diverged(step, tensor, value):
+            return "training diverged at step \(step): \(tensor) is \(value). Lower the learning rate (--lr), or train with "
+                + "gradient clipping; the last checkpoint written before this step is kept (resume from it with --resume)"
         }
+    }
+}
+
+/// Finds non-finite values in a model's state (parameters and buffers, by state-dict name).
+public enum FiniteCheck {
+    /// The first state-dict entry of `state` holding an inf or NaN, with a description of
+    /// what it holds; nil when all are finite.
+    public static func firstNonFinite(_ state: [(String, Tensor)]) -> (name: String, value: String)? {
+        for (name, tensor) in state where tensor.dtype.isFloatingPoint && !tensor.isAllFinite() {
+            let values = tensor.toDoubleArray()
+            let nan = values.filter(\.isNaN).count, inf = values.filter(\.isInfinite).count
+            return (name, "non-finite in \(nan + inf) of \(values.count) values (\(nan) NaN, \(inf) inf)")
+        }
+        return nil
     }
 }

@@ -86,6 +86,13 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         self.config = config
     }
 
+    /// Throws `TrainError.diverged` naming the first parameter or buffer that holds an inf or NaN.
+    private func checkFinite(step: Int) throws {
+        if let bad = FiniteCheck.firstNonFinite(model.stateDict()) {
+            throw TrainError.diverged(step: step, tensor: bad.name, value: bad.value)
+        }
+    }
+
     /// Trains, evaluates and checkpoints; resumes first when asked and a checkpoint exists.
     public func fit() throws -> TrainResult {
         var position = Checkpoint.Position(epoch: 0, step: 0)
@@ -146,8 +153,10 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 let lossValue = try loss.item()
                 // With a scaler, a non-finite loss only skips the step (its gradients are not finite).
                 guard lossValue.isFinite || scaler != nil else {
-                    throw TrainError.invalidArgument("loss became \(lossValue) at step \(step); lower the learning rate")
+                    throw TrainError.diverged(step: step, tensor: "the loss", value: "\(lossValue)")
                 }
+                // A finite loss can hide parameters or buffers (a running variance) gone to inf.
+                if step % config.logEvery == 0 { try checkFinite(step: step) }
                 let n = x.shape[0]
                 trainedImages += n
                 epochImages += n
@@ -183,6 +192,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 record["test_loss"] = testLoss
             }
             try log?.write(record)
+            try checkFinite(step: step)  // never overwrite a good checkpoint with a diverged model
             if let out = config.outDir, config.isLeader {
                 try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
                                     position: .init(epoch: epoch, step: step), to: out, keep: config.keepCheckpoints,

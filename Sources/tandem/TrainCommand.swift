@@ -239,6 +239,9 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         guard let net = ModelZoo.make(model, generator: Generator(seed: 0)) else { return }
         try Checkpoint.loadWeights(path: weights, into: net)
+        if let bad = FiniteCheck.firstNonFinite(net.stateDict()) {
+            FileHandle.standardError.write(Data("warning: '\(weights)' holds \(bad.name) \(bad.value); the run that wrote it diverged, so these results mean little\n".utf8))
+        }
         net.eval()
         let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
         var predicted: [Int] = []

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import TandemCore
+import TandemModels
 
 /// Bad flags and bad files given to the `tandem` commands built for DDP, mixed precision, the
 /// language model and the benchmarks: a non-zero exit with a message that says what to fix,
@@ -56,5 +58,21 @@ import Testing
                                                         limit: 60)
         #expect(fromWeights.status == 0, "\(fromWeights.output)")
         #expect(FileManager.default.fileExists(atPath: resumed + "/checkpoints/step-000000003"))
+    }
+
+    /// A diverging run (`--lr 1e6`) exits non-zero naming the step and the tensor; `eval` of
+    /// weights that hold NaN says so.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func divergenceAndNonFiniteWeights() throws {
+        let data = try DistributedTrainTests.smallMNIST(train: 128, test: 50)
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        try expectFailure(["train", "--model", "convnet", "--data-dir", data, "--batch-size", "32", "--lr", "1e6",
+                           "--out", data + "/run"], mentioning: "training diverged at step")
+        var state = ConvNet().stateDict()
+        state[0].1 = Tensor.full(state[0].1.shape, .nan)
+        try SafeTensors.save(state, to: data + "/nan.safetensors")
+        let result = try DistributedTrainTests.run(["eval", "--model", "convnet", "--weights", data + "/nan.safetensors",
+                                                    "--data-dir", data], limit: 60)
+        #expect(result.output.contains("warning") && result.output.contains(state[0].0) && result.output.contains("NaN"),
+                "\(result.output)")
     }
 }

@@ -22,10 +22,10 @@ import TandemTrain
     }
 
     /// Runs `epochs` epochs (optionally stopping after `maxSteps`) into `out`, resuming if asked.
-    func train(out: String, epochs: Int, maxSteps: Int? = nil, resume: Bool) throws -> (ConvNet, TrainResult) {
+    func train(out: String, epochs: Int, maxSteps: Int? = nil, resume: Bool, lr: Double = 0.05) throws -> (ConvNet, TrainResult) {
         let (train, test) = try subset()
         let model = ConvNet(generator: Generator(seed: 1))
-        let optimizer = try SGD(model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
+        let optimizer = try SGD(model.parameters(), lr: lr, momentum: 0.9, weightDecay: 1e-4)
         let schedule = try StepLR(optimizer, stepSize: 1, gamma: 0.5)
         var config = TrainConfig()
         config.epochs = epochs
@@ -74,5 +74,33 @@ import TandemTrain
         #expect { try Checkpoint.loadWeights(path: dir + "/model.safetensors", into: ConvNet()) } throws: {
             "\($0)".contains("model.safetensors")
         }
+    }
+
+    /// `--lr 1e6` kept a finite loss (about 2e6) while a batch norm's running variance went to
+    /// inf, and the run exited 0 with the infs in its checkpoint. Now it stops with a typed
+    /// error naming the step and the tensor, and the checkpoint before it stays as it was.
+    @Test func divergenceStopsTrainingAndKeepsTheLastGoodCheckpoint() throws {
+        let dir = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try train(out: dir, epochs: 1, resume: false)
+        let good = try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors"))
+        #expect { _ = try train(out: dir, epochs: 2, resume: true, lr: 1e6) } throws: { error in
+            guard case let .diverged(step, tensor, _)? = error as? TrainError else { return false }
+            return step > 6 && !tensor.isEmpty
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors")) == good)
+        #expect(Checkpoint.latest(in: dir)?.step == 6)
+    }
+
+    /// A NaN (a skipped float16 step's loss) is written as null, not a JSON error that ended the run.
+    @Test func metricsWriteNonFiniteValuesAsNull() throws {
+        let dir = temporaryFolder()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try MetricsLog(path: dir + "/m.jsonl")
+        try log.write(["loss": Double.nan, "scale": Double.infinity, "nested": ["x": -Double.infinity], "step": 3])
+        let records = try MetricsLog.read(path: dir + "/m.jsonl")
+        #expect(records.count == 1 && records[0]["loss"] is NSNull && records[0]["scale"] is NSNull)
+        #expect((records[0]["nested"] as? [String: Any])?["x"] is NSNull && records[0]["step"] as? Int == 3)
     }
 }
