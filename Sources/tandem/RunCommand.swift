@@ -19,7 +19,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Address of the node running rank 0.") var masterAddr: String = "127.0.0.1"
     @Option(help: "Port of the rendezvous store on the master (0: a free port; one node only).") var masterPort: Int = 29500
     @Option(help: "Restart the whole local group this many times after a failure.") var maxRestarts: Int = 0
-    @Option(help: "Seconds to wait for the other ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
+    @Option(help: "Seconds to wait for the ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
     @Flag(help: "One node, 127.0.0.1 and a free port.") var standalone = false
     /// `tandem train --nproc-per-node` passes 0: rank 0's standard output (progress, the final
     /// JSON object) then reads as a single process's would; everything else keeps its prefix.
@@ -36,6 +36,7 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--master-port 0 (a free port) works only on one node; give every node the same port")
         }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must not be negative") }
+        guard stopGrace >= 0, stopGrace.isFinite else { throw ValidationError("--stop-grace must be a number of seconds ≥ 0") }
     }
 
     func run() throws {
@@ -47,6 +48,12 @@ struct RunCommand: ParsableCommand {
         let world = nodes * nprocPerNode
         let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / nprocPerNode)
         let output = OutputSink(unprefixedStdoutRank: unprefixedStdoutRank)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if nprocPerNode > cores {
+            output.log("tandem run: warning: --nproc-per-node \(nprocPerNode) on \(cores) core(s): the processes share the cores "
+                + "(each step takes about \(nprocPerNode)/\(cores) times as long as with a core each) and each holds its own copy "
+                + "of the model, data and buffers; use --nproc-per-node \(cores) or fewer on this machine")
+        }
         var attempt = 0
         while true {
             let failure = try launch(executable: executable, arguments: Array(command.dropFirst()), world: world, node: node,
@@ -97,8 +104,15 @@ struct RunCommand: ParsableCommand {
         for local in 0..<nprocPerNode {
             let rank = node * nprocPerNode + local
             let p = Process()
-            p.executableURL = executable
-            p.arguments = arguments
+            // The rank gets SIGTERM when the launcher dies, however it dies (SIGKILL included):
+            // setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the program under the same pid.
+            if let setpriv = Self.setpriv {
+                p.executableURL = setpriv
+                p.arguments = ["--pdeathsig", "TERM", "--", executable.path] + arguments
+            } else {
+                p.executableURL = executable
+                p.arguments = arguments
+            }
             var env = ProcessInfo.processInfo.environment
             env["RANK"] = String(rank)
             env["LOCAL_RANK"] = String(local)
@@ -152,23 +166,32 @@ struct RunCommand: ParsableCommand {
             try? err.fileHandleForWriting.close()
             children.append((rank, p, readers))
         }
-        // SIGINT/SIGTERM to the launcher stop the children too.
+        // SIGINT, SIGTERM and SIGHUP (the terminal closed) to the launcher are forwarded to the
+        // ranks as SIGTERM, as torchrun does; ranks still running after --stop-grace get SIGKILL.
         let interrupted = Mutex<Int32?>(nil)
         let processes = children.map(\.process)
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+        let grace = stopGrace
+        let forwarded = [SIGINT, SIGTERM, SIGHUP]
+        let sources = forwarded.map { sig -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                interrupted.withLock { $0 = $0 ?? sig }
+                let first = interrupted.withLock { current -> Bool in
+                    defer { current = current ?? sig }
+                    return current == nil
+                }
                 for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+                guard first else { return }
+                DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
+                    for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+                }
             }
             source.resume()
             return source
         }
         defer {
             for s in sources { s.cancel() }
-            signal(SIGINT, SIG_DFL)
-            signal(SIGTERM, SIG_DFL)
+            for sig in forwarded { signal(sig, SIG_DFL) }
         }
         var failure: String?
         var remaining = children.count
@@ -194,6 +217,10 @@ struct RunCommand: ParsableCommand {
         }
         return failure
     }
+
+    /// util-linux's setpriv, which starts each rank with a parent-death signal; nil where it is missing.
+    static let setpriv: URL? = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+        ? URL(fileURLWithPath: "/usr/bin/setpriv") : nil
 
     private func succeeded(_ p: Process) -> Bool { p.terminationReason == .exit && p.terminationStatus == 0 }
 
