@@ -132,10 +132,14 @@ func isLoopback(_ host: String) -> Bool {
 ///     (rank 0 serves the store there) or `file:///path` (a fresh shared file).
 ///   - rank: this process's rank (nil: from the environment).
 ///   - worldSize: the number of processes (nil: from the environment).
-///   - timeout: the default timeout of the rendezvous and of every operation (30 minutes).
+///   - timeout: the timeout of every operation (nil: `TANDEM_TIMEOUT` seconds, else 30
+///     minutes). The rendezvous waits at most `TANDEM_RENDEZVOUS_TIMEOUT` (10 minutes) of it,
+///     and a rank silent for `TANDEM_HEARTBEAT_TIMEOUT` (20 s) ends the job (`DistributedTimeouts`).
 /// - Throws: `DistributedError` naming what to fix; no call waits longer than `timeout`.
 public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env://", rank: Int? = nil,
-                             worldSize: Int? = nil, timeout: Duration = defaultTimeout) throws -> any ProcessGroup {
+                             worldSize: Int? = nil, timeout: Duration? = nil) throws -> any ProcessGroup {
+    let timeouts = try DistributedTimeouts.resolve(operation: timeout)
+    let timeout = timeouts.operation
     if backend == .mpi {
         // Rank and world size come from mpirun/srun; the init method is not used.
         return CollectiveGroup(transport: try MPITransport.world(), name: "default", timeout: timeout)
@@ -148,7 +152,8 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
         store = try FileStore(path: info.path, timeout: timeout)
         hostname = "127.0.0.1"
     } else {
-        store = try TCPStore(host: info.host, port: info.port, isServer: info.rank == 0, timeout: timeout)
+        store = try TCPStore(host: info.host, port: info.port, isServer: info.rank == 0, timeout: timeout,
+                             connectTimeout: timeouts.rendezvous)
         // Without an interface, Gloo binds the local address that routes to the master.
         if isLoopback(info.host) {
             hostname = "127.0.0.1"
@@ -168,8 +173,15 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
             operation: "initProcessGroup",
             message: "mismatched world sizes: rank \(info.rank) was started with world size \(info.worldSize) but another rank registered \(agreed). Start every rank with the same WORLD_SIZE")
     }
-    // Two processes must not claim the same rank.
-    if try store.add("tandem/rank/\(info.rank)", 1) > 1 {
+    // Two processes must not claim the same rank. A TCP store's claim belongs to the claiming
+    // connection, so a rank that dies releases it and its restart can claim it again.
+    let claimed: Bool
+    if let tcp = store as? TCPStore {
+        claimed = try tcp.claim("tandem/rank/\(info.rank)", Array("\(getpid())@\(hostname)".utf8))
+    } else {
+        claimed = try store.add("tandem/rank/\(info.rank)", 1) == 1
+    }
+    guard claimed else {
         throw DistributedError.invalidArgument(
             operation: "initProcessGroup",
             message: "rank \(info.rank) was claimed by two processes. Give every process its own RANK in 0..<\(info.worldSize) (and use a fresh file for file://)")
@@ -178,10 +190,18 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
     // A rank that sees a failure records it before exiting, so that the others name the rank
     // that died first rather than the ones that exited because of it.
     var deadRanks: @Sendable (Int) -> [Int] = { _ in [] }
+    let address = info.kind == "file" ? info.path : "\(info.host):\(info.port)"
     if let tcp = store as? TCPStore {
         try tcp.setOwned("tandem/alive/\(info.rank)", [1])
+    }
+    try waitForAllRanks(store, rank: info.rank, worldSize: info.worldSize, timeout: timeouts.rendezvous, where: address)
+    if let tcp = store as? TCPStore {
         let world = info.worldSize
-        deadRanks = { [weak tcp] me in
+        let heartbeat = try timeouts.heartbeat.map {
+            try Heartbeat(host: info.host, port: tcp.port, rank: info.rank, worldSize: world, timeout: $0)
+        }
+        deadRanks = { [weak tcp, heartbeat] me in
+            withExtendedLifetime(heartbeat) {}
             guard let tcp else { return [] }
             let verdict = firstDeadRanks(tcp, world: world)
             // Recorded only once the verdict is read: rank 0 serves the store and waits for this

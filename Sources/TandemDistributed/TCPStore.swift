@@ -8,7 +8,7 @@ import Synchronization
 /// `u8 status` (0 ok, 1 error) then arguments the same way.
 enum StoreWire {
     static let maxFrame = 1 << 28
-    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned }
+    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned, claim }
 
     static func frame(_ head: UInt8, _ args: [[UInt8]]) -> [UInt8] {
         var payload: [UInt8] = [head]
@@ -178,6 +178,15 @@ struct ServerLoop {
             owned[fd, default: []].append(args[0])
             reply(fd, [])
             wakeWaiters()
+        case .claim:
+            // Sets an absent key, owned by this client (deleted when it disconnects); replies
+            // with the key's value afterwards, so the caller sees whether the claim was its own.
+            guard args.count == 2 else { return error(fd, "claim takes a key and a value") }
+            if let current = data[args[0]] { return reply(fd, [current]) }
+            data[args[0]] = args[1]
+            owned[fd, default: []].append(args[0])
+            reply(fd, [args[1]])
+            wakeWaiters()
         case .get:
             guard args.count == 1 else { return error(fd, "get takes one key") }
             if let v = data[args[0]] { reply(fd, [v]) } else { waiters.append((fd, [args[0]], args[0])) }
@@ -240,8 +249,10 @@ public final class TCPStore: Store {
     private let ownedKeys = Mutex<[String: [UInt8]]>([:])
 
     /// Connects to (and with `isServer`, first serves) a store on `host:port`. A client retries
-    /// connecting until `timeout`. The server binds every interface; port 0 picks a free port.
-    public init(host: String, port: Int, isServer: Bool, timeout: Duration = defaultTimeout) throws {
+    /// connecting until `connectTimeout` (default `timeout`), saying every 10 s on standard
+    /// error that it waits. The server binds every interface; port 0 picks a free port.
+    public init(host: String, port: Int, isServer: Bool, timeout: Duration = defaultTimeout,
+                connectTimeout: Duration? = nil) throws {
         guard (0...65535).contains(port) else {
             throw DistributedError.invalidArgument(operation: "TCPStore", message: "port \(port) is not in 0...65535")
         }
@@ -255,7 +266,7 @@ public final class TCPStore: Store {
             server = nil
             self.port = port
         }
-        try connection.withLock { fd in fd = try connect(deadline: .now + timeout) }
+        try connection.withLock { fd in fd = try connect(deadline: .now + (connectTimeout ?? timeout), reporting: !isServer) }
     }
 
     deinit {
@@ -272,10 +283,16 @@ public final class TCPStore: Store {
         server?.stop()
     }
 
-    private func connect(deadline: ContinuousClock.Instant) throws -> Int32 {
+    private func connect(deadline: ContinuousClock.Instant, reporting: Bool = false) throws -> Int32 {
         let start = ContinuousClock.now
         var last = ""
+        var nextReport = start + .seconds(10)
         while true {
+            if reporting && ContinuousClock.now >= nextReport {
+                report("tandem: waiting for the rendezvous store at \(host):\(port) (rank 0) for \(format(ContinuousClock.now - start)) "
+                       + "(\(last)); giving up after \(format(deadline - start)) (TANDEM_RENDEZVOUS_TIMEOUT)")
+                nextReport = ContinuousClock.now + .seconds(10)
+            }
             do {
                 let fd = try Sockets.connect(host: host, port: port, deadline: min(deadline, .now + .seconds(2)))
                 return fd
@@ -343,6 +360,23 @@ public final class TCPStore: Store {
     public func setOwned(_ key: String, _ value: [UInt8]) throws {
         ownedKeys.withLock { $0[key] = value }
         _ = try request("setOwned", .setOwned, [Array(key.utf8), value])
+    }
+
+    /// Claims `key` for this client: sets it to `value` if it is absent, owned by this
+    /// connection (the server deletes it when the connection closes, e.g. when the process
+    /// dies). Returns true when the key is now this client's.
+    public func claim(_ key: String, _ value: [UInt8]) throws -> Bool {
+        let after = try request("claim", .claim, [Array(key.utf8), value]).first ?? []
+        guard after == value else { return false }
+        ownedKeys.withLock { $0[key] = value }
+        return true
+    }
+
+    /// `add` with its own timeout (the heartbeat's).
+    func add(_ key: String, _ amount: Int64, timeout: Duration) throws -> Int64 {
+        let r = try request("add", .add, [Array(key.utf8), withUnsafeBytes(of: amount.littleEndian, Array.init)], timeout: timeout)
+        guard let b = r.first, b.count == 8 else { throw DistributedError.store(operation: "add", message: "malformed reply") }
+        return b.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
     }
 
     /// `check` with its own timeout.

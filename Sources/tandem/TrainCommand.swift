@@ -38,6 +38,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
     @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
+    @Option(help: "Seconds any collective may wait under DDP (default: TANDEM_TIMEOUT, else 1800, as PyTorch).")
+    var timeout: Double?
     @Option(help: "Mixed precision: bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler).")
     var amp: String?
     @Option(help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
@@ -72,6 +74,7 @@ struct TrainCommand: ParsableCommand {
         guard numWorkers >= 0 else { throw ValidationError("--num-workers must be ≥ 0") }
         guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let timeout, !(timeout > 0 && timeout < 1e9) { throw ValidationError("--timeout must be a positive number of seconds") }
         if let amp, !["bf16", "fp16"].contains(amp) { throw ValidationError("unknown --amp '\(amp)'; choose bf16 or fp16") }
         if (resume || resumeWeightsOnly) && out == nil {
             throw ValidationError("--resume needs --out, the folder that holds the checkpoint")
@@ -162,7 +165,8 @@ extension TrainCommand {
         if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil { try relaunchUnderTandemRun() }
         if let threads { Tandem.setNumThreads(threads) }
         guard let size = Self.launchedWorldSize(environment, backend: backend), size > 1 else { return nil }
-        return try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://")
+        return try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://",
+                                    timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded())) })
     }
 
     /// The per-epoch LR schedule of `--scheduler` (nil for none).

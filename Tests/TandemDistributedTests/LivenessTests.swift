@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+@testable import TandemDistributed
+import TandemTestSupport
+
+/// Nothing waits in silence: a stopped rank ends the job within the heartbeat timeout naming
+/// it, a rendezvous names who is missing and gives up, a dead rank's claim is released, and the
+/// timeouts are settable.
+final class LivenessTests: XCTestCase {
+    func testTimeoutsComeFromTheEnvironment() throws {
+        XCTAssertEqual(try DistributedTimeouts.resolve(environment: [:]),
+                       DistributedTimeouts(operation: .seconds(1800), rendezvous: .seconds(600), heartbeat: .seconds(20)))
+        let set = try DistributedTimeouts.resolve(environment: ["TANDEM_TIMEOUT": "90", "TANDEM_RENDEZVOUS_TIMEOUT": "120",
+                                                                "TANDEM_HEARTBEAT_TIMEOUT": "0"])
+        XCTAssertEqual(set, DistributedTimeouts(operation: .seconds(90), rendezvous: .seconds(90), heartbeat: nil))
+        XCTAssertEqual(try DistributedTimeouts.resolve(operation: .seconds(5), environment: ["TANDEM_TIMEOUT": "90"]).operation,
+                       .seconds(5))
+        for bad in ["-1", "nan", "soon", "0"] {
+            XCTAssertThrowsError(try DistributedTimeouts.resolve(environment: ["TANDEM_TIMEOUT": bad])) { error in
+                XCTAssertTrue("\(error)".contains("TANDEM_TIMEOUT"), "\(error)")
+            }
+        }
+    }
+
+    /// A rank killed during rendezvous left `tandem/rank/1` claimed, so its restart was refused
+    /// ("claimed by two processes"). A claim now belongs to the claiming connection.
+    func testAClaimIsReleasedWhenItsConnectionCloses() throws {
+        let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5))
+        let first = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(5))
+        XCTAssertTrue(try first.claim("tandem/rank/1", Array("a".utf8)))
+        let second = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(5))
+        XCTAssertFalse(try second.claim("tandem/rank/1", Array("b".utf8)), "claimed twice while the first holds it")
+        first.shutdown()
+        let deadline = Date().addingTimeInterval(5)
+        var claimed = false
+        while !claimed && Date() < deadline {
+            claimed = try second.claim("tandem/rank/1", Array("b".utf8))
+            if !claimed { Thread.sleep(forTimeInterval: 0.01) }
+        }
+        XCTAssertTrue(claimed, "the claim of a closed connection was not released")
+    }
+
+    /// One rank of two, started alone: it names the missing rank while it waits and gives up
+    /// after TANDEM_RENDEZVOUS_TIMEOUT with an error naming it.
+    func testRendezvousNamesTheMissingRankAndGivesUp() throws {
+        let l = Launch()
+        try l.start(["dist-selftest", "--init-method", "tcp://127.0.0.1:\(freePort())", "--rank", "0", "--world-size", "2",
+                     "--timeout-ms", "60000", "--op", "barrier"], environment: ["TANDEM_RENDEZVOUS_TIMEOUT": "2"])
+        let r = l.wait(limit: 20)[0]
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("waiting at 127.0.0.1:") && r.stderr.contains("for rank(s) 1 of 2 to join"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank(s) 1 of 2 did not arrive"), r.stderr)
+        XCTAssertLessThan(r.seconds, 6)
+    }
+
+    /// A rank stopped with SIGSTOP in the middle of training-like collectives: the job ends
+    /// within the heartbeat timeout (2 s here) plus its polling, naming the stopped rank.
+    func testAStoppedRankEndsTheJobNamingIt() throws {
+        let exe = try tandemExecutable()
+        let launcher = Process()
+        launcher.executableURL = URL(fileURLWithPath: exe)
+        launcher.arguments = ["run", "--standalone", "--nproc-per-node", "2", "--stop-grace", "1", "--", exe, "dist-selftest",
+                              "--timeout-ms", "600000", "--op", "allreduce", "--reduce-op", "sum", "--count", "1000",
+                              "--iterations", "100000000"]
+        var env = ProcessInfo.processInfo.environment
+        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"] { env[k] = nil }
+        env["TANDEM_HEARTBEAT_TIMEOUT"] = "2"
+        launcher.environment = env
+        let err = Pipe()
+        launcher.standardError = err
+        launcher.standardOutput = FileHandle.nullDevice
+        let errText = Sink()
+        let reader = Thread { errText.data.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
+        try launcher.run()
+        reader.start()
+        // Rank 1 is the child with LOCAL_RANK=1; let the collectives run for a moment first.
+        Thread.sleep(forTimeInterval: 2)
+        let rank1 = try XCTUnwrap(childWithEnvironment("LOCAL_RANK=1", parent: launcher.processIdentifier))
+        let stoppedAt = Date()
+        kill(rank1, SIGSTOP)
+        let deadline = Date().addingTimeInterval(30)
+        while launcher.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let detected = Date().timeIntervalSince(stoppedAt)
+        if launcher.isRunning { kill(launcher.processIdentifier, SIGKILL) }
+        kill(rank1, SIGKILL)
+        launcher.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.2)
+        let text = errText.text
+        XCTAssertNotEqual(launcher.terminationStatus, 0)
+        XCTAssertTrue(text.contains("rank 1 has sent no heartbeat"), text)
+        XCTAssertLessThan(detected, 8, text)
+        print("stopped rank detected and the job ended after \(String(format: "%.2f", detected)) s (heartbeat timeout 2 s)")
+    }
+
+    /// The child of `parent` whose environment holds `entry`.
+    private func childWithEnvironment(_ entry: String, parent: Int32) -> Int32? {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+        return pids.first { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")"),
+                  stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) }) == parent,
+                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return environ.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry }
+        }
+    }
+}
