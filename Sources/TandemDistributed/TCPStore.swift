@@ -5,10 +5,18 @@ import Synchronization
 
 /// The store's wire protocol: frames of `u32 length (little-endian)` + payload. A request's
 /// payload is `u8 command` then arguments, each `u32 length` + bytes. A reply's payload is
-/// `u8 status` (0 ok, 1 error) then arguments the same way.
+/// `u8 status` (0 ok, 1 error) then arguments the same way. A server with a token accepts only
+/// `auth(token)` as a connection's first request.
 enum StoreWire {
-    static let maxFrame = 1 << 28
-    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned, claim }
+    /// The largest frame an authenticated client may send (values are addresses and counters).
+    static let maxFrame = 1 << 24
+    /// The largest frame before authentication: room for a token, not for a flood.
+    static let maxUnauthenticatedFrame = 1024
+    /// Connections a server keeps at once; more are closed as they arrive.
+    static let maxClients = 1024
+    /// How long a connection may stay unauthenticated.
+    static let authenticationWindow: Duration = .seconds(10)
+    enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned, claim, auth }
 
     static func frame(_ head: UInt8, _ args: [[UInt8]]) -> [UInt8] {
         var payload: [UInt8] = [head]
@@ -58,10 +66,21 @@ final class StoreServer: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let stopped = Mutex(false)
 
-    init(host: String, port: Int) throws {
+    /// The address the server listens on.
+    let host: String
+
+    /// Listens on `host:port`; with `anyAddressIfNotLocal`, on every interface when `host` is
+    /// not an address of this machine.
+    init(host: String, port: Int, token: [UInt8]?, anyAddressIfNotLocal: Bool = false) throws {
+        var host = host
         let l: (fd: Int32, port: Int)
         do {
-            l = try Sockets.listen(host: host, port: port)
+            do {
+                l = try Sockets.listen(host: host, port: port)
+            } catch let f as Sockets.Failure where anyAddressIfNotLocal && (f.code == EADDRNOTAVAIL || f.code == -1) {
+                host = "0.0.0.0"
+                l = try Sockets.listen(host: host, port: port)
+            }
         } catch let f as Sockets.Failure {
             if f.code == EADDRINUSE { throw DistributedError.addressInUse(host: host, port: port) }
             throw DistributedError.store(operation: "serve", message: "cannot serve on \(host):\(port): \(f.message)")
@@ -72,11 +91,12 @@ final class StoreServer: Sendable {
             throw DistributedError.store(operation: "serve", message: "pipe: \(Sockets.errorText())")
         }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
+        self.host = host
         listenFD = l.fd
         self.port = l.port
         wakeRead = fds[0]
         wakeWrite = fds[1]
-        let loop = ServerLoop(listenFD: listenFD, wakeFD: wakeRead)
+        let loop = ServerLoop(listenFD: listenFD, wakeFD: wakeRead, token: token)
         let done = finished
         let thread = Thread {
             var state = loop
@@ -105,6 +125,11 @@ final class StoreServer: Sendable {
 struct ServerLoop {
     let listenFD: Int32
     let wakeFD: Int32
+    /// The job's token; nil: every connection may send requests at once.
+    let token: [UInt8]?
+    /// Connections that presented the token (all of them without a token), and when the others arrived.
+    var authenticated: Set<Int32> = []
+    var arrived: [Int32: ContinuousClock.Instant] = [:]
     var data: [[UInt8]: [UInt8]] = [:]
     var inbound: [Int32: [UInt8]] = [:]
     /// Clients waiting for keys; `getKey` set for a get (reply with the value).
@@ -112,9 +137,10 @@ struct ServerLoop {
     /// Keys set with `setOwned`, deleted when their client disconnects (liveness of ranks).
     var owned: [Int32: [[UInt8]]] = [:]
 
-    init(listenFD: Int32, wakeFD: Int32) {
+    init(listenFD: Int32, wakeFD: Int32, token: [UInt8]?) {
         self.listenFD = listenFD
         self.wakeFD = wakeFD
+        self.token = token
     }
 
     mutating func run() {
@@ -123,7 +149,17 @@ struct ServerLoop {
             let fds = [wakeFD, listenFD] + clients
             let ready = Sockets.pollInput(fds, timeoutMs: 1000)
             if ready[0] != 0 { break }
-            if ready[1] != 0, let c = Sockets.accept(listenFD) { inbound[c] = [] }
+            if ready[1] != 0, let c = Sockets.accept(listenFD) {
+                if inbound.count >= StoreWire.maxClients {
+                    close(c)
+                } else {
+                    inbound[c] = []
+                    if token == nil { authenticated.insert(c) } else { arrived[c] = .now }
+                }
+            }
+            // Connections that never authenticate are closed.
+            let late = arrived.filter { ContinuousClock.now - $0.value > StoreWire.authenticationWindow }.map(\.key)
+            for fd in late { drop(fd) }
             for (i, fd) in clients.enumerated() where ready[i + 2] != 0 {
                 guard let bytes = Sockets.recvAvailable(fd) else { drop(fd); continue }
                 inbound[fd, default: []] += bytes
@@ -135,6 +171,8 @@ struct ServerLoop {
 
     mutating func drop(_ fd: Int32) {
         guard inbound.removeValue(forKey: fd) != nil else { return }
+        authenticated.remove(fd)
+        arrived[fd] = nil
         waiters.removeAll { $0.fd == fd }
         for key in owned.removeValue(forKey: fd) ?? [] { data[key] = nil }
         close(fd)
@@ -143,7 +181,8 @@ struct ServerLoop {
     mutating func processFrames(_ fd: Int32) {
         while let buf = inbound[fd], buf.count >= 4 {
             let n = StoreWire.readU32(buf, at: 0)
-            guard n > 0, n <= StoreWire.maxFrame else { drop(fd); return }
+            let limit = authenticated.contains(fd) ? StoreWire.maxFrame : StoreWire.maxUnauthenticatedFrame
+            guard n > 0, n <= limit else { drop(fd); return }
             guard buf.count >= 4 + n else { return }
             let payload = buf[4..<(4 + n)]
             inbound[fd] = Array(buf[(4 + n)...])
@@ -164,7 +203,23 @@ struct ServerLoop {
 
     mutating func handle(_ fd: Int32, _ head: UInt8, _ args: [[UInt8]]) {
         guard let cmd = StoreWire.Command(rawValue: head) else { return error(fd, "unknown command \(head)") }
+        if cmd == .auth {
+            guard let token else { return reply(fd, []) }
+            guard args.count == 1, constantTimeEqual(args[0], token) else {
+                error(fd, "wrong token: this client is not part of the job (set TANDEM_STORE_TOKEN to the job's token)")
+                return drop(fd)
+            }
+            authenticated.insert(fd)
+            arrived[fd] = nil
+            return reply(fd, [])
+        }
+        guard authenticated.contains(fd) else {
+            error(fd, "this store needs the job's token first (TANDEM_STORE_TOKEN)")
+            return drop(fd)
+        }
         switch cmd {
+        case .auth:
+            break
         case .ping:
             reply(fd, [])
         case .set:
@@ -222,6 +277,12 @@ struct ServerLoop {
         }
     }
 
+    /// Compares without stopping at the first difference (the time says nothing about the token).
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
     mutating func wakeWaiters() {
         let ready = waiters.filter { w in w.keys.allSatisfy { data[$0] != nil } }
         guard !ready.isEmpty else { return }
@@ -244,22 +305,34 @@ public final class TCPStore: Store {
     private let server: StoreServer?
     /// True in the process that serves the store (rank 0).
     public var isServer: Bool { server != nil }
+    /// The address the server listens on (nil in a client).
+    var listeningAddress: String? { server?.host }
     private let connection = Mutex<Int32>(-1)
     /// Keys this client owns (re-registered after a reconnect).
     private let ownedKeys = Mutex<[String: [UInt8]]>([:])
 
+    /// The job's token, sent first on every connection (nil: none).
+    private let token: [UInt8]?
+
     /// Connects to (and with `isServer`, first serves) a store on `host:port`. A client retries
     /// connecting until `connectTimeout` (default `timeout`), saying every 10 s on standard
-    /// error that it waits. The server binds every interface; port 0 picks a free port.
+    /// error that it waits. The server listens on 127.0.0.1 when `host` is a loopback address,
+    /// else on `host` itself (every interface when `host` is no address of this machine); port
+    /// 0 picks a free port. With a `token` (default: `TANDEM_STORE_TOKEN`), the server answers
+    /// only clients that present it, and this client presents it.
     public init(host: String, port: Int, isServer: Bool, timeout: Duration = defaultTimeout,
-                connectTimeout: Duration? = nil) throws {
+                connectTimeout: Duration? = nil,
+                token: String? = ProcessInfo.processInfo.environment["TANDEM_STORE_TOKEN"]) throws {
         guard (0...65535).contains(port) else {
             throw DistributedError.invalidArgument(operation: "TCPStore", message: "port \(port) is not in 0...65535")
         }
         self.host = host
         self.timeout = timeout
+        self.token = token.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
         if isServer {
-            let s = try StoreServer(host: "0.0.0.0", port: port)
+            let s = isLoopback(host)
+                ? try StoreServer(host: "127.0.0.1", port: port, token: self.token)
+                : try StoreServer(host: host, port: port, token: self.token, anyAddressIfNotLocal: true)
             server = s
             self.port = s.port
         } else {
@@ -295,6 +368,7 @@ public final class TCPStore: Store {
             }
             do {
                 let fd = try Sockets.connect(host: host, port: port, deadline: min(deadline, .now + .seconds(2)))
+                if let token { try authenticate(fd, token, deadline: deadline) }
                 return fd
             } catch let f as Sockets.Failure {
                 last = f.message
@@ -304,6 +378,23 @@ public final class TCPStore: Store {
                 throw DistributedError.unreachable(host: host, port: port, after: ContinuousClock.now - start, message: last)
             }
             Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Presents the job's token on a new connection; a refusal is final (another job's store).
+    private func authenticate(_ fd: Int32, _ token: [UInt8], deadline: ContinuousClock.Instant) throws {
+        do {
+            try Sockets.sendAll(fd, StoreWire.frame(StoreWire.Command.auth.rawValue, [token]), deadline: deadline)
+            let n = StoreWire.readU32(try Sockets.recvExactly(fd, 4, deadline: deadline), at: 0)
+            guard n > 0, n <= StoreWire.maxFrame, let (status, _) = StoreWire.parse(try Sockets.recvExactly(fd, n, deadline: deadline)[...]),
+                  status == 0 else {
+                close(fd)
+                throw DistributedError.store(operation: "auth", message: "the store at \(host):\(port) refused this process's token. "
+                    + "Every rank of a job needs the same TANDEM_STORE_TOKEN (tandem run sets it on one node; set it yourself on several)")
+            }
+        } catch let f as Sockets.Failure {
+            close(fd)
+            throw f
         }
     }
 

@@ -54,10 +54,21 @@ struct RunCommand: ParsableCommand {
                 + "(each step takes about \(nprocPerNode)/\(cores) times as long as with a core each) and each holds its own copy "
                 + "of the model, data and buffers; use --nproc-per-node \(cores) or fewer on this machine")
         }
+        // The rendezvous store answers only processes that present the job's token.
+        var token = ProcessInfo.processInfo.environment["TANDEM_STORE_TOKEN"]
+        if token == nil {
+            if nodes == 1 {
+                var generator = SystemRandomNumberGenerator()
+                token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+            } else {
+                output.log("tandem run: warning: TANDEM_STORE_TOKEN is not set, so anyone who can reach \(addr):\(port) can read and "
+                    + "change this job's rendezvous store; set the same secret TANDEM_STORE_TOKEN on every node")
+            }
+        }
         var attempt = 0
         while true {
             let failure = try launch(executable: executable, arguments: Array(command.dropFirst()), world: world, node: node,
-                                     addr: addr, port: port, threads: threads, restart: attempt, output: output)
+                                     addr: addr, port: port, threads: threads, restart: attempt, token: token, output: output)
             guard let failure else { return }
             if attempt < maxRestarts {
                 attempt += 1
@@ -95,7 +106,7 @@ struct RunCommand: ParsableCommand {
 
     /// Runs one local group; returns nil when every rank exits 0, else a description of the first failure.
     private func launch(executable: URL, arguments: [String], world: Int, node: Int, addr: String, port: Int,
-                        threads: Int, restart: Int, output: OutputSink) throws -> String? {
+                        threads: Int, restart: Int, token: String?, output: OutputSink) throws -> String? {
         let exited = DispatchSemaphore(value: 0)
         var children: [(rank: Int, process: Process, readers: DispatchGroup)] = []
         // When every process has a core of its own, a rank that waits for a collective spins
@@ -124,6 +135,7 @@ struct RunCommand: ParsableCommand {
             env["TANDEM_NUM_THREADS"] = String(threads)
             // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
             env["TANDEM_RESTART_COUNT"] = String(restart)
+            if let token { env["TANDEM_STORE_TOKEN"] = token }
             // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
             // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }

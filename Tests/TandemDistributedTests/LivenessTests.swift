@@ -104,3 +104,47 @@ final class LivenessTests: XCTestCase {
         }
     }
 }
+
+/// The rendezvous store against strangers: a token before any request, small frames before it,
+/// and the loopback interface for single-node jobs.
+final class StoreSecurityTests: XCTestCase {
+    func testAClientWithoutTheTokenIsRefused() throws {
+        let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5), token: "job-secret")
+        try server.set("tandem/alive/0", [1])
+        let member = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(5), token: "job-secret")
+        XCTAssertEqual(try member.get("tandem/alive/0"), [1])
+        // No token: the first request is refused and the connection closed.
+        let stranger = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(2), token: nil)
+        XCTAssertThrowsError(try stranger.get("tandem/alive/0", timeout: .seconds(2))) { error in
+            XCTAssertTrue("\(error)".contains("token"), "\(error)")
+        }
+        XCTAssertThrowsError(try stranger.claim("tandem/rank/1", [1]))
+        // A wrong token: refused when connecting.
+        XCTAssertThrowsError(try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(2),
+                                          token: "guess")) { error in
+            XCTAssertTrue("\(error)".contains("TANDEM_STORE_TOKEN"), "\(error)")
+        }
+        XCTAssertEqual(try member.get("tandem/alive/0"), [1], "the job's own clients keep working")
+    }
+
+    /// Before authenticating, a client cannot make the server buffer more than a token's worth:
+    /// a frame announcing 100 MB closes the connection at once.
+    func testAnUnauthenticatedLargeFrameIsDropped() throws {
+        let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5), token: "job-secret")
+        let fd = try Sockets.connect(host: "127.0.0.1", port: server.port, deadline: .now + .seconds(2))
+        defer { close(fd) }
+        try Sockets.sendAll(fd, StoreWire.u32(100_000_000) + [UInt8](repeating: 7, count: 4096), deadline: .now + .seconds(2))
+        // The server closes the connection: a read returns end of file (or a reset) within a second.
+        XCTAssertTrue(try Sockets.wait(fd, events: Int16(POLLIN), deadline: .now + .seconds(2)))
+        var byte: UInt8 = 0
+        XCTAssertLessThanOrEqual(recv(fd, &byte, 1, 0), 0)
+    }
+
+    /// A single-node store listens on 127.0.0.1 only, not on every interface.
+    func testASingleNodeStoreListensOnLoopback() throws {
+        let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5), token: nil)
+        XCTAssertEqual(server.listeningAddress, "127.0.0.1")
+        let named = try TCPStore(host: "localhost", port: 0, isServer: true, timeout: .seconds(5), token: nil)
+        XCTAssertEqual(named.listeningAddress, "127.0.0.1")
+    }
+}
