@@ -10,7 +10,9 @@ final class CollectiveGroup: ProcessGroup {
     let transport: any Transport
     let name: String
     let timeout: Duration
-    let debugChecks: Bool
+    let signatureChecks: SignatureChecks
+    /// Collectives issued so far (only touched on `queue`).
+    private let issued = Mutex(0)
     private let queue: DispatchQueue
     private let broken = Mutex<String?>(nil)
     private let subgroupCount = Mutex(0)
@@ -19,11 +21,42 @@ final class CollectiveGroup: ProcessGroup {
     var worldSize: Int { transport.worldSize }
     var backendName: String { transport.backendName }
 
-    init(transport: any Transport, name: String, timeout: Duration, debugChecks: Bool? = nil) {
+    /// Which collectives all ranks compare before running them (op, dtype, shape, reduce op,
+    /// root): a mismatch then fails at once naming both calls, instead of hanging until the
+    /// timeout or reading another rank's bytes as its own.
+    enum SignatureChecks: Equatable {
+        /// `TANDEM_DISTRIBUTED_DEBUG=DETAIL`: every collective.
+        case all
+        /// The default: the first `first` collectives (a job's first steps), then every `every`-th.
+        case sampled(first: Int, every: Int)
+        /// `TANDEM_DISTRIBUTED_DEBUG=OFF`.
+        case none
+
+        static let `default` = SignatureChecks.sampled(first: 16, every: 128)
+
+        static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> SignatureChecks {
+            switch environment["TANDEM_DISTRIBUTED_DEBUG"]?.uppercased() {
+            case "DETAIL": return .all
+            case "OFF": return .none
+            default: return .default
+            }
+        }
+
+        /// Whether the `index`-th collective (from 0) is compared.
+        func covers(_ index: Int) -> Bool {
+            switch self {
+            case .all: return true
+            case .none: return false
+            case let .sampled(first, every): return index < first || index % every == 0
+            }
+        }
+    }
+
+    init(transport: any Transport, name: String, timeout: Duration, signatureChecks: SignatureChecks? = nil) {
         self.transport = transport
         self.name = name
         self.timeout = timeout
-        self.debugChecks = debugChecks ?? (ProcessInfo.processInfo.environment["TANDEM_DISTRIBUTED_DEBUG"]?.uppercased() == "DETAIL")
+        self.signatureChecks = signatureChecks ?? .fromEnvironment()
         self.queue = DispatchQueue(label: "tandem.distributed.\(name).rank\(transport.rank)")
     }
 
@@ -58,7 +91,10 @@ final class CollectiveGroup: ProcessGroup {
             throw DistributedError.groupBroken(operation: op, group: name, rank: rank, cause: cause)
         }
         do {
-            if debugChecks, let signature { try checkSignature(op, signature, timeout: t) }
+            if let signature {
+                let index = issued.withLock { n -> Int in defer { n += 1 }; return n }
+                if signatureChecks.covers(index) { try checkSignature(op, signature, index: index, timeout: t) }
+            }
             return try body(t)
         } catch let e as TransportError {
             broken.withLock { $0 = $0 ?? "\(op): \(e.message)" }
@@ -70,11 +106,11 @@ final class CollectiveGroup: ProcessGroup {
         }
     }
 
-    /// TANDEM_DISTRIBUTED_DEBUG=DETAIL: all ranks exchange what they are about to call and
-    /// report the first mismatch instead of hanging.
-    private func checkSignature(_ op: String, _ signature: String, timeout: Duration) throws {
+    /// All ranks exchange what they are about to call (`signatureChecks`) and report the first
+    /// mismatch instead of hanging.
+    private func checkSignature(_ op: String, _ signature: String, index: Int, timeout: Duration) throws {
         let width = 256
-        var mine = Array("\(op) \(signature)".utf8.prefix(width))
+        var mine = Array("#\(index + 1) \(op) \(signature)".utf8.prefix(width))
         mine += [UInt8](repeating: 0, count: width - mine.count)
         var all = [UInt8](repeating: 0, count: width * worldSize)
         try mine.withUnsafeBytes { i in try all.withUnsafeMutableBytes { o in try transport.allGather(i, o, timeout: timeout) } }
@@ -84,9 +120,10 @@ final class CollectiveGroup: ProcessGroup {
         if let bad = decoded.firstIndex(where: { $0 != decoded[0] }) {
             throw DistributedError.invalidArgument(
                 operation: op,
-                message: "collective mismatch in process group '\(name)' (TANDEM_DISTRIBUTED_DEBUG=DETAIL): rank 0 called "
+                message: "collective mismatch in process group '\(name)': rank 0 called "
                     + "'\(decoded[0])' but rank \(bad) called '\(decoded[bad])'. Every rank must call the same collectives "
-                    + "in the same order with the same shapes and dtypes.")
+                    + "in the same order with the same shapes and dtypes (the number is the collective's position "
+                    + "since the group started; TANDEM_DISTRIBUTED_DEBUG=DETAIL compares every collective, not a sample).")
         }
     }
 
@@ -273,7 +310,7 @@ final class CollectiveGroup: ProcessGroup {
             try transport.subTransport(ranks: sorted, name: subName, timeout: t)
         }
         guard let sub = try work.wait() else { return nil }
-        return CollectiveGroup(transport: sub, name: subName, timeout: t, debugChecks: debugChecks)
+        return CollectiveGroup(transport: sub, name: subName, timeout: t, signatureChecks: signatureChecks)
     }
 
     func destroy() {

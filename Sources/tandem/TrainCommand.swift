@@ -165,8 +165,37 @@ extension TrainCommand {
         if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil { try relaunchUnderTandemRun() }
         if let threads { Tandem.setNumThreads(threads) }
         guard let size = Self.launchedWorldSize(environment, backend: backend), size > 1 else { return nil }
-        return try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://",
-                                    timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded())) })
+        let group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://",
+                                         timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded())) })
+        try checkSameFlags(group)
+        return group
+    }
+
+    /// The flags every rank of a DDP job must share, as `--name value` words.
+    var sharedFlags: [String] {
+        ["--model \(model)", "--dataset \(dataset ?? "default")", "--batch-size \(batchSize)", "--epochs \(epochs)",
+         "--max-steps \(maxSteps.map(String.init) ?? "none")", "--lr \(lr.map { "\($0)" } ?? "default")",
+         "--momentum \(momentum)", "--weight-decay \(weightDecay)", "--scheduler \(scheduler)", "--amp \(amp ?? "none")",
+         "--sync-bn \(syncBn)", "--resume \(resume || resumeWeightsOnly)"]
+    }
+
+    /// Ranks started with different training flags (a different --batch-size, say) would run
+    /// different numbers of steps and fail only at the end of an epoch, blaming a dead peer:
+    /// compare them once, right after the group forms, and name the flag and the ranks.
+    func checkSameFlags(_ group: any ProcessGroup) throws {
+        let width = 1024
+        var bytes = Array(sharedFlags.joined(separator: "\u{1}").utf8.prefix(width).map(Int64.init))
+        bytes += [Int64](repeating: 0, count: width - bytes.count)
+        let all = try group.allGather(Tensor(int64: bytes.map(Int.init)))
+        let flags = all.map { tensor in
+            String(decoding: tensor.toIntArray().prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self).split(separator: "\u{1}").map(String.init)
+        }
+        for (rank, theirs) in flags.enumerated() where theirs != flags[0] {
+            let differing = zip(flags[0], theirs).filter { $0 != $1 }
+            let described = differing.map { "rank 0 has \($0.0), rank \(rank) has \($0.1)" }.joined(separator: "; ")
+            throw ValidationError("the ranks were started with different training flags (\(described)); start every rank "
+                + "with the same flags (tandem train --nproc-per-node or tandem run -- tandem train ... does this)")
+        }
     }
 
     /// The per-epoch LR schedule of `--scheduler` (nil for none).

@@ -75,4 +75,17 @@ import TandemModels
         #expect(result.output.contains("warning") && result.output.contains(state[0].0) && result.output.contains("NaN"),
                 "\(result.output)")
     }
+
+    /// Ranks started with different --batch-size failed only after a whole epoch, blaming a
+    /// dead peer; now they fail at once naming the flag and both values.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func ranksWithDifferentFlagsFailAtOnce() throws {
+        let data = try DistributedTrainTests.smallMNIST(train: 256, test: 50)
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let exe = try #require(DistributedTrainTests.tandemExecutable())
+        let start = Date()
+        try expectFailure(["run", "--standalone", "--nproc-per-node", "2", "--", "/bin/sh", "-c",
+                           "exec \"\(exe)\" train --model convnet --data-dir \(data) --batch-size $((16 * (RANK + 1))) --threads 1"],
+                          mentioning: "rank 0 has --batch-size 16, rank 1 has --batch-size 32")
+        #expect(Date().timeIntervalSince(start) < 20)
+    }
 }
