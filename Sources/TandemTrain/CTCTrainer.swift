@@ -172,7 +172,7 @@ public final class CTCTrainer {
         let start = Date()
         var log: MetricsLog?
         if let out = config.outDir, config.isLeader {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try OutputFolder.prepare(out)
             log = try MetricsLog(path: out + "/metrics.jsonl")
         }
         let sampler = trainSampler()

@@ -54,11 +54,8 @@ public enum Checkpoint {
         let root = out + "/" + folderName
         func fault(_ point: String) throws { try faultPoint?(out, point) }
         try fault("start")
-        do {
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        } catch {
-            throw TrainError.checkpoint("cannot create '\(root)': \(error.localizedDescription); choose an --out folder you can write")
-        }
+        try OutputFolder.prepare(out)
+        try OutputFolder.prepare(root)
         removeLeftovers(in: out)
         var meta = metadata
         meta["epoch"] = "\(position.epoch)"

@@ -76,6 +76,39 @@ public enum TrainError: Error, CustomStringConvertible {
     }
 }
 
+/// The output folder of a run (`--out`).
+public enum OutputFolder {
+    /// Creates `path` (and its parents) if needed; a typed error that says what to do when it
+    /// is a file, cannot be created, or cannot be written.
+    public static func prepare(_ path: String) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else {
+                throw TrainError.io("--out '\(path)' is a file; give the path of a folder (it is created if missing)")
+            }
+        } else {
+            let code = makeFolders(path)
+            guard code == 0 else {
+                throw TrainError.io("cannot create the --out folder '\(path)' (\(String(cString: strerror(code)))); "
+                    + "choose a folder in a place you can write")
+            }
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw TrainError.io("cannot write into the --out folder '\(path)' (\(String(cString: strerror(errno)))); choose another folder")
+        }
+    }
+
+    /// `mkdir -p path`: 0, or the errno of the first folder that could not be made.
+    private static func makeFolders(_ path: String) -> Int32 {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { return errno }
+        }
+        return 0
+    }
+}
+
 /// Finds non-finite values in a model's state (parameters and buffers, by state-dict name).
 public enum FiniteCheck {
     /// The first state-dict entry of `state` holding an inf or NaN, with a description of

@@ -109,7 +109,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         }
         var log: MetricsLog?
         if let out = config.outDir, config.isLeader {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try OutputFolder.prepare(out)
             log = try MetricsLog(path: out + "/metrics.jsonl", append: continuing)
         }
         let start = Date()

@@ -13,13 +13,13 @@ struct RunCommand: ParsableCommand {
         abstract: "Launch a distributed job on this node (like torchrun).",
         discussion: "Example: tandem run --nproc-per-node 2 -- ./my-train --epochs 1")
 
-    @Option(help: "Processes on this node.") var nprocPerNode: Int = 1
-    @Option(help: "Number of nodes.") var nnodes: Int = 1
-    @Option(help: "This node's index, 0..<nnodes.") var nodeRank: Int = 0
+    @Option(parsing: .unconditional, help: "Processes on this node.") var nprocPerNode: Int = 1
+    @Option(parsing: .unconditional, help: "Number of nodes.") var nnodes: Int = 1
+    @Option(parsing: .unconditional, help: "This node's index, 0..<nnodes.") var nodeRank: Int = 0
     @Option(help: "Address of the node running rank 0.") var masterAddr: String = "127.0.0.1"
-    @Option(help: "Port of the rendezvous store on the master (0: a free port; one node only).") var masterPort: Int = 29500
-    @Option(help: "Restart the whole local group this many times after a failure.") var maxRestarts: Int = 0
-    @Option(help: "Seconds to wait for the ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
+    @Option(parsing: .unconditional, help: "Port of the rendezvous store on the master (0: a free port; one node only).") var masterPort: Int = 29500
+    @Option(parsing: .unconditional, help: "Restart the whole local group this many times after a failure.") var maxRestarts: Int = 0
+    @Option(parsing: .unconditional, help: "Seconds to wait for the ranks to stop after SIGTERM before SIGKILL.") var stopGrace: Double = 3
     @Flag(help: "One node, 127.0.0.1 and a free port.") var standalone = false
     /// `tandem train --nproc-per-node` passes 0: rank 0's standard output (progress, the final
     /// JSON object) then reads as a single process's would; everything else keeps its prefix.

@@ -17,33 +17,33 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Dataset: mnist, cifar10, text (default: the model's).") var dataset: String?
     @Option(help: "Dataset folder (default Data/mnist or Data/cifar-10-batches-bin).") var dataDir: String?
     @Option(help: "Text corpus for --dataset text: a UTF-8 file, or a folder of fortune files (default /usr/share/games/fortunes).") var dataFile: String?
-    @Option(help: "Tokens per training window for --dataset text.") var context: Int = 128
-    @Option(help: "Epochs.") var epochs: Int = 1
-    @Option(help: "Stop after this many steps in total.") var maxSteps: Int?
-    @Option(help: "Batch size.") var batchSize: Int = 64
-    @Option(help: "Learning rate (default 0.01; 1e-3 for language models).") var lr: Double?
-    @Option(help: "SGD momentum.") var momentum: Double = 0.9
-    @Option(help: "Weight decay.") var weightDecay: Double = 0
+    @Option(parsing: .unconditional, help: "Tokens per training window for --dataset text.") var context: Int = 128
+    @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 1
+    @Option(parsing: .unconditional, help: "Stop after this many steps in total.") var maxSteps: Int?
+    @Option(parsing: .unconditional, help: "Batch size.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Learning rate (default 0.01; 1e-3 for language models).") var lr: Double?
+    @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Double = 0.9
+    @Option(parsing: .unconditional, help: "Weight decay.") var weightDecay: Double = 0
     @Option(help: "LR schedule per epoch: none, step (×0.1 each epoch), cosine.") var scheduler: String = "none"
-    @Option(help: "Background data workers.") var numWorkers: Int = 0
-    @Option(help: "Intra-op threads (default: TANDEM_NUM_THREADS or all cores).") var threads: Int?
-    @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Background data workers.") var numWorkers: Int = 0
+    @Option(parsing: .unconditional, help: "Intra-op threads (default: TANDEM_NUM_THREADS or all cores).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
     @Option(help: "Output folder: checkpoints, metrics.jsonl, metrics.svg.") var out: String?
-    @Option(help: "Write a step record to metrics.jsonl every this many steps.") var logEvery: Int = 10
+    @Option(parsing: .unconditional, help: "Write a step record to metrics.jsonl every this many steps.") var logEvery: Int = 10
     @Flag(help: "Continue from the newest complete checkpoint in --out (`--resume weights-only`: start a new run from its weights).")
     var resume = false
     @Flag(help: .hidden) var resumeWeightsOnly = false
-    @Option(help: "Complete checkpoints to keep in --out (the newest ones).") var keepCheckpoints: Int = Checkpoint.defaultKeep
+    @Option(parsing: .unconditional, help: "Complete checkpoints to keep in --out (the newest ones).") var keepCheckpoints: Int = Checkpoint.defaultKeep
     @Flag(help: "Print one final JSON object.") var json = false
-    @Option(help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
+    @Option(parsing: .unconditional, help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
     @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
-    @Option(help: "Seconds any collective may wait under DDP (default: TANDEM_TIMEOUT, else 1800, as PyTorch).")
+    @Option(parsing: .unconditional, help: "Seconds any collective may wait under DDP (default: TANDEM_TIMEOUT, else 1800, as PyTorch).")
     var timeout: Double?
     @Option(help: "Mixed precision: bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler).")
     var amp: String?
-    @Option(help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
-    @Option(help: "ctc-digits: test strings.") var testStrings: Int = 2_000
+    @Option(parsing: .unconditional, help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
+    @Option(parsing: .unconditional, help: "ctc-digits: test strings.") var testStrings: Int = 2_000
 
     /// The autocast dtype of `--amp`.
     var ampDType: DType? { amp.map { $0 == "fp16" ? .float16 : .bfloat16 } }
@@ -90,7 +90,7 @@ struct TrainCommand: ParsableCommand {
             var arguments = ["--seed", "\(seed)"]
             if let maxSteps { arguments += ["--steps", "\(maxSteps)"] }
             if let out {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                try OutputFolder.prepare(out)
                 arguments += ["--plot", out + "/kan_toy_edges.svg"]
             }
             return try KanToyCommand.parse(arguments).run()

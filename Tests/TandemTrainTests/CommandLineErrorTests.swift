@@ -24,6 +24,20 @@ import TandemModels
         try expectFailure(["train", "--model", "ctc-digits", "--dataset", "mnist-strings", "--train-strings", "0"],
                           mentioning: "--train-strings and --test-strings must be positive")
         try expectFailure(["bench", "allreduce", "--sizes", "3XB"], mentioning: "bad size '3XB'")
+        // Negative numbers reach the checks (they read as "Missing value" before).
+        try expectFailure(["train", "--batch-size", "-1"], mentioning: "--batch-size must be positive")
+        try expectFailure(["run", "--stop-grace", "-1", "--", "/bin/true"], mentioning: "--stop-grace must be a number of seconds")
+        try expectFailure(["run", "--stop-grace", "nan", "--", "/bin/true"], mentioning: "--stop-grace must be a number of seconds")
+        try expectFailure(["train", "--timeout", "0"], mentioning: "--timeout must be a positive number of seconds")
+    }
+
+    /// `--out` on a file or somewhere that cannot be created: a message, not Foundation's error text.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func unusableOutputFolders() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-out-\(UUID().uuidString)").path
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try expectFailure(["train", "--max-steps", "1", "--out", file], mentioning: "is a file; give the path of a folder")
+        try expectFailure(["train", "--max-steps", "1", "--out", file + "/below"], mentioning: "cannot create the --out folder")
     }
 
     @Test(.enabled(if: built, "the tandem executable is not built")) func missingAndCorruptFiles() throws {
