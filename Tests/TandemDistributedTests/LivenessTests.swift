@@ -148,3 +148,31 @@ final class StoreSecurityTests: XCTestCase {
         XCTAssertEqual(named.listeningAddress, "127.0.0.1")
     }
 }
+
+/// Random and mutated frames against the store server: it never crashes, drops only the
+/// offending connections, and keeps answering the job's clients.
+final class StoreFuzzTests: XCTestCase {
+    func testFuzzedFramesLeaveTheStoreServing() throws {
+        for token in [nil, "job-secret"] as [String?] {
+            let server = try TCPStore(host: "127.0.0.1", port: 0, isServer: true, timeout: .seconds(5), token: token)
+            try server.set("k", [42])
+            var state: UInt64 = 99
+            func next(_ bound: Int) -> Int {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int(state >> 33) % max(bound, 1)
+            }
+            let valid = StoreWire.frame(StoreWire.Command.get.rawValue, [Array("k".utf8)])
+            for round in 0..<300 {
+                var bytes = round % 3 == 0 ? (0..<next(48)).map { _ in UInt8(next(256)) } : valid
+                if round % 3 != 0 {
+                    for _ in 0...next(3) where !bytes.isEmpty { bytes[next(bytes.count)] = UInt8(next(256)) }
+                }
+                let fd = try Sockets.connect(host: "127.0.0.1", port: server.port, deadline: .now + .seconds(2))
+                try? Sockets.sendAll(fd, bytes, deadline: .now + .seconds(1))
+                close(fd)
+            }
+            let client = try TCPStore(host: "127.0.0.1", port: server.port, isServer: false, timeout: .seconds(5), token: token)
+            XCTAssertEqual(try client.get("k"), [42], "token \(token ?? "none")")
+        }
+    }
+}
