@@ -12,7 +12,7 @@ import TandemOptim
 ///
 /// A save writes both files into a temporary folder, fsyncs them, and publishes the folder with
 /// one rename; only then are `out/model.safetensors` (replaced atomically) and the checkpoints
-/// beyond the last `keep` touched. A process killed at any point leaves the previous complete
+/// beyond the last `keep` touched (each renamed out of sight before it is deleted). A process killed at any point leaves the previous complete
 /// checkpoint, or the new one; `resume` takes the newest complete one and removes what a killed
 /// save left behind. `model.safetensors` loads with `safetensors.torch.load_file` into the same
 /// `nn.Module`. Folders written by older Tandem versions (both files directly in `out`) resume too.
@@ -73,17 +73,14 @@ public enum Checkpoint {
         try writeSynced(stateData, to: temporary + "/" + stateFile) { try fault("state " + $0) }
         try writeSynced(modelData, to: temporary + "/" + modelFile) { try fault("model " + $0) }
         syncFolder(temporary)
+        // Checkpoints that go are first renamed out of sight (`.old-`), one rename each, so a
+        // half-deleted folder never looks published; the same step saved again is replaced so.
+        for old in steps(in: root) where discardOthers || old.step == position.step {
+            try retire(old.folder, replaced: old.step == position.step)
+        }
         try fault("publish")
         let final = root + "/" + name
-        if FileManager.default.fileExists(atPath: final) {
-            // The same step saved again (a run that ended where it resumed): set the old one aside.
-            let aside = root + "/." + name + ".old-\(getpid())"
-            try posix(rename(final, aside), "rename '\(final)'")
-            try posix(rename(temporary, final), "publish '\(final)'")
-            try? FileManager.default.removeItem(atPath: aside)
-        } else {
-            try posix(rename(temporary, final), "publish '\(final)'")
-        }
+        try posix(rename(temporary, final), "publish '\(final)'")
         syncFolder(root)
         try fault("published")
         // A copy, not a link: a user who overwrites this file in place leaves the checkpoint intact.
@@ -91,10 +88,12 @@ public enum Checkpoint {
         try fault("copied")
         // A checkpoint of the layout before step folders is superseded now.
         try? FileManager.default.removeItem(atPath: out + "/" + stateFile)
-        for old in steps(in: root).dropLast(discardOthers ? 0 : Swift.max(keep, 1)) where old.step != position.step {
-            try FileManager.default.removeItem(atPath: old.folder)
+        // Pruning is best effort: the new checkpoint is safe, a leftover goes at the next save.
+        for old in steps(in: root).dropLast(Swift.max(keep, 1)) where old.step != position.step {
+            try? retire(old.folder)
             try fault("pruned")
         }
+        removeLeftovers(in: out)
     }
 
     /// The newest complete checkpoint of `out`: its folder and step; nil when there is none.
@@ -185,11 +184,40 @@ public enum Checkpoint {
         }.sorted { $0.1 < $1.1 }
     }
 
-    /// Removes the temporary folders and files of interrupted saves (any process's).
+    /// Renames a published checkpoint folder out of sight: `.step-N.replaced-PID` when a save of
+    /// the same step replaces it, else `.step-N.old-PID` (removed with the leftovers).
+    private static func retire(_ folder: String, replaced: Bool = false) throws {
+        let url = URL(fileURLWithPath: folder)
+        let aside = url.deletingLastPathComponent().path + "/." + url.lastPathComponent
+            + (replaced ? ".replaced-" : ".old-") + "\(getpid())"
+        try? FileManager.default.removeItem(atPath: aside)
+        try posix(rename(folder, aside), "retire '\(folder)'")
+    }
+
+    /// Cleans up after interrupted saves (any process's). A save killed after retiring what it
+    /// replaces but before publishing its own leaves them retired: a replaced step with no
+    /// published folder is published again, and so is the newest retired one when nothing is
+    /// published at all. Then every temporary and retired folder and temporary weights file goes.
     private static func removeLeftovers(in out: String) {
         let root = out + "/" + folderName
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        /// Retired folders: name, step, whether it was replaced by a save of the same step.
+        let retired = names.compactMap { name -> (name: String, step: Int, replaced: Bool)? in
+            guard name.hasPrefix(".step-"), let dot = name.dropFirst(6).firstIndex(of: "."),
+                  let step = Int(name.dropFirst(6)[..<dot]) else { return nil }
+            if name[dot...].hasPrefix(".replaced-") { return (name, step, true) }
+            if name[dot...].hasPrefix(".old-") { return (name, step, false) }
+            return nil
+        }
+        let published = Set(steps(in: root).map(\.step))
+        for r in retired where r.replaced && !published.contains(r.step) {
+            _ = rename(root + "/" + r.name, root + "/" + stepFolderName(r.step))
+        }
+        if steps(in: root).isEmpty, let newest = retired.filter({ !$0.replaced }).max(by: { $0.step < $1.step }) {
+            _ = rename(root + "/" + newest.name, root + "/" + stepFolderName(newest.step))
+        }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        where name.hasPrefix(".step-") && (name.contains(".tmp-") || name.contains(".old-")) {
+        where name.hasPrefix(".step-") && (name.contains(".tmp-") || name.contains(".old-") || name.contains(".replaced-")) {
             try? FileManager.default.removeItem(atPath: root + "/" + name)
         }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []

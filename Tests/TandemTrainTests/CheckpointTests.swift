@@ -6,8 +6,9 @@ import TandemOptim
 @testable import TandemTrain
 
 /// Checkpoints as one unit: killed at any step of a save, a run resumes from the old or the
-/// new checkpoint, never from nothing and never with an error.
-@Suite struct CheckpointTests {
+/// new checkpoint, never from nothing and never with an error. Serialized: the tests share
+/// the fault hook.
+@Suite(.serialized) struct CheckpointTests {
     struct SimulatedKill: Error {}
 
     func temporaryFolder() -> String {
@@ -24,10 +25,11 @@ import TandemOptim
         return (model, optimizer)
     }
 
-    func save(step: Int, to out: String, keep: Int = Checkpoint.defaultKeep) throws {
-        let (model, optimizer) = try model(marker: Double(step))
+    func save(step: Int, to out: String, keep: Int = Checkpoint.defaultKeep, marker: Double? = nil,
+              discardOthers: Bool = false) throws {
+        let (model, optimizer) = try model(marker: marker ?? Double(step))
         try Checkpoint.save(model: model, optimizer: optimizer, schedule: nil, position: .init(epoch: 0, step: step),
-                            to: out, keep: keep)
+                            to: out, keep: keep, discardOthers: discardOthers)
     }
 
     /// Resumes from `out`: the position's step, and the marker the loaded weights carry.
@@ -42,20 +44,21 @@ import TandemOptim
     func leftovers(_ out: String) -> [String] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [])
             + ((try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints")) ?? [])
-        return names.filter { $0.contains(".tmp-") || $0.contains(".old-") }
+        return names.filter { $0.contains(".tmp-") || $0.contains(".old-") || $0.contains(".replaced-") }
     }
 
-    @Test func killedAtEveryStepOfASaveResumesFromTheOldOrTheNewCheckpoint() throws {
+    /// A save killed at each of its steps: `after` lists the (step, marker) a resume may give.
+    func killAtEveryStep(newStep: Int, newMarker: Double, discardOthers: Bool, after allowed: [(Int, Double)]) throws {
         // The steps of one save, as the fault hook sees them.
         let probe = temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: probe) }
-        try save(step: 30, to: probe)
         try save(step: 40, to: probe)
+        try save(step: 50, to: probe)
         nonisolated(unsafe) var points: [String] = []
         Checkpoint.faultPoint = { out, point in if out == probe { points.append(point) } }
-        try save(step: 50, to: probe)
+        try save(step: newStep, to: probe, marker: newMarker, discardOthers: discardOthers)
         Checkpoint.faultPoint = nil
-        #expect(points.contains("state partial") && points.contains("publish") && points.contains("pruned"), "\(points)")
+        #expect(points.contains("state partial") && points.contains("publish") && points.contains("copied"), "\(points)")
 
         for (index, point) in points.enumerated() {
             let out = temporaryFolder()
@@ -68,16 +71,29 @@ import TandemOptim
                 if seen == index { throw SimulatedKill() }
                 seen += 1
             }
-            #expect(throws: SimulatedKill.self, "\(point)") { try save(step: 80, to: out) }
+            #expect(throws: SimulatedKill.self, "\(point)") {
+                try save(step: newStep, to: out, marker: newMarker, discardOthers: discardOthers)
+            }
             Checkpoint.faultPoint = nil
             let resumed = try #require(try resume(out), "killed at '\(point)': no checkpoint")
-            #expect([50, 80].contains(resumed.step), "killed at '\(point)': resumed at step \(resumed.step)")
-            #expect(resumed.marker == Double(resumed.step), "killed at '\(point)': weights of another step")
+            #expect(allowed.contains { $0.0 == resumed.step && $0.1 == resumed.marker },
+                    "killed at '\(point)': resumed at step \(resumed.step) with weights \(resumed.marker)")
             #expect(leftovers(out).isEmpty, "killed at '\(point)': \(leftovers(out)) left")
             // The run goes on and saves again.
             try save(step: 90, to: out)
             #expect(try resume(out)?.step == 90)
         }
+    }
+
+    @Test func killedAtEveryStepOfASaveResumesFromTheOldOrTheNewCheckpoint() throws {
+        try killAtEveryStep(newStep: 80, newMarker: 80, discardOthers: false, after: [(50, 50), (80, 80)])
+    }
+
+    /// The same step saved again (marker 50.5), and a new run's first save replacing an old
+    /// run's checkpoints: never nothing, never a half-deleted folder.
+    @Test func killedWhileReplacingCheckpointsResumesFromACompleteOne() throws {
+        try killAtEveryStep(newStep: 50, newMarker: 50.5, discardOthers: false, after: [(50, 50), (50, 50.5)])
+        try killAtEveryStep(newStep: 10, newMarker: 10, discardOthers: true, after: [(50, 50), (10, 10)])
     }
 
     @Test func keepsTheNewestCheckpointsAndCopiesTheWeights() throws {
