@@ -69,7 +69,7 @@ extension Tensor {
     /// Returns nil when the fused path does not apply: no blocks, a dtype other than float32,
     /// autocast on, shapes the operations would refuse, a configuration oneDNN cannot run (or
     /// cannot pass from one block to the next in its layout), or an inf or NaN in the operands or
-    /// the batch statistics (oneDNN's fused ReLU would turn NaN into 0). The caller then runs the
+    /// the batch statistics (the layers one by one keep NaN as PyTorch does). The caller then runs the
     /// operations one by one, which also report any shape error.
     public static func fusedConvBlocks(_ input: Tensor, _ blocks: [ConvBlockOperands], training: Bool = true)
         -> (output: Tensor, statistics: [ConvBlockStatistics])? {
@@ -94,8 +94,8 @@ extension Tensor {
                                                                              $0.variance.contiguousStorage().detach()) })
         }
         let x = input.contiguousStorage().detach()
-        // oneDNN's fused ReLU turns NaN into 0 where the layers keep it: with an inf or NaN
-        // anywhere the layers run one by one, so that it shows in the output (and the loss).
+        // With an inf or NaN anywhere the layers run one by one, whose NaN handling is PyTorch's
+        // (oneDNN's max pooling makes no promise about NaN), so that it shows in the output.
         if !training {
             let all = [x] + operands.flatMap { [$0.weight, $0.scale, $0.shift] + ($0.bias.map { [$0] } ?? [])
                                                 + ($0.running.map { [$0.mean, $0.variance] } ?? []) }

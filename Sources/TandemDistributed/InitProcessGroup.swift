@@ -177,7 +177,8 @@ public func initProcessGroup(backend: Backend = .gloo, initMethod: String = "env
     // connection, so a rank that dies releases it and its restart can claim it again.
     let claimed: Bool
     if let tcp = store as? TCPStore {
-        claimed = try tcp.claim("tandem/rank/\(info.rank)", Array("\(getpid())@\(hostname)".utf8))
+        // A random nonce: pids repeat across machines and containers.
+        claimed = try tcp.claim("tandem/rank/\(info.rank)", Array("\(getpid())-\(UInt64.random(in: 0...UInt64.max))".utf8))
     } else {
         claimed = try store.add("tandem/rank/\(info.rank)", 1) == 1
     }

@@ -7,9 +7,10 @@ import Synchronization
 /// - `TANDEM_RENDEZVOUS_TIMEOUT`: how long `initProcessGroup` waits for every rank to join
 ///   (default 10 minutes, at most the operation timeout); it names the missing ranks every
 ///   10 seconds while it waits;
-/// - `TANDEM_HEARTBEAT_TIMEOUT`: how long a rank may go without a heartbeat (it is stopped,
-///   e.g. by SIGSTOP or a debugger, or its process hangs) before the job ends naming it
-///   (default 20 s; 0 turns the heartbeat off). TCP stores only.
+/// - `TANDEM_HEARTBEAT_TIMEOUT`: how long a rank's process may be stopped (SIGSTOP, a
+///   debugger, a frozen machine) before the job ends naming it (default 20 s; 0 turns the
+///   heartbeat off). TCP stores only. The heartbeat runs on a thread of its own, so a rank
+///   whose main thread is stuck keeps beating: the collective timeout catches that.
 public struct DistributedTimeouts: Sendable, Equatable {
     public var operation: Duration
     public var rendezvous: Duration
@@ -73,7 +74,7 @@ func report(_ line: String) {
 /// Heartbeats through the TCP store on a connection of their own: every rank adds to
 /// `tandem/heartbeat/<rank>` several times per timeout; rank 0 watches every other rank and
 /// the others watch rank 0. A rank whose counter stops moving while its store connection stays
-/// open (it is stopped or hung, not exited) for longer than the timeout ends this process with
+/// open (its process is stopped, not exited) for longer than the timeout ends this process with
 /// a message naming it, so that the launcher stops the job instead of everyone waiting for the
 /// 30-minute collective timeout. A rank that exits closes its connection and is not watched
 /// any more; a store that is gone (rank 0 exited) ends the heartbeat quietly.
@@ -89,7 +90,17 @@ final class Heartbeat: Sendable {
         let thread = Thread { [stopped] in
             var seen: [Int: (count: Int64, at: ContinuousClock.Instant)] = [:]
             var lastAnswer = ContinuousClock.now
+            var lastRound = ContinuousClock.now
             while !stopped.value.load(ordering: .relaxed) {
+                // This process itself was stopped (the whole job suspended, Ctrl-Z then fg): the
+                // silence it saw is its own, so every peer starts afresh. (A round takes at most
+                // two periods, half the timeout, when the store does not answer.)
+                let now = ContinuousClock.now
+                if now - lastRound > timeout {
+                    for peer in seen.keys { seen[peer]?.at = now }
+                    lastAnswer = now
+                }
+                lastRound = now
                 do {
                     _ = try connection.add("tandem/heartbeat/\(rank)", 1, timeout: period)
                     lastAnswer = .now
@@ -106,7 +117,7 @@ final class Heartbeat: Sendable {
                             seen[peer] = (count, now)
                         }
                     }
-                } catch let error as DistributedError where error.isTimeout {
+                } catch let error as DistributedError where error.isTimeout || error.isUnanswered {
                     // The store does not answer: rank 0 (its server) is stopped or hung.
                     if rank != 0, ContinuousClock.now - lastAnswer > timeout {
                         Self.end(rank: rank, silent: 0, for: ContinuousClock.now - lastAnswer)
@@ -128,14 +139,22 @@ final class Heartbeat: Sendable {
     deinit { stop() }
 
     private static func end(rank: Int, silent peer: Int, for silence: Duration) -> Never {
-        report("tandem: rank \(peer) has sent no heartbeat for \(format(silence)) while still connected: it is stopped "
-               + "(SIGSTOP, a debugger) or hung. Rank \(rank) ends the job now instead of waiting for the collective timeout "
+        report("tandem: rank \(peer) has sent no heartbeat for \(format(silence)) while still connected: its process is "
+               + "stopped (SIGSTOP, a debugger, a frozen machine). Rank \(rank) ends the job now instead of waiting for the collective timeout "
                + "(TANDEM_HEARTBEAT_TIMEOUT sets how long a rank may be silent; 0 turns this off).")
         _exit(1)
     }
 }
 
 extension DistributedError {
+    /// Whether the store accepted a connection (or none was refused) but did not answer: its
+    /// process is stopped. A refused connection means it is gone.
+    var isUnanswered: Bool {
+        if case let .unreachable(_, _, _, message) = self { return !message.contains("refused") }
+        if case let .store(_, message) = self { return message.contains("imed out") }
+        return false
+    }
+
     /// Whether this is a timeout (of an operation or of a store request).
     var isTimeout: Bool {
         switch self {

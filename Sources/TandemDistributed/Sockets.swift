@@ -23,6 +23,13 @@ enum Sockets {
         return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
     }
 
+    /// Whether `host` resolves to an address in 127.0.0.0/8 (a machine's own name often does,
+    /// through /etc/hosts, while other machines resolve it to a routable address).
+    static func resolvesToLoopback(_ host: String) -> Bool {
+        guard let address = try? resolve(host, port: 0) else { return false }
+        return UInt32(bigEndian: address.sin_addr.s_addr) >> 24 == 127
+    }
+
     /// A listening socket on `host:port` (port 0: any free port). Returns the fd and the port.
     static func listen(host: String, port: Int) throws -> (fd: Int32, port: Int) {
         var addr = try resolve(host, port: port)

@@ -12,8 +12,9 @@ enum StoreWire {
     static let maxFrame = 1 << 24
     /// The largest frame before authentication: room for a token, not for a flood.
     static let maxUnauthenticatedFrame = 1024
-    /// Connections a server keeps at once; more are closed as they arrive.
-    static let maxClients = 1024
+    /// Connections that have not presented the token yet, at most (the job's own, authenticated
+    /// connections are not limited: two per rank); more are closed as they arrive.
+    static let maxUnauthenticated = 256
     /// How long a connection may stay unauthenticated.
     static let authenticationWindow: Duration = .seconds(10)
     enum Command: UInt8 { case set = 1, get, add, compareSet, wait, check, delete, ping, setOwned, claim, auth }
@@ -150,7 +151,7 @@ struct ServerLoop {
             let ready = Sockets.pollInput(fds, timeoutMs: 1000)
             if ready[0] != 0 { break }
             if ready[1] != 0, let c = Sockets.accept(listenFD) {
-                if inbound.count >= StoreWire.maxClients {
+                if arrived.count >= StoreWire.maxUnauthenticated {
                     close(c)
                 } else {
                     inbound[c] = []
@@ -202,7 +203,14 @@ struct ServerLoop {
     mutating func error(_ fd: Int32, _ message: String) { reply(fd, ok: false, [Array(message.utf8)]) }
 
     mutating func handle(_ fd: Int32, _ head: UInt8, _ args: [[UInt8]]) {
-        guard let cmd = StoreWire.Command(rawValue: head) else { return error(fd, "unknown command \(head)") }
+        let cmd = StoreWire.Command(rawValue: head)
+        // Before the token, a connection gets one answer at most (then it is closed), so a
+        // stranger cannot pile up replies that block this thread.
+        guard cmd == .auth || authenticated.contains(fd) else {
+            error(fd, "this store needs the job's token first (TANDEM_STORE_TOKEN)")
+            return drop(fd)
+        }
+        guard let cmd else { return error(fd, "unknown command \(head)") }
         if cmd == .auth {
             guard let token else { return reply(fd, []) }
             guard args.count == 1, constantTimeEqual(args[0], token) else {
@@ -212,10 +220,6 @@ struct ServerLoop {
             authenticated.insert(fd)
             arrived[fd] = nil
             return reply(fd, [])
-        }
-        guard authenticated.contains(fd) else {
-            error(fd, "this store needs the job's token first (TANDEM_STORE_TOKEN)")
-            return drop(fd)
         }
         switch cmd {
         case .auth:
@@ -309,7 +313,7 @@ public final class TCPStore: Store {
     var listeningAddress: String? { server?.host }
     private let connection = Mutex<Int32>(-1)
     /// Keys this client owns (re-registered after a reconnect).
-    private let ownedKeys = Mutex<[String: [UInt8]]>([:])
+    private let ownedKeys = Mutex<[String: (value: [UInt8], claimed: Bool)]>([:])
 
     /// The job's token, sent first on every connection (nil: none).
     private let token: [UInt8]?
@@ -317,7 +321,8 @@ public final class TCPStore: Store {
     /// Connects to (and with `isServer`, first serves) a store on `host:port`. A client retries
     /// connecting until `connectTimeout` (default `timeout`), saying every 10 s on standard
     /// error that it waits. The server listens on 127.0.0.1 when `host` is a loopback address,
-    /// else on `host` itself (every interface when `host` is no address of this machine); port
+    /// else on `host` itself (every interface when `host` is no address of this machine, or a
+    /// name that resolves to loopback only here); port
     /// 0 picks a free port. With a `token` (default: `TANDEM_STORE_TOKEN`), the server answers
     /// only clients that present it, and this client presents it.
     public init(host: String, port: Int, isServer: Bool, timeout: Duration = defaultTimeout,
@@ -332,7 +337,10 @@ public final class TCPStore: Store {
         if isServer {
             let s = isLoopback(host)
                 ? try StoreServer(host: "127.0.0.1", port: port, token: self.token)
-                : try StoreServer(host: host, port: port, token: self.token, anyAddressIfNotLocal: true)
+                // A name that resolves to loopback here (its /etc/hosts line) reaches this machine
+                // elsewhere through another address: listen on every interface.
+                : try StoreServer(host: Sockets.resolvesToLoopback(host) ? "0.0.0.0" : host, port: port, token: self.token,
+                                  anyAddressIfNotLocal: true)
             server = s
             self.port = s.port
         } else {
@@ -405,11 +413,18 @@ public final class TCPStore: Store {
             do {
                 if fd < 0 {
                     fd = try connect(deadline: deadline)
-                    for (key, value) in ownedKeys.withLock({ $0 }) {
-                        try Sockets.sendAll(fd, StoreWire.frame(StoreWire.Command.setOwned.rawValue, [Array(key.utf8), value]), deadline: deadline)
+                    // Owned keys went with the old connection: set them again, and claim the
+                    // claimed ones again (another process may have claimed one meanwhile).
+                    for (key, owned) in ownedKeys.withLock({ $0 }) {
+                        let command = owned.claimed ? StoreWire.Command.claim : .setOwned
+                        try Sockets.sendAll(fd, StoreWire.frame(command.rawValue, [Array(key.utf8), owned.value]), deadline: deadline)
                         let n = StoreWire.readU32(try Sockets.recvExactly(fd, 4, deadline: deadline), at: 0)
                         guard n > 0, n <= StoreWire.maxFrame else { throw Sockets.Failure(message: "malformed reply", code: EPROTO) }
-                        _ = try Sockets.recvExactly(fd, n, deadline: deadline)
+                        let reply = StoreWire.parse(try Sockets.recvExactly(fd, n, deadline: deadline)[...])
+                        if owned.claimed, reply?.1.first != owned.value {
+                            throw DistributedError.store(operation: op, message: "'\(key)' was claimed by another process while this one "
+                                + "was disconnected from \(host):\(port); two processes are running as the same rank")
+                        }
                     }
                 }
                 try Sockets.sendAll(fd, StoreWire.frame(cmd.rawValue, args), deadline: deadline)
@@ -449,7 +464,7 @@ public final class TCPStore: Store {
     /// Sets `key` to `value` for as long as this client stays connected: the server deletes it
     /// when the connection closes (a rank's liveness).
     public func setOwned(_ key: String, _ value: [UInt8]) throws {
-        ownedKeys.withLock { $0[key] = value }
+        ownedKeys.withLock { $0[key] = (value, false) }
         _ = try request("setOwned", .setOwned, [Array(key.utf8), value])
     }
 
@@ -459,7 +474,7 @@ public final class TCPStore: Store {
     public func claim(_ key: String, _ value: [UInt8]) throws -> Bool {
         let after = try request("claim", .claim, [Array(key.utf8), value]).first ?? []
         guard after == value else { return false }
-        ownedKeys.withLock { $0[key] = value }
+        ownedKeys.withLock { $0[key] = (value, true) }
         return true
     }
 

@@ -54,8 +54,13 @@ struct RunCommand: ParsableCommand {
                 + "(each step takes about \(nprocPerNode)/\(cores) times as long as with a core each) and each holds its own copy "
                 + "of the model, data and buffers; use --nproc-per-node \(cores) or fewer on this machine")
         }
-        // The rendezvous store answers only processes that present the job's token.
-        var token = ProcessInfo.processInfo.environment["TANDEM_STORE_TOKEN"]
+        // The rendezvous store answers only processes that present the job's token. Without
+        // setpriv's --pdeathsig the ranks would outlive a killed launcher: say so.
+        if Self.setpriv == nil {
+            output.log("tandem run: warning: /usr/bin/setpriv with --pdeathsig (util-linux 2.33 or later) is missing, so the "
+                + "ranks will outlive this launcher if it is killed with SIGKILL")
+        }
+        var token = ProcessInfo.processInfo.environment["TANDEM_STORE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if token == nil {
             if nodes == 1 {
                 var generator = SystemRandomNumberGenerator()
@@ -135,7 +140,7 @@ struct RunCommand: ParsableCommand {
             env["TANDEM_NUM_THREADS"] = String(threads)
             // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
             env["TANDEM_RESTART_COUNT"] = String(restart)
-            if let token { env["TANDEM_STORE_TOKEN"] = token }
+            env["TANDEM_STORE_TOKEN"] = token
             // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
             // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
@@ -230,9 +235,22 @@ struct RunCommand: ParsableCommand {
         return failure
     }
 
-    /// util-linux's setpriv, which starts each rank with a parent-death signal; nil where it is missing.
-    static let setpriv: URL? = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
-        ? URL(fileURLWithPath: "/usr/bin/setpriv") : nil
+    /// util-linux's setpriv, which starts each rank with a parent-death signal; nil where it is
+    /// missing or too old for `--pdeathsig` (util-linux before 2.33).
+    static let setpriv: URL? = {
+        let path = "/usr/bin/setpriv"
+        guard FileManager.default.isExecutableFile(atPath: path) else { return nil }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: path)
+        probe.arguments = ["--help"]
+        let out = Pipe()
+        probe.standardOutput = out
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return nil }
+        let help = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        probe.waitUntilExit()
+        return help.contains("--pdeathsig") ? URL(fileURLWithPath: path) : nil
+    }()
 
     private func succeeded(_ p: Process) -> Bool { p.terminationReason == .exit && p.terminationStatus == 0 }
 

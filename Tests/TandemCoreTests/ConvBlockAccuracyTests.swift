@@ -107,4 +107,31 @@ import TandemTestSupport
         }
         print("fused-bias-gradient \(c): |Σ dy| up to \(worstBias) of the terms that cancel")
     }
+
+    /// The statistics shift by the first image's mean; with that image far from the batch's mean
+    /// (all zeros among 63 bright images, which also sends the kernel through its second pass),
+    /// the variance keeps the accuracy of one taken around the mean: γ_36 of it, no shift term.
+    @Test func statisticsStayAccurateWhenTheFirstImageIsAnOutlier() throws {
+        let g = Generator(seed: 9)
+        var x = try Tensor.uniform([64, 1, 12, 12], low: 0, high: 1, generator: g) + 20
+        try x.withUnsafeMutableBufferPointer(as: Float.self) { p in for i in 0..<144 { p[i] = 0 } }
+        let w = try Tensor.randn([8, 1, 5, 5], generator: g).abs() * 0.2
+        let b = Tensor.zeros([8]), gamma = Tensor.ones([8]), beta = Tensor.zeros([8])
+        let fused = try #require(Tensor.fusedConvBatchNormReLUMaxPool(
+            x, weight: w, bias: b, stride: [1], padding: [2], normWeight: gamma, normBias: beta, eps: 1e-5,
+            poolKernel: [2], poolStride: [2], poolPadding: [0]))
+        let y = try Tensor.conv2d(x.to(.float64), weight: w.to(.float64), bias: b.to(.float64), padding: [2])
+        let a = try Tensor.conv2d(x.to(.float64).abs(), weight: w.to(.float64).abs(), bias: nil, padding: [2])
+        let convError = try channelMean(a * Self.gamma(26))
+        let mean = try channelMean(y)
+        let centered = try y - Tensor(mean, shape: [1, 8, 1, 1], dtype: .float64)
+        let variance = try channelMean(centered * centered), varianceConvError = try channelMean(centered.abs() * (a * Self.gamma(26)))
+        let first = try y.narrow(axis: 0, start: 0, length: 1).mean(axes: [0, 2, 3]).toDoubleArray()
+        for ch in 0..<8 {
+            #expect((mean[ch] - first[ch]) * (mean[ch] - first[ch]) > 4 * variance[ch], "channel \(ch): the first image is no outlier")
+            let bound = 2 * varianceConvError[ch] + convError[ch] * convError[ch] + Self.gamma(36) * variance[ch]
+            #expect(abs(fused.variance[ch] - variance[ch]) <= bound,
+                    "channel \(ch): variance \(fused.variance[ch]) vs \(variance[ch]) (bound \(bound))")
+        }
+    }
 }

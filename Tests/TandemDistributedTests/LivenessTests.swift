@@ -54,8 +54,13 @@ final class LivenessTests: XCTestCase {
     }
 
     /// A rank stopped with SIGSTOP in the middle of training-like collectives: the job ends
-    /// within the heartbeat timeout (2 s here) plus its polling, naming the stopped rank.
+    /// within the heartbeat timeout (2 s here) plus its polling, naming the stopped rank;
+    /// rank 1 (watched by rank 0) and rank 0 (which serves the store, behind the job's token).
     func testAStoppedRankEndsTheJobNamingIt() throws {
+        for rank in [1, 0] { try stopRankAndExpectTheJobToEnd(rank) }
+    }
+
+    private func stopRankAndExpectTheJobToEnd(_ stoppedRank: Int) throws {
         let exe = try tandemExecutable()
         let launcher = Process()
         launcher.executableURL = URL(fileURLWithPath: exe)
@@ -73,9 +78,9 @@ final class LivenessTests: XCTestCase {
         let reader = Thread { errText.data.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
         try launcher.run()
         reader.start()
-        // Rank 1 is the child with LOCAL_RANK=1; let the collectives run for a moment first.
+        // The rank is the child with its LOCAL_RANK; let the collectives run for a moment first.
         Thread.sleep(forTimeInterval: 2)
-        let rank1 = try XCTUnwrap(childWithEnvironment("LOCAL_RANK=1", parent: launcher.processIdentifier))
+        let rank1 = try XCTUnwrap(childWithEnvironment("LOCAL_RANK=\(stoppedRank)", parent: launcher.processIdentifier))
         let stoppedAt = Date()
         kill(rank1, SIGSTOP)
         let deadline = Date().addingTimeInterval(30)
@@ -87,9 +92,9 @@ final class LivenessTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.2)
         let text = errText.text
         XCTAssertNotEqual(launcher.terminationStatus, 0)
-        XCTAssertTrue(text.contains("rank 1 has sent no heartbeat"), text)
+        XCTAssertTrue(text.contains("rank \(stoppedRank) has sent no heartbeat"), text)
         XCTAssertLessThan(detected, 8, text)
-        print("stopped rank detected and the job ended after \(String(format: "%.2f", detected)) s (heartbeat timeout 2 s)")
+        print("stopped rank \(stoppedRank) detected and the job ended after \(String(format: "%.2f", detected)) s (heartbeat timeout 2 s)")
     }
 
     /// The child of `parent` whose environment holds `entry`.

@@ -116,8 +116,9 @@ extension Kernels {
 
     /// The map of a training batch norm over `x`: its batch mean and biased variance per
     /// channel, with `weight` and `bias` `[C]`. One pass sums x − K and (x − K)² with a shift K
-    /// per channel, the float32 mean of the first image's values: K is within a few standard
-    /// deviations of the mean, so Σ(x − K)² − (Σ(x − K))²/M loses nothing to cancellation.
+    /// per channel, the float32 mean of the first image's values: K is usually within a few
+    /// standard deviations of the mean, so Σ(x − K)² − (Σ(x − K))²/M loses nothing to
+    /// cancellation; when it is not, a second pass takes the squares around the mean.
     static func blockedBatchNormStatistics(_ x: UnsafePointer<Float>, _ layout: ChannelBlockedLayout, eps: Double,
                                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) -> BlockedNormMap {
         let c = layout.channels, cp = layout.paddedChannels, m = Double(layout.count), walk = LaneWalk(layout)
@@ -133,14 +134,34 @@ extension Kernels {
         let shifts = firstSums.map { Float($0 / Double(layout.spatial)) }
         let sums = shifts.withUnsafeBufferPointer { shiftBuffer in
             nonisolated(unsafe) let (xp, kp) = (x, shiftBuffer.baseAddress!)
-            return blockedChannelSums(layout, sets: 2) { offset, lane, out in
-                laneGroupShiftedSums(xp + offset, walk, walk.parameter(kp, lane), out, out + cp)
+            return blockedChannelSums(layout, sets: 2) { offset, lane, sum, squares in
+                laneGroupShiftedSums(xp + offset, walk, walk.parameter(kp, lane), sum, squares)
+            }
+        }
+        let means = (0..<c).map { Double(shifts[$0]) + sums[$0] / m }
+        var variances = (0..<c).map { Swift.max(sums[cp + $0] - sums[$0] * sums[$0] / m, 0) / m }
+        // A first image far from the batch's mean (by more than two standard deviations) would
+        // cost float32 digits in Σ(x − S)²: then take the squares around the mean, a second pass.
+        if (0..<c).contains(where: { ch in
+            let d = means[ch] - Double(shifts[ch])
+            return d * d > 4 * variances[ch]
+        }) {
+            let centers = (0..<cp).map { $0 < c ? Float(means[$0]) : 0 }
+            let squares = centers.withUnsafeBufferPointer { centerBuffer in
+                nonisolated(unsafe) let (xp, cb) = (x, centerBuffer.baseAddress!)
+                return blockedChannelSums(layout) { offset, lane, out, _ in
+                    let center = walk.parameter(cb, lane)
+                    laneGroupSums(xp + offset, walk, out) { let d = $0 - center; return d * d }
+                }
+            }
+            for ch in 0..<c {
+                let error = means[ch] - Double(centers[ch])  // Σ(x − μ)² = Σ(x − μ')² − M(μ − μ')²
+                variances[ch] = Swift.max(squares[ch] - m * error * error, 0) / m
             }
         }
         var map = BlockedNormMap(mean: [], variance: [], invstd: [], paddedChannels: cp)
         for ch in 0..<c {
-            let shifted = sums[ch], mean = Double(shifts[ch]) + shifted / m
-            let variance = Swift.max(sums[cp + ch] - shifted * shifted / m, 0) / m
+            let mean = means[ch], variance = variances[ch]
             let invstd = 1 / (variance + eps).squareRoot()
             // y = (x − μ')·a + (b − (μ − μ')·a), with μ' = center, the mean rounded to float32.
             let center = Float(mean), shiftError = mean - Double(center)
@@ -196,9 +217,9 @@ extension Kernels {
         let c = layout.channels, cp = layout.paddedChannels, m = Double(layout.count), walk = LaneWalk(layout)
         let sums = map.lanes.withUnsafeBufferPointer { lanes in
             nonisolated(unsafe) let (xp, gp, lp) = (x, gradOut, lanes.baseAddress!)
-            return blockedChannelSums(layout, sets: 2) { offset, l, out in
+            return blockedChannelSums(layout, sets: 2) { offset, l, sumG, sumGX in
                 laneGroupGradSums(xp + offset, gp + offset, walk, walk.parameter(lp, l), walk.parameter(lp + cp, l),
-                                  walk.parameter(lp + 2 * cp, l), out, out + cp)
+                                  walk.parameter(lp + 2 * cp, l), sumG, sumGX)
             }
         }
         // [3, Cp]: k1, k2, k3.
@@ -268,26 +289,29 @@ extension Kernels {
         }
     }
 
-    /// Per-channel sums over all runs, `sets` values per channel: `body(offset, lane, out)`
-    /// adds the sums of the lane group at element `offset` (first padded channel `lane`) to
-    /// `out[0..<8]` (blocked) or `out[0]` (NCHW), and a second set `Cp` further on. Runs are
-    /// reduced in parallel, and their sums added over the batch in Double. Returns `[sets, Cp]`.
-    private static func blockedChannelSums(_ layout: ChannelBlockedLayout, sets: Int = 1,
-                                           _ body: (Int, Int, UnsafeMutablePointer<Double>) -> Void) -> [Double] {
-        let width = layout.paddedChannels * sets
+    /// Per-channel sums over all runs, `sets` (1 or 2) values per channel: `body(offset, lane,
+    /// first, second)` adds the sums of the lane group at element `offset` (first padded channel
+    /// `lane`) to `first[0..<8]` and `second[0..<8]` (blocked) or to `first[0]` and `second[0]`
+    /// (NCHW). Runs are reduced in parallel into `sets·B` Doubles each, and their sums added
+    /// over the batch in Double. Returns `[sets, Cp]`.
+    private static func blockedChannelSums(
+        _ layout: ChannelBlockedLayout, sets: Int = 1,
+        _ body: (Int, Int, UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>) -> Void
+    ) -> [Double] {
+        let b = layout.block, width = b * 2
         var perRun = [Double](repeating: 0, count: layout.runs * width)
         perRun.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let out = buffer.baseAddress!
             forEachLaneGroup(layout, cost: sets) { offset, lane in
-                body(offset, lane, out + (offset / layout.runLength) * width + lane)
+                let runScratch = out + (offset / layout.runLength) * width + lane % b
+                body(offset, lane, runScratch, runScratch + b)
             }
         }
-        var total = [Double](repeating: 0, count: width)
+        var total = [Double](repeating: 0, count: layout.paddedChannels * sets)
         for run in 0..<layout.runs {
-            let lane0 = (run % layout.channelBlocks) * layout.block
+            let lane0 = (run % layout.channelBlocks) * b
             for set in 0..<sets {
-                let o = set * layout.paddedChannels + lane0
-                for lane in 0..<layout.block { total[o + lane] += perRun[run * width + o + lane] }
+                for lane in 0..<b { total[set * layout.paddedChannels + lane0 + lane] += perRun[run * width + set * b + lane] }
             }
         }
         return total
