@@ -194,6 +194,20 @@ extension Kernels {
         let cp = layout.paddedChannels, walk = LaneWalk(layout)
         map.lanes.withUnsafeBufferPointer { lanes in
             nonisolated(unsafe) let (xp, yp, lp) = (x, y, lanes.baseAddress!)
+            if layout.block == 16 {
+                // Both halves of a 64-byte position in one sweep: each cache line is read once.
+                forEachRun(layout, cost: 2) { offset, l in
+                    let c0 = load(lp + l), a0 = load(lp + cp + l), e0 = load(lp + 2 * cp + l)
+                    let c1 = load(lp + l + 8), a1 = load(lp + cp + l + 8), e1 = load(lp + 2 * cp + l + 8)
+                    var o = offset
+                    for _ in 0..<layout.spatial {
+                        store(normReLU(load(xp + o), c0, a0, e0), yp + o)
+                        store(normReLU(load(xp + o + 8), c1, a1, e1), yp + o + 8)
+                        o += 16
+                    }
+                }
+                return
+            }
             forEachLaneGroup(layout, cost: 2) { offset, l in
                 let center = walk.parameter(lp, l), a = walk.parameter(lp + cp, l), e = walk.parameter(lp + 2 * cp, l)
                 var o = offset
@@ -239,6 +253,25 @@ extension Kernels {
         map.lanes.withUnsafeBufferPointer { lanes in
             coefficients.withUnsafeBufferPointer { ks in
                 nonisolated(unsafe) let (xp, gp, dp, lp, kp) = (x, gradOut, gradIn, lanes.baseAddress!, ks.baseAddress!)
+                if layout.block == 16 {
+                    // Both halves of a 64-byte position in one sweep, as in `blockedNormReLU`.
+                    forEachRun(layout, cost: 3) { offset, l in
+                        let c0 = load(lp + l), a0 = load(lp + cp + l), e0 = load(lp + 2 * cp + l)
+                        let c1 = load(lp + l + 8), a1 = load(lp + cp + l + 8), e1 = load(lp + 2 * cp + l + 8)
+                        let p0 = load(kp + l), q0 = load(kp + cp + l), r0 = load(kp + 2 * cp + l)
+                        let p1 = load(kp + l + 8), q1 = load(kp + cp + l + 8), r1 = load(kp + 2 * cp + l + 8)
+                        var o = offset
+                        for _ in 0..<layout.spatial {
+                            let x0 = load(xp + o), x1 = load(xp + o + 8)
+                            let g0 = load(gp + o).replacing(with: 0, where: normReLU(x0, c0, a0, e0) .<= 0)
+                            let g1 = load(gp + o + 8).replacing(with: 0, where: normReLU(x1, c1, a1, e1) .<= 0)
+                            store(g0 * p0 + (x0 - c0) * q0 + r0, dp + o)
+                            store(g1 * p1 + (x1 - c1) * q1 + r1, dp + o + 8)
+                            o += 16
+                        }
+                    }
+                    return
+                }
                 forEachLaneGroup(layout, cost: 3) { offset, l in
                     let center = walk.parameter(lp, l), a = walk.parameter(lp + cp, l), e = walk.parameter(lp + 2 * cp, l)
                     let k1 = walk.parameter(kp, l), k2 = walk.parameter(kp + cp, l), k3 = walk.parameter(kp + 2 * cp, l)
@@ -274,6 +307,15 @@ extension Kernels {
 
     @inline(__always) private static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+
+    /// Runs `body(offset, lane)` for every run, in parallel: `offset` is its first element,
+    /// `lane` its first padded channel.
+    @inline(__always)
+    private static func forEachRun(_ layout: ChannelBlockedLayout, cost: Int, _ body: (Int, Int) -> Void) {
+        Parallel.forRanges(layout.runs, costPerItem: layout.runLength * cost) { range in
+            for run in range { body(run * layout.runLength, (run % layout.channelBlocks) * layout.block) }
+        }
     }
 
     /// Runs `body(offset, lane)` for every lane group of every run, in parallel over runs:
