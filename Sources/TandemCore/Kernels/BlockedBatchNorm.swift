@@ -134,7 +134,9 @@ extension Kernels {
         let shifts = firstSums.map { Float($0 / Double(layout.spatial)) }
         let sums = shifts.withUnsafeBufferPointer { shiftBuffer in
             nonisolated(unsafe) let (xp, kp) = (x, shiftBuffer.baseAddress!)
-            return blockedChannelSums(layout, sets: 2) { offset, lane, sum, squares in
+            return blockedChannelSums(layout, sets: 2, paired: { offset, lane, sum, squares in
+                pairedShiftedSums(xp + offset, layout.spatial, load(kp + lane), load(kp + lane + 8), sum, squares)
+            }) { offset, lane, sum, squares in
                 laneGroupShiftedSums(xp + offset, walk, walk.parameter(kp, lane), sum, squares)
             }
         }
@@ -231,7 +233,11 @@ extension Kernels {
         let c = layout.channels, cp = layout.paddedChannels, m = Double(layout.count), walk = LaneWalk(layout)
         let sums = map.lanes.withUnsafeBufferPointer { lanes in
             nonisolated(unsafe) let (xp, gp, lp) = (x, gradOut, lanes.baseAddress!)
-            return blockedChannelSums(layout, sets: 2) { offset, l, sumG, sumGX in
+            return blockedChannelSums(layout, sets: 2, paired: { offset, l, sumG, sumGX in
+                pairedGradSums(xp + offset, gp + offset, layout.spatial,
+                               (load(lp + l), load(lp + cp + l), load(lp + 2 * cp + l)),
+                               (load(lp + l + 8), load(lp + cp + l + 8), load(lp + 2 * cp + l + 8)), sumG, sumGX)
+            }) { offset, l, sumG, sumGX in
                 laneGroupGradSums(xp + offset, gp + offset, walk, walk.parameter(lp, l), walk.parameter(lp + cp, l),
                                   walk.parameter(lp + 2 * cp, l), sumG, sumGX)
             }
@@ -336,14 +342,24 @@ extension Kernels {
     /// `lane`) to `first[0..<8]` and `second[0..<8]` (blocked) or to `first[0]` and `second[0]`
     /// (NCHW). Runs are reduced in parallel into `sets·B` Doubles each, and their sums added
     /// over the batch in Double. Returns `[sets, Cp]`.
+    /// With 16-channel blocks, `paired(offset, lane, first, second)` (when given) sums a whole
+    /// run, both halves of each position in one sweep, into `first[0..<16]` and `second[0..<16]`.
     private static func blockedChannelSums(
         _ layout: ChannelBlockedLayout, sets: Int = 1,
+        paired: ((Int, Int, UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>) -> Void)? = nil,
         _ body: (Int, Int, UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>) -> Void
     ) -> [Double] {
         let b = layout.block, width = b * 2
         var perRun = [Double](repeating: 0, count: layout.runs * width)
         perRun.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let out = buffer.baseAddress!
+            if b == 16, let paired {
+                forEachRun(layout, cost: sets) { offset, lane in
+                    let runScratch = out + (offset / layout.runLength) * width
+                    paired(offset, lane, runScratch, runScratch + b)
+                }
+                return
+            }
             forEachLaneGroup(layout, cost: sets) { offset, lane in
                 let runScratch = out + (offset / layout.runLength) * width + lane % b
                 body(offset, lane, runScratch, runScratch + b)
@@ -396,6 +412,49 @@ extension Kernels {
             let d = (walk.loadTail(x + o) - shift).replacing(with: 0, where: .!walk.tailMask)
             flush(d, sum, walk); flush(d * d, squares, walk)
         }
+    }
+
+    /// `laneGroupShiftedSums` for both halves of a 16-channel run of `s` positions: lanes 0–7
+    /// with `shift0`, 8–15 with `shift1`, into `sum[0..<16]` and `squares[0..<16]`.
+    private static func pairedShiftedSums(_ x: UnsafePointer<Float>, _ s: Int, _ shift0: SIMD8<Float>, _ shift1: SIMD8<Float>,
+                                          _ sum: UnsafeMutablePointer<Double>, _ squares: UnsafeMutablePointer<Double>) {
+        var o = 0
+        for start in stride(from: 0, to: s, by: flushEvery) {
+            var s0 = SIMD8<Float>(repeating: 0), s1 = s0, q0 = s0, q1 = s0
+            for _ in start..<Swift.min(s, start + flushEvery) {
+                let d0 = load(x + o) - shift0, d1 = load(x + o + 8) - shift1
+                s0 += d0; s1 += d1
+                q0 += d0 * d0; q1 += d1 * d1
+                o += 16
+            }
+            addLanes(s0, sum); addLanes(s1, sum + 8); addLanes(q0, squares); addLanes(q1, squares + 8)
+        }
+    }
+
+    /// `laneGroupGradSums` for both halves of a 16-channel run of `s` positions (maps `m0` and
+    /// `m1`: center, scale, shift), into `sumG[0..<16]` and `sumGX[0..<16]`.
+    private static func pairedGradSums(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ s: Int,
+                                       _ m0: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                                       _ m1: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                                       _ sumG: UnsafeMutablePointer<Double>, _ sumGX: UnsafeMutablePointer<Double>) {
+        var o = 0
+        for start in stride(from: 0, to: s, by: flushEvery) {
+            var g0 = SIMD8<Float>(repeating: 0), g1 = g0, gx0 = g0, gx1 = g0
+            for _ in start..<Swift.min(s, start + flushEvery) {
+                let x0 = load(x + o), x1 = load(x + o + 8)
+                let m0g = load(g + o).replacing(with: 0, where: normReLU(x0, m0.0, m0.1, m0.2) .<= 0)
+                let m1g = load(g + o + 8).replacing(with: 0, where: normReLU(x1, m1.0, m1.1, m1.2) .<= 0)
+                g0 += m0g; g1 += m1g
+                gx0 += m0g * (x0 - m0.0); gx1 += m1g * (x1 - m1.0)
+                o += 16
+            }
+            addLanes(g0, sumG); addLanes(g1, sumG + 8); addLanes(gx0, sumGX); addLanes(gx1, sumGX + 8)
+        }
+    }
+
+    /// Adds eight float32 lanes to eight Doubles.
+    @inline(__always) private static func addLanes(_ lanes: SIMD8<Float>, _ out: UnsafeMutablePointer<Double>) {
+        for i in 0..<8 { out[i] += Double(lanes[i]) }
     }
 
     /// Σ g' and Σ g'·(x − center) over one lane group into `sumG` and `sumGX` (as
