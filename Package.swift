@@ -14,7 +14,11 @@ let package = Package(
         .library(name: "TandemData", targets: ["TandemData"]),
         .library(name: "TandemDistributed", targets: ["TandemDistributed"]),
         .library(name: "TandemModels", targets: ["TandemModels"]),
-        .executable(name: "tandem", targets: ["tandem"]),
+        .library(name: "TandemParallel", targets: ["TandemParallel"]),
+        .library(name: "TandemTrain", targets: ["TandemTrain"]),
+        // `import Tandem`: every library above in one import (Sources/Tandem/Tandem.swift).
+        .library(name: "Tandem", targets: ["Tandem"]),
+        .executable(name: "tandem", targets: ["TandemCLI"]),
         // The seed's programs as examples to copy (Examples/README.md).
         .executable(name: "mnist", targets: ["mnist"]),
         .executable(name: "mnist-ddp-tcp", targets: ["mnist-ddp-tcp"]),
@@ -53,13 +57,17 @@ let package = Package(
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
         // Training driver: loop, checkpoints, metrics, plots, progress.
         .target(name: "TandemTrain", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel"]),
-        // The `tandem` command-line tool.
+        // The umbrella module: re-exports the libraries, like `import torch`.
+        .target(name: "Tandem", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed",
+                                               "TandemParallel", "TandemModels", "TandemTrain"]),
+        // The `tandem` command-line tool (the executable is the product's name, `tandem`).
         .executableTarget(
-            name: "tandem",
+            name: "TandemCLI",
             dependencies: [
                 "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels", "TandemTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            path: "Sources/tandem"),
 
         // Examples: the seed's training programs, each one main.swift with an explicit training loop.
         .executableTarget(
