@@ -186,7 +186,7 @@ public final class CTCTrainer {
             let batches = stride(from: 0, to: order.count, by: config.batchSize).map {
                 Array(order[$0..<Swift.min($0 + config.batchSize, order.count)])
             }
-            let progress = Progress(total: batches.count, label: "epoch \(epoch + 1)/\(config.epochs)",
+            let progress = ProgressBar(total: batches.count, label: "epoch \(epoch + 1)/\(config.epochs)",
                                     enabled: config.showProgress && config.isLeader)
             var lossSum = 0.0, lossCount = 0
             let epochStart = Date()

@@ -123,7 +123,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         while epoch < config.epochs && step < stepLimit {
             model.train()
             trainLoader.setEpoch(epoch)
-            let progress = Progress(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
+            let progress = ProgressBar(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
                                     enabled: config.showProgress && config.isLeader)
             let iterator = trainLoader.makeIterator()
             var batchIndex = 0

@@ -2,7 +2,7 @@ import Foundation
 
 /// Progress reporting for long loops: a redrawn bar on an interactive terminal, plain
 /// periodic lines otherwise (logs, CI). Silent when `enabled` is false (ranks other than 0).
-public final class Progress {
+public final class ProgressBar {
     public let total: Int
     public let label: String
     public let enabled: Bool
