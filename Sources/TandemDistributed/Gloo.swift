@@ -109,6 +109,27 @@ final class GlooTransport: Transport {
     private let busyPollWhenCallerWaits: Bool
     private let spinning = Mutex(false)
 
+    /// Busy polling backs off when the waits are long: a wait that spun longer than
+    /// `longWait` (a peer far behind, stopped or gone) makes the next `blockedCalls` waits block
+    /// instead, so a rank does not burn its core for the whole wait of every later collective.
+    /// (Within one wait Gloo keeps its mode: it holds the pair's lock while it reads.)
+    struct SpinBackoff: Sendable {
+        static let longWait: Duration = .milliseconds(100)
+        static let blockedCalls = 64
+        /// Waits left that block before spinning is tried again.
+        var blockedLeft = 0
+
+        /// Whether the next wait spins (and counts a blocked one).
+        mutating func shouldSpin() -> Bool {
+            if blockedLeft > 0 { blockedLeft -= 1; return false }
+            return true
+        }
+
+        mutating func record(spunFor waited: Duration) {
+            if waited > Self.longWait { blockedLeft = Self.blockedCalls }
+        }
+    }
+
     /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once (on a
     /// VM a core that went idle can take milliseconds to wake) and the rank's next computation
     /// starts on a running core, but a spinning rank takes the core that any other job needs.
@@ -179,11 +200,19 @@ final class GlooTransport: Transport {
     }
 
     func whileCallerWaits<R>(_ body: () throws -> R) rethrows -> R {
-        guard busyPollWhenCallerWaits else { return try body() }
+        guard busyPollWhenCallerWaits, backoff.withLock({ $0.shouldSpin() }) else { return try body() }
         setSpinning(true)
-        defer { setSpinning(false) }
+        let start = ContinuousClock.now
+        defer {
+            setSpinning(false)
+            let waited = ContinuousClock.now - start
+            backoff.withLock { $0.record(spunFor: waited) }
+        }
         return try body()
     }
+
+    /// When spinning waits get long, the next waits block.
+    private let backoff = Mutex(SpinBackoff())
 
     /// Switches the synchronous context between spinning and blocking reads (best effort: a
     /// context that failed keeps its mode and reports the failure on its next call).
