@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TandemCore
+import TandemTestSupport
 
 /// Hostile safetensors files give `SafeTensors.Error`, never a trap.
 @Suite struct SafeTensorsFuzzTests {
@@ -25,26 +26,11 @@ import Testing
     /// `SafeTensors.Error`.
     @Test func fuzzedFilesDecodeOrThrow() throws {
         let valid = try SafeTensors.encode([("a", Tensor.ones([3, 2])), ("b", Tensor(int64: [1, 2, 3]))])
-        var seed: UInt64 = 0xfeed
-        func next(_ bound: Int) -> Int {
-            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(seed >> 33) % Swift.max(bound, 1)
-        }
+        var mutator = Mutator(seed: 0xfeed)
         var decoded = 0, refused = 0
         for round in 0..<2000 {
-            var bytes = [UInt8](valid)
-            if round % 5 == 0 {
-                bytes = (0..<next(64)).map { _ in UInt8(next(256)) }
-            } else {
-                for _ in 0...next(6) {
-                    switch next(4) {
-                    case 0 where !bytes.isEmpty: bytes[next(bytes.count)] = UInt8(next(256))
-                    case 1: bytes.insert(UInt8(next(256)), at: next(bytes.count + 1))
-                    case 2 where !bytes.isEmpty: bytes.remove(at: next(bytes.count))
-                    default: if bytes.count > 8 { bytes[8 + next(bytes.count - 8)] = Array("0123456789-[]{}\",:e".utf8)[next(19)] }
-                    }
-                }
-            }
+            let bytes = mutator.mutate([UInt8](valid), round: round, randomEvery: 5, edits: 6,
+                                       alphabet: Array("0123456789-[]{}\",:e".utf8), protectedPrefix: 8)
             do { _ = try SafeTensors.decode(Data(bytes), path: "fuzz"); decoded += 1 } catch is SafeTensors.Error { refused += 1 }
         }
         #expect(decoded + refused == 2000 && refused > 0 && decoded > 0)

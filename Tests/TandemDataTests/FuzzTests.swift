@@ -1,31 +1,10 @@
 import Foundation
 import Testing
 import TandemData
+import TandemTestSupport
 
 /// Hostile CIFAR-10 and text inputs: each read ends in a value or a typed error, never a trap.
 @Suite struct FuzzTests {
-    /// A deterministic generator for the mutations.
-    struct Mutator {
-        var state: UInt64
-        mutating func next(_ bound: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(state >> 33) % Swift.max(bound, 1)
-        }
-        /// `bytes` with up to 4 random changes (a byte, an insertion, a deletion), or a random buffer.
-        mutating func mutate(_ bytes: [UInt8], round: Int) -> [UInt8] {
-            if round % 4 == 0 { return (0..<next(64)).map { _ in UInt8(next(256)) } }
-            var out = bytes
-            for _ in 0...next(4) {
-                switch next(3) {
-                case 0 where !out.isEmpty: out[next(out.count)] = UInt8(next(256))
-                case 1: out.insert(UInt8(next(256)), at: next(out.count + 1))
-                default: if !out.isEmpty { out.remove(at: next(out.count)) }
-                }
-            }
-            return out
-        }
-    }
-
     func folder() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -37,7 +16,7 @@ import TandemData
         let dir = try folder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let record = [UInt8(3)] + [UInt8](repeating: 100, count: 3072)
-        var mutator = Mutator(state: 11)
+        var mutator = Mutator(seed: 11)
         var loaded = 0, refused = 0
         for round in 0..<300 {
             try Data(mutator.mutate(record + record, round: round)).write(to: URL(fileURLWithPath: dir + "/test_batch.bin"))
@@ -49,7 +28,7 @@ import TandemData
     /// 500 text corpora (valid UTF-8, mutated, random bytes) with random contexts: a dataset or
     /// a `TextDatasetError` (too short for the context).
     @Test func fuzzedTextCorporaLoadOrThrow() throws {
-        var mutator = Mutator(state: 12)
+        var mutator = Mutator(seed: 12)
         let text = Array("The quick brown fox jumps over the lazy dog. ".utf8) + Array("Grüße, ½ ∑ 🙂\n".utf8)
         var loaded = 0, refused = 0
         for round in 0..<500 {

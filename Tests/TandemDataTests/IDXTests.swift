@@ -72,26 +72,11 @@ import TandemTestSupport
     /// Random and mutated IDX files (2,000 of them, bounded to a second or so) never crash:
     /// each decodes or throws `DatasetError`.
     @Test func fuzzedIDXFilesDecodeOrThrow() throws {
-        var seed: UInt64 = 0x5eed
-        func next(_ bound: Int) -> Int {
-            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(seed >> 33) % bound
-        }
         let valid: [UInt8] = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3] + [UInt8](repeating: 9, count: 12)
+        var mutator = Mutator(seed: 0x5eed)
         var decoded = 0, refused = 0
         for round in 0..<2000 {
-            var bytes = valid
-            if round % 4 == 0 {
-                bytes = (0..<next(40)).map { _ in UInt8(next(256)) }
-            } else {
-                for _ in 0...next(4) {
-                    switch next(3) {
-                    case 0 where !bytes.isEmpty: bytes[next(bytes.count)] = UInt8(next(256))
-                    case 1: bytes.insert(UInt8(next(256)), at: next(bytes.count + 1))
-                    default: if !bytes.isEmpty { bytes.remove(at: next(bytes.count)) }
-                    }
-                }
-            }
+            let bytes = mutator.mutate(valid, round: round, randomLength: 40)
             do { _ = try IDX.decode(Data(bytes), path: "fuzz"); decoded += 1 } catch is DatasetError { refused += 1 }
         }
         #expect(decoded + refused == 2000 && refused > 0)
