@@ -123,8 +123,11 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         while epoch < config.epochs && step < stepLimit {
             model.train()
             trainLoader.setEpoch(epoch)
+            // The run's steps: every epoch's batches, or --max-steps when it ends the run sooner.
+            let runSteps = Swift.min(stepLimit, config.epochs * trainLoader.count)
             let progress = ProgressBar(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
-                                    enabled: config.showProgress && config.isLeader)
+                                       enabled: config.showProgress && config.isLeader,
+                                       run: (done: step - stepsIntoEpoch, total: runSteps))
             let iterator = trainLoader.makeIterator()
             var batchIndex = 0
             var runningLoss = 0.0, runningCount = 0
@@ -219,14 +222,19 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         guard let testLoader else { return (.nan, .nan) }
         model.eval()
         defer { model.train() }
-        var correct = 0, total = 0
+        var correct = 0, total = 0, batches = 0
         var lossSum = 0.0
+        // Shown only when evaluation takes more than 1.5 s.
+        let progress = ProgressBar(total: testLoader.count, label: "eval", enabled: config.showProgress && config.isLeader,
+                                   delay: 1.5)
         try Tensor.withNoGrad {
             try testLoader.forEach { x, y in
                 let logits = try forward { try model(x) }
                 lossSum += try Tensor.crossEntropy(logits, target: y, reduction: .sum).item()
                 correct += try logits.argmax(axis: 1).eq(y).toIntArray().reduce(0, +)
                 total += y.count
+                batches += 1
+                progress.update(batches)
             }
         }
         let sums = try DistributedMetrics.sum([Double(correct), Double(total), lossSum], group: config.processGroup)

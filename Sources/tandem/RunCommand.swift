@@ -141,6 +141,9 @@ struct RunCommand: ParsableCommand {
             // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
             env["TANDEM_RESTART_COUNT"] = String(restart)
             env["TANDEM_STORE_TOKEN"] = token
+            // Rank 0's output reaches the terminal through the prefixer, not as a terminal: name
+            // the launcher's terminal so that its progress bar is drawn there (ProgressBar).
+            if local == 0, let terminal = Self.terminal { env["TANDEM_PROGRESS_TTY"] = terminal }
             // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
             // (see ProcessEnvironment). Values the user set are kept.
             if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
@@ -234,6 +237,9 @@ struct RunCommand: ParsableCommand {
         }
         return failure
     }
+
+    /// The terminal the launcher's standard error writes to; nil for a pipe or a file (logs, CI).
+    static let terminal: String? = isatty(STDERR_FILENO) != 0 ? ttyname(STDERR_FILENO).map { String(cString: $0) } : nil
 
     /// util-linux's setpriv, which starts each rank with a parent-death signal; nil where it is
     /// missing or too old for `--pdeathsig` (util-linux before 2.33).
