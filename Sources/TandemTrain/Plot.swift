@@ -1,17 +1,45 @@
 import Foundation
 
-/// Writes line charts as SVG files (one panel per series), e.g. loss and accuracy curves.
+/// Line charts as SVG files: one panel per quantity (loss, accuracy, ...), one line per run.
+/// Axes have ticks at round values (1, 2 or 5 × 10^k), a loss that spans two decades or more is
+/// drawn on a log scale, and the margins leave room for every tick label.
 public enum Plot {
-    /// A named series of (x, y) points.
-    public struct Series {
-        public var title: String
+    /// One line: a run's name and its (x, y) points.
+    public struct Line {
+        public var name: String
         public var points: [(Double, Double)]
-        public init(title: String, points: [(Double, Double)]) { self.title = title; self.points = points }
+        public init(name: String, points: [(Double, Double)]) { self.name = name; self.points = points }
     }
 
-    /// Renders the series side by side and writes the SVG atomically to `path`.
+    /// One panel: a title, the lines drawn in it, and whether a wide positive range may use a
+    /// log scale.
+    public struct Series {
+        public var title: String
+        public var lines: [Line]
+        public var logScaleAllowed: Bool
+        public init(title: String, lines: [Line], logScaleAllowed: Bool = false) {
+            self.title = title; self.lines = lines; self.logScaleAllowed = logScaleAllowed
+        }
+        /// A panel with a single line.
+        public init(title: String, points: [(Double, Double)], logScaleAllowed: Bool = false) {
+            self.init(title: title, lines: [Line(name: title, points: points)], logScaleAllowed: logScaleAllowed)
+        }
+    }
+
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    /// Renders the panels side by side and writes the SVG atomically to `path`.
     public static func writeSVG(_ series: [Series], xLabel: String, to path: String) throws {
-        let panelWidth = 420.0, height = 300.0, margin = 50.0
+        let svg = render(series, xLabel: xLabel)
+        let temporary = path + ".tmp"
+        try svg.write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, path) == 0 else { throw TrainError.io("cannot write plot '\(path)'") }
+    }
+
+    /// The SVG text of `series`.
+    static func render(_ series: [Series], xLabel: String) -> String {
+        let panelWidth = 440.0, height = 320.0
+        let left = 72.0, right = 16.0, top = 36.0, bottom = 48.0
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(panelWidth) * max(series.count, 1))" height="\(Int(height))" font-family="sans-serif" font-size="12">
         <rect width="100%" height="100%" fill="white"/>
@@ -19,43 +47,109 @@ public enum Plot {
         """
         for (k, s) in series.enumerated() {
             let x0 = Double(k) * panelWidth
-            let finite = s.points.filter { $0.0.isFinite && $0.1.isFinite }
-            let xs = finite.map(\.0), ys = finite.map(\.1)
-            var (xMin, xMax) = (xs.min() ?? 0, xs.max() ?? 1)
-            var (yMin, yMax) = (ys.min() ?? 0, ys.max() ?? 1)
-            // A single point (or a flat series) still gets visible axes.
-            if xMax == xMin { xMin -= 1; xMax += 1 }
-            if yMax == yMin { let pad = Swift.max(Swift.abs(yMin) * 0.05, 0.01); yMin -= pad; yMax += pad }
-            let xSpan = xMax > xMin ? xMax - xMin : 1, ySpan = yMax > yMin ? yMax - yMin : 1
-            func px(_ x: Double) -> Double { x0 + margin + (x - xMin) / xSpan * (panelWidth - 1.5 * margin) }
-            func py(_ y: Double) -> Double { height - margin - (y - yMin) / ySpan * (height - 1.8 * margin) }
-            svg += "<text x=\"\(x0 + panelWidth / 2)\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">\(escape(s.title))</text>\n"
-            svg += "<line x1=\"\(px(xMin))\" y1=\"\(py(yMin))\" x2=\"\(px(xMax))\" y2=\"\(py(yMin))\" stroke=\"black\"/>\n"
-            svg += "<line x1=\"\(px(xMin))\" y1=\"\(py(yMin))\" x2=\"\(px(xMin))\" y2=\"\(py(yMax))\" stroke=\"black\"/>\n"
-            for y in [yMin, (yMin + yMax) / 2, yMax] {
-                svg += "<text x=\"\(px(xMin) - 5)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(format(y))</text>\n"
+            let lines = s.lines.map { line in Line(name: line.name, points: line.points.filter { $0.0.isFinite && $0.1.isFinite }) }
+            let all = lines.flatMap(\.points)
+            let ys = all.map(\.1)
+            let log = s.logScaleAllowed && !ys.isEmpty && ys.allSatisfy { $0 > 0 } && ys.max()! / ys.min()! >= 100
+            let xAxis = Axis(values: all.map(\.0), log: false, startAtZero: true)
+            let yAxis = Axis(values: ys, log: log, startAtZero: false)
+            let plotWidth = panelWidth - left - right, plotHeight = height - top - bottom
+            func px(_ x: Double) -> Double { x0 + left + xAxis.fraction(x) * plotWidth }
+            func py(_ y: Double) -> Double { top + (1 - yAxis.fraction(y)) * plotHeight }
+            svg += "<text x=\"\(x0 + left + plotWidth / 2)\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">"
+                + "\(escape(s.title))\(log ? " (log scale)" : "")</text>\n"
+            svg += "<rect x=\"\(x0 + left)\" y=\"\(top)\" width=\"\(plotWidth)\" height=\"\(plotHeight)\" fill=\"none\" stroke=\"black\"/>\n"
+            for t in yAxis.ticks {
+                svg += "<line x1=\"\(x0 + left - 4)\" y1=\"\(py(t))\" x2=\"\(x0 + left + plotWidth)\" y2=\"\(py(t))\" stroke=\"#ddd\"/>\n"
+                svg += "<text x=\"\(x0 + left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">\(format(t))</text>\n"
             }
-            for x in [xMin, xMax] {
-                svg += "<text x=\"\(px(x))\" y=\"\(height - margin + 16)\" text-anchor=\"middle\">\(format(x))</text>\n"
+            for t in xAxis.ticks {
+                svg += "<line x1=\"\(px(t))\" y1=\"\(top + plotHeight)\" x2=\"\(px(t))\" y2=\"\(top + plotHeight + 4)\" stroke=\"black\"/>\n"
+                svg += "<text x=\"\(px(t))\" y=\"\(top + plotHeight + 17)\" text-anchor=\"middle\">\(format(t))</text>\n"
             }
-            svg += "<text x=\"\(x0 + panelWidth / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
-            if !finite.isEmpty {
-                let points = finite.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
-                svg += "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"\(points)\"/>\n"
-                if finite.count == 1 { svg += "<circle cx=\"\(px(xs[0]))\" cy=\"\(py(ys[0]))\" r=\"3\" fill=\"#1f77b4\"/>\n" }
+            svg += "<text x=\"\(x0 + left + plotWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+            for (i, line) in lines.enumerated() where !line.points.isEmpty {
+                let color = colors[i % colors.count]
+                let points = line.points.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(points)\"/>\n"
+                if line.points.count <= 20 {
+                    for p in line.points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>\n" }
+                }
+                if lines.count > 1 {
+                    let ly = top + 14 + Double(i) * 15
+                    svg += "<line x1=\"\(x0 + left + 8)\" y1=\"\(ly - 4)\" x2=\"\(x0 + left + 24)\" y2=\"\(ly - 4)\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+                    svg += "<text x=\"\(x0 + left + 28)\" y=\"\(ly)\">\(escape(line.name))</text>\n"
+                }
             }
         }
-        svg += "</svg>\n"
-        let temporary = path + ".tmp"
-        try svg.write(toFile: temporary, atomically: false, encoding: .utf8)
-        guard rename(temporary, path) == 0 else { throw TrainError.io("cannot write plot '\(path)'") }
+        return svg + "</svg>\n"
     }
 
+    /// An axis over `values`: its range rounded out to ticks at 1, 2 or 5 × 10^k (linear, about
+    /// five of them) or at powers of ten (log).
+    struct Axis {
+        let low: Double, high: Double, log: Bool
+        let ticks: [Double]
+
+        init(values: [Double], log: Bool, startAtZero: Bool) {
+            self.log = log
+            var lo = values.min() ?? 0, hi = values.max() ?? 1
+            if log {
+                let a = Foundation.floor(Foundation.log10(lo)), b = Foundation.ceil(Foundation.log10(hi))
+                low = a; high = Swift.max(b, a + 1)
+                ticks = stride(from: low, through: high, by: 1).map { Foundation.pow(10, $0) }
+                return
+            }
+            if startAtZero && lo > 0 { lo = 0 }          // steps and epochs: the axis starts at 0
+            if hi == lo { let pad = Swift.max(Swift.abs(lo) * 0.05, 0.01); lo -= pad; hi += pad }
+            let step = Self.niceStep((hi - lo) / 5)
+            low = Foundation.floor(lo / step) * step
+            high = Foundation.ceil(hi / step) * step
+            ticks = stride(from: low, through: high + step / 2, by: step).map { ($0 / step).rounded() * step }
+        }
+
+        /// 1, 2 or 5 × 10^k, the smallest at least `raw`.
+        static func niceStep(_ raw: Double) -> Double {
+            let magnitude = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
+            for m in [1.0, 2, 5, 10] where m * magnitude >= raw { return m * magnitude }
+            return 10 * magnitude
+        }
+
+        /// Where `v` lies between the axis ends, 0...1.
+        func fraction(_ v: Double) -> Double {
+            let value = log ? Foundation.log10(v) : v
+            return high > low ? (value - low) / (high - low) : 0.5
+        }
+    }
+
+    /// A tick label: "0.5", "469", "1e-03" (no digits lost, short).
     static func format(_ v: Double) -> String {
-        Swift.abs(v) >= 1000 || (Swift.abs(v) < 0.01 && v != 0) ? String(format: "%.2e", v) : String(format: "%.3g", v)
+        if v == 0 { return "0" }
+        if Swift.abs(v) >= 1e5 || Swift.abs(v) < 1e-3 { return String(format: "%.0e", v) }
+        return String(format: "%g", (v * 1e6).rounded() / 1e6)
     }
 
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+    }
+}
+
+extension Plot {
+    /// The panels of runs' `metrics.jsonl` records: training loss per step (log scale when it
+    /// spans decades), test accuracy and test loss per evaluation, one line per run.
+    public static func runPanels(_ runs: [(name: String, records: [[String: Any]])]) -> [Series] {
+        func points(_ records: [[String: Any]], kind: String, key: String) -> [(Double, Double)] {
+            records.filter { $0["kind"] as? String == kind }.compactMap { r in
+                guard let s = r["step"] as? Double ?? (r["step"] as? Int).map(Double.init), let v = r[key] as? Double else { return nil }
+                return (s, v)
+            }
+        }
+        return [
+            Series(title: "training loss", lines: runs.map { Line(name: $0.name, points: points($0.records, kind: "step", key: "loss")) },
+                   logScaleAllowed: true),
+            Series(title: "test accuracy", lines: runs.map { Line(name: $0.name, points: points($0.records, kind: "epoch", key: "test_accuracy")) }),
+            Series(title: "test loss", lines: runs.map { Line(name: $0.name, points: points($0.records, kind: "epoch", key: "test_loss")) },
+                   logScaleAllowed: true),
+        ]
     }
 }

@@ -249,15 +249,6 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
 
     private func writePlot(metricsPath: String, to path: String) throws {
         let records = try MetricsLog.read(path: metricsPath)
-        let losses = records.filter { $0["kind"] as? String == "step" }.compactMap { r -> (Double, Double)? in
-            guard let s = r["step"] as? Double ?? (r["step"] as? Int).map(Double.init), let l = r["loss"] as? Double else { return nil }
-            return (s, l)
-        }
-        let accuracy = records.filter { $0["kind"] as? String == "epoch" }.compactMap { r -> (Double, Double)? in
-            guard let s = r["step"] as? Double ?? (r["step"] as? Int).map(Double.init), let a = r["test_accuracy"] as? Double else { return nil }
-            return (s, a)
-        }
-        try Plot.writeSVG([Plot.Series(title: "training loss", points: losses),
-                           Plot.Series(title: "test accuracy", points: accuracy)], xLabel: "step", to: path)
+        try Plot.writeSVG(Plot.runPanels([(name: "run", records: records)]), xLabel: "step", to: path)
     }
 }

@@ -7,7 +7,7 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [TrainCommand.self, EvalCommand.self, GenerateCommand.self, RunCommand.self, BenchCommand.self, FlopsCommand.self,
+        subcommands: [TrainCommand.self, EvalCommand.self, GenerateCommand.self, RunCommand.self, PlotCommand.self, BenchCommand.self, FlopsCommand.self,
                       KanToyCommand.self, AdviseCommand.self, DistSelfTestCommand.self])
 
     static func main() {
