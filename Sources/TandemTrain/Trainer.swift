@@ -18,6 +18,11 @@ public struct TrainConfig: Sendable {
     public var resumeMode = Checkpoint.ResumeMode.full
     /// Complete checkpoints kept in `outDir` (the newest ones).
     public var keepCheckpoints = Checkpoint.defaultKeep
+    /// Write TensorBoard event files here (rank 0): the step records' scalars every `logEvery`
+    /// steps, test accuracy and loss per evaluation, and histograms of every parameter and its
+    /// gradient every `histogramEvery` steps.
+    public var tensorboardDir: String? = nil
+    public var histogramEvery = 100
     /// Show progress (rank 0 only in distributed runs).
     public var showProgress = true
     /// Write a metrics line every this many steps.
@@ -112,6 +117,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             try OutputFolder.prepare(out)
             log = try MetricsLog(path: out + "/metrics.jsonl", append: continuing)
         }
+        let board = try config.tensorboardDir.flatMap { config.isLeader ? try SummaryWriter(directory: $0) : nil }
         let start = Date()
         var trainedImages = 0
         var trainingSeconds = 0.0
@@ -160,6 +166,13 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 }
                 // A finite loss can hide parameters or buffers (a running variance) gone to inf.
                 if step % config.logEvery == 0 { try checkFinite(step: step) }
+                if let board, step % config.histogramEvery == 0 {
+                    let named = (model as? DistributedDataParallel)?.module.namedParameters() ?? model.namedParameters()
+                    for (name, parameter) in named {
+                        board.addHistogram("weights/" + name, parameter.value.toDoubleArray(), step: step)
+                        if let grad = parameter.grad { board.addHistogram("gradients/" + name, grad.toDoubleArray(), step: step) }
+                    }
+                }
                 let n = x.shape[0]
                 trainedImages += n
                 epochImages += n
@@ -176,6 +189,11 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                     if let ddp = model as? DistributedDataParallel { record["communication_seconds"] = ddp.lastCommunicationSeconds }
                     if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
                     try log?.write(record)
+                    if let board {
+                        for key in ["loss", "lr", "images_per_second", "communication_seconds", "loss_scale"] {
+                            if let value = record[key] as? Double { board.addScalar("train/" + key, value, step: step) }
+                        }
+                    }
                 }
             }
             stepsIntoEpoch = 0
@@ -193,6 +211,8 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 result.testLoss = testLoss
                 record["test_accuracy"] = accuracy
                 record["test_loss"] = testLoss
+                board?.addScalar("test/accuracy", accuracy, step: step)
+                board?.addScalar("test/loss", testLoss, step: step)
             }
             try log?.write(record)
             try checkFinite(step: step)  // never overwrite a good checkpoint with a diverged model

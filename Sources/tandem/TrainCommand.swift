@@ -35,6 +35,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: .hidden) var resumeWeightsOnly = false
     @Option(parsing: .unconditional, help: "Complete checkpoints to keep in --out (the newest ones).") var keepCheckpoints: Int = Checkpoint.defaultKeep
     @Flag(help: "Print one final JSON object.") var json = false
+    @Option(help: "Write TensorBoard event files to this folder (rank 0): scalars every --log-every steps, weight and gradient histograms every 100.")
+    var tensorboard: String?
     @Option(parsing: .unconditional, help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
     @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
@@ -217,6 +219,7 @@ extension TrainCommand {
         config.resume = resume || resumeWeightsOnly
         config.resumeMode = resumeWeightsOnly ? .weightsOnly : .full
         config.keepCheckpoints = keepCheckpoints
+        config.tensorboardDir = tensorboard
         config.showProgress = !json
         config.processGroup = group
         config.afterStep = FaultInjection.fromEnvironment(rank: group?.rank ?? 0)
