@@ -13,6 +13,7 @@ packages=(
   pkg-config
   zlib1g-dev        # gzip-compressed MNIST files
   fortunes          # English text corpus for the character language model (/usr/share/games/fortunes)
+  librsvg2-bin      # rsvg-convert: PNG plots (tandem plot --png)
 )
 
 missing=()

@@ -10,6 +10,8 @@ struct PlotCommand: ParsableCommand {
 
     @Argument(help: "Run folders (holding metrics.jsonl) or metrics.jsonl files.") var runs: [String]
     @Option(help: "The SVG file to write.") var out = "runs.svg"
+    @Option(help: "Also write this PNG file (rendered by librsvg's rsvg-convert, which scripts/setup.sh installs).")
+    var png: String?
 
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("name at least one run folder, e.g. tandem plot runs/one runs/ddp") }
@@ -28,5 +30,24 @@ struct PlotCommand: ParsableCommand {
         }
         try Plot.writeSVG(Plot.runPanels(loaded), xLabel: "step", to: out)
         print("wrote \(out) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"))")
+        if let png {
+            try Self.renderPNG(svg: out, to: png)
+            print("wrote \(png)")
+        }
+    }
+
+    /// PNG through librsvg (Debian's librsvg2-bin): the SVG renderer GNOME and most Linux tools
+    /// use, so the picture is the one a browser shows, without a rasteriser and fonts in Tandem.
+    static func renderPNG(svg: String, to png: String) throws {
+        let tool = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let tool else {
+            throw ValidationError("--png needs rsvg-convert: install Debian's librsvg2-bin (bash scripts/setup.sh does)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = ["--background-color", "white", "-o", png, svg]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ValidationError("rsvg-convert could not render \(svg) (exit \(p.terminationStatus))") }
     }
 }

@@ -102,4 +102,25 @@ import TandemModels
                           mentioning: "rank 0 has --batch-size 16, rank 1 has --batch-size 32")
         #expect(Date().timeIntervalSince(start) < 20)
     }
+
+    /// `tandem plot` draws two runs into one SVG (and a PNG where rsvg-convert is installed,
+    /// as scripts/setup.sh does); a missing run is named.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func plotDrawsRuns() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-plot-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for (run, scale) in [("one", 1.0), ("ddp", 0.5)] {
+            try FileManager.default.createDirectory(atPath: folder + "/" + run, withIntermediateDirectories: true)
+            let lines = (1...5).map { "{\"kind\":\"step\",\"step\":\($0 * 10),\"loss\":\(scale / Double($0))}" }
+                + ["{\"kind\":\"epoch\",\"step\":50,\"test_accuracy\":0.9,\"test_loss\":0.3}"]
+            try lines.joined(separator: "\n").write(toFile: folder + "/" + run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        }
+        let png = FileManager.default.isExecutableFile(atPath: "/usr/bin/rsvg-convert")
+        let result = try DistributedTrainTests.run(["plot", folder + "/one", folder + "/ddp", "--out", folder + "/runs.svg"]
+                                                   + (png ? ["--png", folder + "/runs.png"] : []), limit: 30)
+        #expect(result.status == 0, "\(result.output)")
+        let svg = try String(contentsOfFile: folder + "/runs.svg", encoding: .utf8)
+        #expect(svg.contains(">one<") && svg.contains(">ddp<") && svg.contains("test accuracy"))
+        if png { #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/runs.png")).starts(with: [0x89, 0x50, 0x4E, 0x47])) }
+        try expectFailure(["plot", folder + "/missing"], mentioning: "missing' does not exist")
+    }
 }
