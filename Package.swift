@@ -56,7 +56,8 @@ let package = Package(
         // The model zoo.
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN"]),
         // Training driver: loop, checkpoints, metrics, plots, progress.
-        .target(name: "TandemTrain", dependencies: ["TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel"]),
+        .target(name: "TandemTrain", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed",
+                                                    "TandemModels", "TandemParallel"]),
         // The umbrella module: re-exports the libraries, like `import torch`.
         .target(name: "Tandem", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed",
                                                "TandemParallel", "TandemModels", "TandemTrain"]),
@@ -64,8 +65,8 @@ let package = Package(
         .executableTarget(
             name: "TandemCLI",
             dependencies: [
-                "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemModels", "TandemTrain",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemParallel", "TandemModels",
+                "TandemTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/tandem"),
 

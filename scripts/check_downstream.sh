@@ -16,8 +16,8 @@ run20() {  # $1: the DownstreamDDP executable
   local output
   output=$("$tandem" run --standalone --nproc-per-node 2 -- "$1" --data-dir "$repo/Data/mnist" --max-steps 20 2>&1) || {
     echo "$output" >&2; return 1; }
-  echo "$output" | grep -q "downstream DDP: 20 steps on 2 processes" || { echo "$output" >&2; return 1; }
-  echo "$output" | grep "downstream DDP"
+  grep -q "downstream DDP: 20 steps on 2 processes" <<<"$output" || { echo "$output" >&2; return 1; }
+  grep "downstream DDP" <<<"$output"
 }
 
 echo "check_downstream: Examples/Downstream"

@@ -97,14 +97,22 @@ public enum Plot {
             if log {
                 let a = Foundation.floor(Foundation.log10(lo)), b = Foundation.ceil(Foundation.log10(hi))
                 low = a; high = Swift.max(b, a + 1)
-                ticks = stride(from: low, through: high, by: 1).map { Foundation.pow(10, $0) }
+                // One tick per decade, or per few decades when there are many.
+                let every = Swift.max(1, Int(((high - low) / 8).rounded(.up)))
+                ticks = stride(from: low, through: high, by: Double(every)).map { Foundation.pow(10, $0) }
                 return
             }
             if startAtZero && lo > 0 { lo = 0 }          // steps and epochs: the axis starts at 0
             if hi == lo { let pad = Swift.max(Swift.abs(lo) * 0.05, 0.01); lo -= pad; hi += pad }
             let step = Self.niceStep((hi - lo) / 5)
-            low = Foundation.floor(lo / step) * step
-            high = Foundation.ceil(hi / step) * step
+            let (l, h) = (Foundation.floor(lo / step) * step, Foundation.ceil(hi / step) * step)
+            guard step.isFinite, step > 0, l.isFinite, h.isFinite, (h - l) / step <= 20 else {
+                // Ranges at the ends of Double (overflow, underflow): the two ends, no grid.
+                low = lo; high = hi
+                ticks = lo.isFinite && hi.isFinite ? [lo, hi] : []
+                return
+            }
+            low = l; high = h
             ticks = stride(from: low, through: high + step / 2, by: step).map { ($0 / step).rounded() * step }
         }
 
@@ -122,11 +130,9 @@ public enum Plot {
         }
     }
 
-    /// A tick label: "0.5", "469", "1e-03" (no digits lost, short).
+    /// A tick label with up to four significant digits: "0.5", "469", "0.00697", "2.5e+05".
     static func format(_ v: Double) -> String {
-        if v == 0 { return "0" }
-        if Swift.abs(v) >= 1e5 || Swift.abs(v) < 1e-3 { return String(format: "%.0e", v) }
-        return String(format: "%g", (v * 1e6).rounded() / 1e6)
+        v == 0 ? "0" : String(format: "%.4g", v)
     }
 
     static func escape(_ s: String) -> String {

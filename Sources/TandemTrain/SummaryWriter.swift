@@ -14,6 +14,7 @@ public final class SummaryWriter {
     public let path: String
     private let handle: FileHandle
     private let clock: () -> Double
+    private var failed = false
 
     /// Creates `directory` if needed and a new event file in it (`events.out.tfevents.<time>.<host>`).
     /// `clock` gives the wall time of each event (Unix seconds; tests fix it).
@@ -21,18 +22,22 @@ public final class SummaryWriter {
         try OutputFolder.prepare(directory)
         self.clock = clock
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-        path = directory + "/events.out.tfevents.\(Int(clock())).\(host).\(getpid())"
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw TrainError.io("cannot create the TensorBoard event file '\(path)'")
+        // A new file, never an earlier writer's of the same second and process (O_EXCL).
+        var fd: Int32 = -1, candidate = ""
+        for attempt in 0..<1000 where fd < 0 {
+            candidate = directory + "/events.out.tfevents.\(Int(clock())).\(host).\(getpid())" + (attempt == 0 ? "" : ".\(attempt)")
+            fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd < 0 && errno != EEXIST { break }
         }
-        self.handle = handle
+        guard fd >= 0 else { throw TrainError.io("cannot create a TensorBoard event file in '\(directory)'") }
+        path = candidate
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         var event = ProtoWriter()
         event.double(1, clock())
         event.string(3, "brain.Event:2")
         write(event.bytes)
     }
 
-    deinit { try? handle.close() }
 
     /// Adds a scalar, like `SummaryWriter.add_scalar(tag, value, step)`.
     public func addScalar(_ tag: String, _ value: Double, step: Int) {
@@ -46,7 +51,7 @@ public final class SummaryWriter {
     /// minimum and maximum; non-finite values are left out).
     public func addHistogram(_ tag: String, _ values: [Double], step: Int, buckets: Int = 30) {
         let finite = values.filter(\.isFinite)
-        guard let low = finite.min(), let high = finite.max() else { return }
+        guard buckets >= 1, let low = finite.min(), let high = finite.max() else { return }
         var counts = [Double](repeating: 0, count: buckets)
         let width = (high - low) / Double(buckets)
         for v in finite {
@@ -85,7 +90,9 @@ public final class SummaryWriter {
         record += withUnsafeBytes(of: CRC32C.masked(length).littleEndian, Array.init)
         record += data
         record += withUnsafeBytes(of: CRC32C.masked(data).littleEndian, Array.init)
-        handle.write(Data(record))
+        // A full disk or a failing file system ends the event file, not the training run.
+        guard !failed else { return }
+        do { try handle.write(contentsOf: Data(record)) } catch { failed = true }
     }
 }
 

@@ -133,7 +133,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             let runSteps = Swift.min(stepLimit, config.epochs * trainLoader.count)
             let progress = ProgressBar(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
                                        enabled: config.showProgress && config.isLeader,
-                                       run: (done: step - stepsIntoEpoch, total: runSteps))
+                                       run: (done: step - stepsIntoEpoch, total: runSteps), initial: stepsIntoEpoch)
             let iterator = trainLoader.makeIterator()
             var batchIndex = 0
             var runningLoss = 0.0, runningCount = 0
@@ -166,7 +166,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 }
                 // A finite loss can hide parameters or buffers (a running variance) gone to inf.
                 if step % config.logEvery == 0 { try checkFinite(step: step) }
-                if let board, step % config.histogramEvery == 0 {
+                if let board, config.histogramEvery > 0, step % config.histogramEvery == 0 {
                     let named = (model as? DistributedDataParallel)?.module.namedParameters() ?? model.namedParameters()
                     for (name, parameter) in named {
                         board.addHistogram("weights/" + name, parameter.value.toDoubleArray(), step: step)
@@ -196,6 +196,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                     }
                 }
             }
+            progress.finish()
             stepsIntoEpoch = 0
             let finishedEpoch = batchIndex >= trainLoader.count
             if finishedEpoch {

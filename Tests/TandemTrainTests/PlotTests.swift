@@ -15,8 +15,13 @@ import Testing
     }
 
     @Test func labelsKeepTheirDigits() {
-        #expect(Plot.format(6.97e-3) == "0.00697" && Plot.format(0.0001) == "1e-04" && Plot.format(469) == "469")
+        #expect(Plot.format(6.97e-3) == "0.00697" && Plot.format(0.0001) == "0.0001" && Plot.format(469) == "469")
         #expect(Plot.format(0.30000000000000004) == "0.3")
+        // 1.5e5 and 2.5e5 keep their digits (one digit rounded them to 2e+05 both).
+        #expect(Plot.format(150_000) == "1.5e+05" && Plot.format(250_000) == "2.5e+05")
+        // Ranges at the ends of Double give two ticks, no endless grid.
+        #expect(Plot.Axis(values: [-1e308, 1e308], log: false, startAtZero: false).ticks.count == 2)
+        #expect(Plot.Axis(values: [0, 1e-323], log: false, startAtZero: false).ticks.count <= 21)
         let svg = Plot.render(Plot.runPanels([(name: "a", records: [
             ["kind": "step", "step": 10, "loss": 2.3], ["kind": "step", "step": 20, "loss": 0.0069],
             ["kind": "epoch", "step": 20, "test_accuracy": 0.97, "test_loss": 0.09],

@@ -15,5 +15,9 @@ import Testing
         #expect(ProgressBar.describe(label: "eval", done: 10, total: 10, elapsed: 3, run: nil, fields: "")
                 == "eval 10/10 (100%) 3s, 3.3 it/s")
         #expect(ProgressBar.duration(7384) == "2h03m" && ProgressBar.duration(59.6) == "1m00s")
+        // Resumed at batch 400 of 469: the rate counts the 10 batches this process ran in 2 s.
+        let resumed = ProgressBar.describe(label: "epoch 2/2", done: 410, total: 469, elapsed: 2, run: (469, 938), fields: "",
+                                           initial: 400)
+        #expect(resumed == "epoch 2/2 410/469 (87%) 2s, 5.0 it/s, ETA 12s (run 12s)", "\(resumed)")
     }
 }
