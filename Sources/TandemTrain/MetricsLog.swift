@@ -34,9 +34,9 @@ public final class MetricsLog {
     /// Reads every record of a metrics file.
     public static func read(path: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        return try text.split(separator: "\n").map {
-            guard let object = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] else {
-                throw TrainError.io("metrics file '\(path)' has a line that is not a JSON object")
+        return try text.split(separator: "\n").enumerated().map { number, line in
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw TrainError.io("metrics file '\(path)' has a line that is not a JSON object (line \(number + 1))")
             }
             return object
         }
@@ -80,21 +80,22 @@ public enum TrainError: Error, CustomStringConvertible {
 public enum OutputFolder {
     /// Creates `path` (and its parents) if needed; a typed error that says what to do when it
     /// is a file, cannot be created, or cannot be written.
-    public static func prepare(_ path: String) throws {
+    /// `flag` names the option the path came from in the messages.
+    public static func prepare(_ path: String, flag: String = "--out") throws {
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
             guard isFolder.boolValue else {
-                throw TrainError.io("--out '\(path)' is a file; give the path of a folder (it is created if missing)")
+                throw TrainError.io("\(flag) '\(path)' is a file; give the path of a folder (it is created if missing)")
             }
         } else {
             let code = makeFolders(path)
             guard code == 0 else {
-                throw TrainError.io("cannot create the --out folder '\(path)' (\(String(cString: strerror(code)))); "
+                throw TrainError.io("cannot create the \(flag) folder '\(path)' (\(String(cString: strerror(code)))); "
                     + "choose a folder in a place you can write")
             }
         }
         guard access(path, W_OK | X_OK) == 0 else {
-            throw TrainError.io("cannot write into the --out folder '\(path)' (\(String(cString: strerror(errno)))); choose another folder")
+            throw TrainError.io("cannot write into the \(flag) folder '\(path)' (\(String(cString: strerror(errno)))); choose another folder")
         }
     }
 

@@ -19,7 +19,7 @@ public final class SummaryWriter {
     /// Creates `directory` if needed and a new event file in it (`events.out.tfevents.<time>.<host>`).
     /// `clock` gives the wall time of each event (Unix seconds; tests fix it).
     public init(directory: String, clock: @escaping () -> Double = { Date().timeIntervalSince1970 }) throws {
-        try OutputFolder.prepare(directory)
+        try OutputFolder.prepare(directory, flag: "--tensorboard")
         self.clock = clock
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
         // A new file, never an earlier writer's of the same second and process (O_EXCL).

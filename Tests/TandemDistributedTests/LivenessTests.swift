@@ -67,10 +67,7 @@ final class LivenessTests: XCTestCase {
         launcher.arguments = ["run", "--standalone", "--nproc-per-node", "2", "--stop-grace", "1", "--", exe, "dist-selftest",
                               "--timeout-ms", "600000", "--op", "allreduce", "--reduce-op", "sum", "--count", "1000",
                               "--iterations", "100000000"]
-        var env = ProcessInfo.processInfo.environment
-        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"] { env[k] = nil }
-        env["TANDEM_HEARTBEAT_TIMEOUT"] = "2"
-        launcher.environment = env
+        launcher.environment = childEnvironment(["TANDEM_HEARTBEAT_TIMEOUT": "2"])
         let err = Pipe()
         launcher.standardError = err
         launcher.standardOutput = FileHandle.nullDevice

@@ -40,10 +40,7 @@ final class Launch {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try tandemExecutable())
         p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "TANDEM_DISTRIBUTED_DEBUG"] { env[k] = nil }
-        env.merge(environment) { $1 }
-        p.environment = env
+        p.environment = childEnvironment(environment, removing: ["TANDEM_DISTRIBUTED_DEBUG"])
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

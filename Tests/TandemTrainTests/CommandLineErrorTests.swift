@@ -122,5 +122,10 @@ import TandemModels
         #expect(svg.contains(">one<") && svg.contains(">ddp<") && svg.contains("test accuracy"))
         if png { #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/runs.png")).starts(with: [0x89, 0x50, 0x4E, 0x47])) }
         try expectFailure(["plot", folder + "/missing"], mentioning: "missing' does not exist")
+        // A metrics file that is not JSON lines, and --tensorboard on a file: typed errors naming them.
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: folder + "/one/metrics.jsonl"))
+        try expectFailure(["plot", folder + "/one"], mentioning: "has a line that is not a JSON object")
+        try expectFailure(["train", "--max-steps", "1", "--tensorboard", folder + "/runs.svg"],
+                          mentioning: "--tensorboard '\(folder)/runs.svg' is a file")
     }
 }

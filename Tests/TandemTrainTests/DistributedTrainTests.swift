@@ -42,10 +42,7 @@ import TandemTrain
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tandemExecutable()!)
         p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"] { env[k] = nil }
-        env.merge(environment) { $1 }
-        p.environment = env
+        p.environment = childEnvironment(environment)
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe

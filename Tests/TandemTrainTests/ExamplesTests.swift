@@ -28,10 +28,7 @@ import TandemTrain
         init(_ executable: String, _ arguments: [String]) throws {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
-            var env = ProcessInfo.processInfo.environment
-            for k in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"] { env[k] = nil }
-            env["TANDEM_NUM_THREADS"] = "1"
-            process.environment = env
+            process.environment = childEnvironment(["TANDEM_NUM_THREADS": "1"])
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = pipe
