@@ -47,15 +47,19 @@ func waitForAllRanks(_ store: any Store, rank: Int, worldSize: Int, timeout: Dur
     let every = Swift.min(Duration.seconds(10), timeout / 4)
     var nextReport = start + every
     var pause = 0.002
+    let keys = (0..<worldSize).map { "tandem/joined/\($0)" }
+    /// The ranks that have not joined (a request each: asked only to report them).
+    func missing() throws -> [Int] { try (0..<worldSize).filter { try !store.check([keys[$0]]) } }
     while true {
-        let missing = try (0..<worldSize).filter { try !store.check(["tandem/joined/\($0)"]) }
-        if missing.isEmpty { return }
+        if try store.check(keys) { return }  // one request a poll
         let now = ContinuousClock.now
         if now - start >= timeout {
+            let missing = try missing()
             throw DistributedError.rendezvousIncomplete(group: "default", rank: rank, worldSize: worldSize, missing: missing,
                                                         after: now - start)
         }
         if now >= nextReport && rank == 0 {
+            let missing = try missing()
             report("tandem: rank 0 is waiting at \(address) for rank(s) \(missing.map(String.init).joined(separator: ", ")) "
                    + "of \(worldSize) to join (\(worldSize - missing.count) joined, \(format(now - start)) so far; "
                    + "giving up after \(format(timeout)), TANDEM_RENDEZVOUS_TIMEOUT)")
