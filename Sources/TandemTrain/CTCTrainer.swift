@@ -150,11 +150,9 @@ public final class CTCTrainer {
     }
 
     private func trainSampler() -> any Sampler {
-        if let group = config.processGroup, group.worldSize > 1,
-           let s = try? DistributedSampler(count: train.count, numReplicas: group.worldSize, rank: group.rank, shuffle: true, seed: config.seed) {
-            return s
-        }
-        return RandomSampler(count: train.count, seed: config.seed)
+        let group = config.processGroup
+        return (try? DataSharding.trainSampler(count: train.count, rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1, seed: config.seed))
+            ?? RandomSampler(count: train.count, seed: config.seed)
     }
 
     /// The CTC loss of one batch (blank 0, zeroInfinity): `network` maps the images `[N, 1, 28, W]`
@@ -244,11 +242,8 @@ public final class CTCTrainer {
     public func evaluate() throws -> CTCEvaluation {
         network.eval()
         defer { network.train() }
-        var indices = Array(0..<test.count)
-        if let group = config.processGroup, group.worldSize > 1 {
-            indices = try DistributedSampler(count: test.count, numReplicas: group.worldSize, rank: group.rank,
-                                             shuffle: false, padding: false).indices(epoch: 0)
-        }
+        let group = config.processGroup
+        let indices = try DataSharding.evalSampler(count: test.count, rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1).indices(epoch: 0)
         var greedy = CTCMetrics.Counts(), beam = CTCMetrics.Counts()
         var lossSum = 0.0
         try Tensor.withNoGrad {

@@ -20,7 +20,7 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Tokens per training window for --dataset text.") var context: Int = 128
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 1
     @Option(parsing: .unconditional, help: "Stop after this many steps in total.") var maxSteps: Int?
-    @Option(parsing: .unconditional, help: "Batch size.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Batch size per process: N processes train on a global batch of N × this, drawn from one permutation for any N.") var batchSize: Int = 64
     @Option(parsing: .unconditional, help: "Learning rate (default 0.01; 1e-3 for language models).") var lr: Double?
     @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Double = 0.9
     @Option(parsing: .unconditional, help: "Weight decay.") var weightDecay: Double = 0
@@ -112,11 +112,10 @@ struct TrainCommand: ParsableCommand {
         let schedule = try makeSchedule(optimizer)
         var config = trainConfig(group: group)
         config.amp = ampDType
-        // Each rank trains on its shard; evaluation counts every test image exactly once.
-        func samplers(trainCount: Int, testCount: Int) throws -> ((any Sampler)?, (any Sampler)?) {
-            guard worldSize > 1 else { return (nil, nil) }
-            return (try DistributedSampler(count: trainCount, numReplicas: worldSize, rank: rank, shuffle: true, seed: seed),
-                    try DistributedSampler(count: testCount, numReplicas: worldSize, rank: rank, shuffle: false, padding: false))
+        // One path for any world size: the same permutation gives the same global batches (DataSharding).
+        func samplers(trainCount: Int, testCount: Int) throws -> (any Sampler, any Sampler) {
+            (try DataSharding.trainSampler(count: trainCount, rank: rank, worldSize: worldSize, seed: seed),
+             try DataSharding.evalSampler(count: testCount, rank: rank, worldSize: worldSize))
         }
         let result: TrainResult
         switch datasetName {
@@ -127,7 +126,7 @@ struct TrainCommand: ParsableCommand {
             let test = try CIFAR10(folder: folder, train: false)
             let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
             result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: trainSampler == nil, sampler: trainSampler,
+                                 trainLoader: DataLoader(train, batchSize: batchSize, sampler: trainSampler,
                                                          numWorkers: numWorkers, seed: seed),
                                  testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
         default:
@@ -135,7 +134,7 @@ struct TrainCommand: ParsableCommand {
             let train = try MNIST(folder: folder, train: true), test = try MNIST(folder: folder, train: false)
             let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
             result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: trainSampler == nil, sampler: trainSampler,
+                                 trainLoader: DataLoader(train, batchSize: batchSize, sampler: trainSampler,
                                                          numWorkers: numWorkers, seed: seed),
                                  testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
         }

@@ -48,14 +48,11 @@ extension TrainCommand {
         let optimizer = try Adam.adamW(net.parameters(), lr: lr ?? 1e-3, weightDecay: weightDecay)
         let schedule = try makeSchedule(optimizer)
         let config = trainConfig(group: group)
-        var trainSampler: (any Sampler)?, testSampler: (any Sampler)?
-        if worldSize > 1 {
-            trainSampler = try DistributedSampler(count: train.count, numReplicas: worldSize, rank: rank, shuffle: true, seed: seed)
-            testSampler = try DistributedSampler(count: test.count, numReplicas: worldSize, rank: rank, shuffle: false, padding: false)
-        }
+        let trainSampler = try DataSharding.trainSampler(count: train.count, rank: rank, worldSize: worldSize, seed: seed)
+        let testSampler = try DataSharding.evalSampler(count: test.count, rank: rank, worldSize: worldSize)
         // Test batches of 64 windows keep the SSD intermediates small.
         let result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, shuffle: trainSampler == nil, sampler: trainSampler,
+                                 trainLoader: DataLoader(train, batchSize: batchSize, sampler: trainSampler,
                                                          numWorkers: numWorkers, dropLast: true, seed: seed),
                                  testLoader: DataLoader(test, batchSize: 64, sampler: testSampler, numWorkers: numWorkers),
                                  config: config).fit()
