@@ -50,6 +50,11 @@ public struct Tensor: @unchecked Sendable {
         return true
     }
 
+    /// How many times a write has copied a tensor's elements first because they were shared
+    /// (or strided) since the process started: the cost of copy-on-write. Diagnostics for tests
+    /// and benchmarks (e.g. that DDP's gradient buckets are never copied).
+    public static var copyOnWriteCount: Int { TensorStorage.copiesOnWrite.load(ordering: .relaxed) }
+
     /// Size of one dimension; negative axes count from the end.
     public func size(_ axis: Int) throws -> Int {
         shape[try Shape.normalizeAxis(axis, rank: rank, op: "size")]
@@ -71,6 +76,7 @@ public struct Tensor: @unchecked Sendable {
         if !isContiguous || !isKnownUniquelyReferenced(&storage) || offset != 0
             || storage.byteCount != count * dtype.byteSize {
             let node = gradNode
+            TensorStorage.copiesOnWrite.add(1, ordering: .relaxed)
             self = Kernels.contiguousCopy(self)
             gradNode = node
         }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A reference-counted, 64-byte-aligned block of memory holding tensor elements.
 ///
 /// `Tensor` is a value type over this class: views share a storage for reading, and
@@ -17,6 +19,9 @@ final class TensorStorage: @unchecked Sendable {
         storage.bytes.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
         return storage
     }
+
+    /// Counts `Tensor.makeUniquelyOwned` copies (`Tensor.copyOnWriteCount`).
+    static let copiesOnWrite = Atomic<Int>(0)
 
     deinit { HostMemory.deallocate(bytes) }
 }

@@ -146,11 +146,12 @@ final class CollectiveGroup: ProcessGroup {
 
     // MARK: collectives
 
-    func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
+    func allReduceAsync(_ tensor: consuming Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor> {
         // The box hands the tensor to the operation, so that a caller who passes ownership
         // (`allReduceAsync(consume bucket)`) gets the reduction without a copy.
-        let box = TensorHandOff(tensor)
-        return run("allReduce", timeout: timeout, signature: sig(tensor, " \(op)")) { [self] t in
+        let signature = sig(tensor, " \(op)")
+        let box = TensorHandOff(consume tensor)
+        return run("allReduce", timeout: timeout, signature: signature) { [self] t in
             var out = try box.take()
             try check("allReduce", out)
             let n = worldSize, count = out.count, dtype = out.dtype

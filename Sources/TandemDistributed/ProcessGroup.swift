@@ -36,8 +36,10 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// The default timeout of every operation of this group.
     var timeout: Duration { get }
 
-    /// Reduces `tensor` over all ranks with `op`; every rank gets the result.
-    func allReduceAsync(_ tensor: Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor>
+    /// Reduces `tensor` over all ranks with `op`; every rank gets the result. The group takes
+    /// ownership: a caller that passes its only reference (`allReduceAsync(consume t, …)`)
+    /// gets the reduction in the same storage, without a copy.
+    func allReduceAsync(_ tensor: consuming Tensor, op: ReduceOp, timeout: Duration?) -> Work<Tensor>
     /// In place: replaces `tensor` with its reduction over all ranks. No copy is made when
     /// `tensor`'s storage is not shared (the fastest form for large tensors). Runs after every
     /// operation issued before it.
@@ -73,8 +75,8 @@ public protocol ProcessGroup: AnyObject, Sendable {
 
 extension ProcessGroup {
     /// `allReduceAsync` with the group's timeout.
-    public func allReduceAsync(_ tensor: Tensor, op: ReduceOp = .sum) -> Work<Tensor> {
-        allReduceAsync(tensor, op: op, timeout: nil)
+    public func allReduceAsync(_ tensor: consuming Tensor, op: ReduceOp = .sum) -> Work<Tensor> {
+        allReduceAsync(consume tensor, op: op, timeout: nil)
     }
     /// Reduces `tensor` over all ranks with `op` and returns the result (every rank gets it).
     public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum, timeout: Duration? = nil) throws -> Tensor {

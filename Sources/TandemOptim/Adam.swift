@@ -68,9 +68,15 @@ public final class Adam: Optimizer {
         let stepSize = T(lr / correction1)
         let decay = T(1 - lr * wd), l2 = T(wd)
         let decoupled = decoupledWeightDecay, ams = amsgrad
-        var m = expAvg[i] ?? Tensor.zeros(p.shape, dtype: p.value.dtype)
-        var v = expAvgSq[i] ?? Tensor.zeros(p.shape, dtype: p.value.dtype)
-        var vMax = maxExpAvgSq[i] ?? Tensor.zeros(ams ? p.shape : [0], dtype: p.value.dtype)
+        var m = takeState(&expAvg[i], orZeros: p.shape, dtype: p.value.dtype)
+        var v = takeState(&expAvgSq[i], orZeros: p.shape, dtype: p.value.dtype)
+        var vMax = takeState(&maxExpAvgSq[i], orZeros: ams ? p.shape : [0], dtype: p.value.dtype)
+        // Put the state back also when the update throws.
+        defer {
+            expAvg[i] = m
+            expAvgSq[i] = v
+            if ams { maxExpAvgSq[i] = vMax }
+        }
         try grad.withUnsafeBufferPointer(as: T.self) { g in
             try m.withUnsafeMutableBufferPointer(as: T.self) { mb in
                 try v.withUnsafeMutableBufferPointer(as: T.self) { vb in
@@ -92,8 +98,5 @@ public final class Adam: Optimizer {
                 }
             }
         }
-        expAvg[i] = m
-        expAvgSq[i] = v
-        if ams { maxExpAvgSq[i] = vMax }
     }
 }

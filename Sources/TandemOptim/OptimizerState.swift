@@ -59,3 +59,10 @@ extension Adam: StatefulOptimizer {
         }
     }
 }
+
+/// Moves a per-parameter state tensor out of its slot (or makes zeros), so that the update
+/// writes it in place: a copy left in the slot would make every step copy it first.
+func takeState(_ slot: inout Tensor?, orZeros shape: [Int], dtype: DType) -> Tensor {
+    defer { slot = nil }
+    return slot ?? Tensor.zeros(shape, dtype: dtype)
+}

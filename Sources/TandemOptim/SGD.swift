@@ -63,7 +63,8 @@ public final class SGD: Optimizer {
         let firstStep = momentumBuffers[i] == nil
         let useMomentum = momentum != 0, nesterov = self.nesterov
         // Without momentum the buffer is never read: an empty one spares a per-step allocation.
-        var buffer = momentumBuffers[i] ?? Tensor.zeros(useMomentum ? p.shape : [0], dtype: p.value.dtype)
+        var buffer = takeState(&momentumBuffers[i], orZeros: useMomentum ? p.shape : [0], dtype: p.value.dtype)
+        defer { if useMomentum { momentumBuffers[i] = buffer } }
         try grad.withUnsafeBufferPointer(as: T.self) { g in
             try buffer.withUnsafeMutableBufferPointer(as: T.self) { b in
                 try p.value.withUnsafeMutableBufferPointer(as: T.self) { w in
@@ -80,6 +81,5 @@ public final class SGD: Optimizer {
                 }
             }
         }
-        if useMomentum { momentumBuffers[i] = buffer }
     }
 }
