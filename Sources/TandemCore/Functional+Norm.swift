@@ -73,13 +73,9 @@ extension Tensor {
             }
             center = mean
             invstd = sq.map { 1 / ($0 / Double(m) + eps).squareRoot() }
-            if let old = runningMean {
-                let values = zip(old.toDoubleArray(), mean).map { (1 - momentum) * $0 + momentum * $1 }
-                runningMean = Tensor(values, shape: [c], dtype: x.dtype)
-            }
+            if let old = runningMean { runningMean = updatedRunningStatistic(old, batch: mean, momentum: momentum) }
             if let old = runningVar {
-                let values = zip(old.toDoubleArray(), sq).map { (1 - momentum) * $0 + momentum * $1 / Double(m - 1) }
-                runningVar = Tensor(values, shape: [c], dtype: x.dtype)
+                runningVar = updatedRunningStatistic(old, batch: sq.map { $0 / Double(m) }, momentum: momentum, count: m)
             }
         } else {
             guard let rm = runningMean, let rv = runningVar else {
@@ -324,5 +320,18 @@ extension Tensor {
             if let bias { grads.append(Tensor(db, shape: bias.shape, dtype: dtype)) }
             return grads
         }
+    }
+}
+
+extension Tensor {
+    /// Batch norm's running-statistics update, shared by `batchNorm`, the fused conv blocks and
+    /// SyncBatchNorm: `(1 − momentum) · running + momentum · batch`, computed in Double and
+    /// rounded once to `running`'s dtype. With `count` (the values per channel), `batch` is a
+    /// biased variance and enters unbiased (`× count / (count − 1)`), as in PyTorch.
+    /// `running` is `[C]`; `batch` has C values.
+    public static func updatedRunningStatistic(_ running: Tensor, batch: [Double], momentum: Double, count: Int? = nil) -> Tensor {
+        let correction = count.map { Double($0) / Double(Swift.max($0 - 1, 1)) } ?? 1
+        let values = zip(running.toDoubleArray(), batch).map { (1 - momentum) * $0 + momentum * $1 * correction }
+        return Tensor(values, shape: running.shape, dtype: running.dtype)
     }
 }

@@ -20,7 +20,7 @@ import TandemNN
 /// `forward.{i}.*`, `backward.{i}.*`, `norms.{i}.*`, `classifier.*` (PyTorch-style).
 public final class CTCDigitRecognizer: Module {
     /// Convolutional front end, `[N, 1, 28, W]` → `[N, c₂, 7, ⌊⌊W/2⌋/2⌋]`.
-    public let features: Sequential
+    public let features: ConvBlocks
     /// Frame projection `c₂·7 → dModel`.
     public let proj: Linear
     /// Left-to-right Mamba-2 blocks, one per layer (`[N, T, dModel]` → same).
@@ -44,7 +44,7 @@ public final class CTCDigitRecognizer: Module {
     public init(numClasses: Int = 11, channels: (Int, Int) = (16, 32), dModel: Int = 64, layers: Int = 1,
                 dState: Int = 16, headdim: Int = 32, chunkSize: Int = 64, generator: Generator = .default) {
         self.numClasses = numClasses
-        features = Sequential(
+        features = ConvBlocks(
             Conv2d(1, channels.0, kernelSize: 3, padding: 1, generator: generator), BatchNorm2d(channels.0), ReLU(),
             MaxPool2d(kernelSize: 2),
             Conv2d(channels.0, channels.1, kernelSize: 3, padding: 1, generator: generator), BatchNorm2d(channels.1), ReLU(),

@@ -5,15 +5,15 @@ import TandemNN
 /// `layer2 = Conv2d(16,32,5,p2)–BatchNorm2d(32)–ReLU–MaxPool2d(2)`, `fc = Linear(7·7·32, 10)`.
 /// Input `[N, 1, 28, 28]` → logits `[N, numClasses]`. State-dict names match PyTorch's.
 public final class ConvNet: Module {
-    public let layer1: Sequential
-    public let layer2: Sequential
+    public let layer1: ConvBlocks
+    public let layer2: ConvBlocks
     public let fc: Linear
     public var isTraining = true
 
     public init(numClasses: Int = 10, generator: Generator = .default) {
-        layer1 = Sequential(Conv2d(1, 16, kernelSize: 5, padding: 2, generator: generator), BatchNorm2d(16), ReLU(),
+        layer1 = ConvBlocks(Conv2d(1, 16, kernelSize: 5, padding: 2, generator: generator), BatchNorm2d(16), ReLU(),
                             MaxPool2d(kernelSize: 2))
-        layer2 = Sequential(Conv2d(16, 32, kernelSize: 5, padding: 2, generator: generator), BatchNorm2d(32), ReLU(),
+        layer2 = ConvBlocks(Conv2d(16, 32, kernelSize: 5, padding: 2, generator: generator), BatchNorm2d(32), ReLU(),
                             MaxPool2d(kernelSize: 2))
         fc = Linear(7 * 7 * 32, numClasses, generator: generator)
     }
@@ -24,8 +24,8 @@ public final class ConvNet: Module {
         guard input.rank == 4, input.shape[1] == 1, input.shape[2] == 28, input.shape[3] == 28 else {
             throw TensorError.shapeMismatch(op: "ConvNet", message: "expects images [N, 1, 28, 28], got \(input.shape)")
         }
-        // Both layers' blocks run as one fused operation where they can (Sequential.chained).
-        let features = try Sequential.chained([layer1, layer2], input)
+        // Both layers' blocks run as one fused operation where they can.
+        let features = try ConvBlocks.chain([layer1, layer2], input)
         return try fc(features.reshape([features.shape[0], -1]))
     }
 }

@@ -60,28 +60,9 @@ public final class Sequential: Module, ReplaceableChildren {
 
     public var children: [(String, any Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
 
-    /// Runs the layers in order. Blocks of `Conv2d, BatchNorm2d, ReLU, MaxPool2d` (one or
-    /// several in a row) run as one fused operation (`Tensor.fusedConvBlocks`) when it applies.
-    /// A `ReLU` directly followed by a `MaxPool2d` runs as pooling then ReLU: both orders give
-    /// the same values (NaN included) and the same gradients (the window's first maximum,
-    /// masked where it is not positive), and the ReLU then touches a quarter of the elements
-    /// (2×2 pooling).
+    /// Runs the layers in order. (For fused conv blocks, see `ConvBlocks` and `fuseConvBlocks(in:)`.)
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
-        var x = input
-        var i = 0
-        while i < layers.count {
-            if let fused = try fusedConvBlocks(at: i, x) {
-                x = fused.output
-                i += fused.layers
-            } else if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d {
-                x = try layers[i](pool(x))
-                i += 2
-            } else {
-                x = try layers[i](x)
-                i += 1
-            }
-        }
-        return x
+        try layers.reduce(input) { try $1($0) }
     }
 }
 

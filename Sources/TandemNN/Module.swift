@@ -39,6 +39,10 @@ public protocol Module: AnyObject {
     var isTraining: Bool { get set }
     /// Applies the module.
     func callAsFunction(_ input: Tensor) throws -> Tensor
+    /// Parameters and buffers by dotted name, module by module in registration order (each
+    /// module's parameters, then its buffers, then its children's), as PyTorch's `state_dict()`.
+    /// A wrapper (DDP) gives its wrapped model's.
+    func stateDict() -> [(String, Tensor)]
 }
 
 extension Module {

@@ -43,19 +43,16 @@ open class BatchNorm: Module {
 
 extension BatchNorm {
     /// Folds one training batch's statistics into the running ones, as `callAsFunction` does in
-    /// training mode: `batchMean` and the biased `batchVariance` over `count` values per channel
-    /// (the running variance takes the unbiased one, `× count / (count − 1)`).
-    func accumulate(batchMean: [Double], batchVariance: [Double], count: Int) throws {
-        let old = runningMean.value, oldVar = runningVar.value
-        let m = momentum, correction = Double(count) / Double(Swift.max(count - 1, 1))
-        runningMean.value = Tensor(zip(old.toDoubleArray(), batchMean).map { (1 - m) * $0 + m * $1 }, shape: old.shape, dtype: old.dtype)
-        runningVar.value = Tensor(zip(oldVar.toDoubleArray(), batchVariance).map { (1 - m) * $0 + m * $1 * correction },
-                                  shape: oldVar.shape, dtype: oldVar.dtype)
+    /// training mode (`Tensor.updatedRunningStatistic`): `batchMean` and the biased
+    /// `batchVariance` over `count` values per channel; counts the batch.
+    public func updateRunningStatistics(batchMean: [Double], batchVariance: [Double], count: Int) throws {
+        runningMean.value = Tensor.updatedRunningStatistic(runningMean.value, batch: batchMean, momentum: momentum)
+        runningVar.value = Tensor.updatedRunningStatistic(runningVar.value, batch: batchVariance, momentum: momentum, count: count)
         try countBatch()
     }
 
     /// `num_batches_tracked += 1`.
-    fileprivate func countBatch() throws {
+    func countBatch() throws {
         numBatchesTracked.value = Tensor(int64: [Int(try numBatchesTracked.value.item()) + 1], shape: [])
     }
 }

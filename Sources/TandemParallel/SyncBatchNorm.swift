@@ -39,14 +39,7 @@ public final class SyncBatchNorm: BatchNorm {
         }
         let mean = (0..<c).map { total[$0] / n }
         let variance = (0..<c).map { Swift.max(total[c + $0] / n - mean[$0] * mean[$0], 0) }
-        // Running statistics use the unbiased variance, as BatchNorm does.
-        try Tensor.withNoGrad {
-            let m = Tensor(mean, shape: [c], dtype: runningMean.value.dtype)
-            let v = Tensor(variance.map { $0 * n / (n - 1) }, shape: [c], dtype: runningVar.value.dtype)
-            runningMean.value = try runningMean.value * (1 - momentum) + m * momentum
-            runningVar.value = try runningVar.value * (1 - momentum) + v * momentum
-        }
-        numBatchesTracked.value = Tensor(int64: [Int(try numBatchesTracked.value.item()) + 1], shape: [])
+        try updateRunningStatistics(batchMean: mean, batchVariance: variance, count: Int(n))
 
         var viewShape = [Int](repeating: 1, count: input.rank)
         viewShape[1] = c
