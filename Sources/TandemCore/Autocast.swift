@@ -11,11 +11,10 @@
 /// Parameters are never converted in place: the casts are recorded in the graph, so the
 /// gradients of float32 parameters arrive in float32.
 ///
-/// Compute: Debian's OpenBLAS 0.3.21 declares `cblas_sbgemm` in its header but its library
-/// does not export it (built without BUILD_BFLOAT16). bfloat16 matmul and convolution run on
-/// oneDNN's bfloat16 primitives instead (AVX512-BF16 where the CPU has it; float32
-/// accumulation, bfloat16 results and gradients). float16 ones, and any shape oneDNN refuses,
-/// compute in float32 on the rounded operands and round the result: PyTorch's numerics.
+/// Compute: bfloat16 matmul and convolution run on oneDNN's bfloat16 primitives where the CPU
+/// has them (float32 accumulation, bfloat16 results and gradients; Debian's OpenBLAS exports no
+/// `cblas_sbgemm`). Elsewhere, for float16 and for any shape oneDNN refuses, the products compute
+/// in float32 on the rounded operands and round the result: PyTorch's numerics.
 public enum Autocast {
     /// The low dtype of the innermost enclosing `autocast`, or nil when autocast is off.
     @TaskLocal public static var dtype: DType?

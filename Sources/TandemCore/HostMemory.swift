@@ -14,10 +14,8 @@ import Synchronization
 /// that page is advised `MADV_HUGEPAGE` (its untouched parts then fault in as huge pages) and
 /// collapsed with `MADV_COLLAPSE` (its touched parts are copied into one huge page now, instead
 /// of whenever the kernel's background collapser comes by). Freed blocks stay in the heap and
-/// are reused, so each 2 MB page is handled once per process (MNIST ConvNet training: 109
-/// collapse calls in its first steps, of which 28 had 4 KB pages to copy: 0.19 s in all, up to
-/// 9 ms each, mostly the kernel compacting memory for a free huge page; `perf trace`). This
-/// is the effect of glibc's
+/// are reused, so each 2 MB page is handled once per process and the collapses cost only a
+/// run's first steps (docs/BENCHMARKS.md, issue 5). This is the effect of glibc's
 /// `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (which can only be set before the process starts) and
 /// of PyTorch's `THP_MEM_ALLOC_ENABLE=1`. The kernel honours the advice when its THP mode is
 /// `madvise` or `always` (Debian's default is `madvise`; `MADV_COLLAPSE` needs Linux 6.1, and

@@ -27,7 +27,8 @@ extension Kernels {
     /// OpenBLAS runs single-threaded (see `Tandem.setNumThreads`): a large product is split
     /// into blocks of C's rows (or columns, when C is wider than tall), one OpenBLAS call per
     /// block on Tandem's thread team. OpenBLAS's own thread pool would spin between calls on
-    /// the cores that team and oneDNN need (2-thread ConvNet training ran about 30% slower).
+    /// the cores that team and oneDNN need, slowing multi-threaded training (docs/BENCHMARKS.md,
+    /// issue 2).
     /// `threads` overrides `Tandem.numThreads` (tests).
     static func gemm<T: FloatElement>(_: T.Type, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                                       a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,

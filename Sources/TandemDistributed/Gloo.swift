@@ -90,7 +90,7 @@ final class GlooTransport: Transport {
     /// Two Gloo contexts over the same ranks. `async`: Gloo's event-loop thread reads the
     /// sockets and wakes the caller (Gloo's current algorithms; every operation). `sync`: the
     /// calling thread reads its sockets itself, which saves the thread hand-off on each of a
-    /// small collective's round trips (0.08 ms instead of 0.4 ms for 1 KB on 2 local ranks).
+    /// small collective's round trips (see docs/BENCHMARKS.md, issue 4).
     /// All contexts of a process share one Gloo TCP device, hence one event-loop thread (see
     /// `sharedDevice` in CGloo.cpp).
     private struct Contexts: @unchecked Sendable {
@@ -130,14 +130,10 @@ final class GlooTransport: Transport {
         }
     }
 
-    /// Spinning keeps a waiting rank's core awake, so the peer's message is read at once (on a
-    /// VM a core that went idle can take milliseconds to wake) and the rank's next computation
-    /// starts on a running core, but a spinning rank takes the core that any other job needs.
-    /// So the library blocks unless told: `TANDEM_GLOO_BUSY_POLL=1` spins while a caller waits
-    /// for its collective, `0` (the default) blocks. `tandem run` sets it to 1 for its ranks
-    /// when every process has a core to itself: on this project's 2-core VM, 2-process DDP
-    /// training of the MNIST ConvNet then reached a median 90% of twice one process's
-    /// throughput against 83% blocking (6 alternating rounds, faster in every round).
+    /// `TANDEM_GLOO_BUSY_POLL=1` makes a caller that waits for its collective spin on its
+    /// sockets, `0` (the default) blocks; any other value throws. Spinning keeps a waiting
+    /// rank's core awake, which is faster when every process has a core to itself (`tandem run`
+    /// then sets 1; see docs/BENCHMARKS.md, issue 5) but takes the core any other job needs.
     static func busyPollPolicy(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Bool {
         switch environment["TANDEM_GLOO_BUSY_POLL"] {
         case "1": return true
@@ -299,8 +295,8 @@ final class GlooTransport: Transport {
     func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, dtype: DType, op: ReduceOp, timeout: Duration) throws {
         guard count > 0 else { return }
         if timeout == self.timeout {
-            // Messages larger than the sockets' buffers go in pieces that fit them: on 2 local
-            // ranks 25 MB take 14 ms this way against 23-29 ms on Gloo's ring over its event loop.
+            // Messages larger than the sockets' buffers go in pieces that fit them, which is
+            // faster than Gloo's ring over its event loop (see docs/BENCHMARKS.md, issue 4).
             let piece = max(1, syncMessageLimit / dtype.byteSize)
             var start = 0
             while start < count {

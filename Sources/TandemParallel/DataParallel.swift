@@ -24,9 +24,9 @@ import TandemNN
 /// model's kernels are too small to keep every thread busy (small layers, small batches), and
 /// backward stays serial. `DistributedDataParallel` (one process per core group, `tandem run`)
 /// parallelises forward, backward and the optimizer and is the way to scale; the batch size
-/// here is the global batch, split across replicas (under DDP it is per process). Measured with
-/// `tandem bench dataparallel` on 2 cores (MNIST ConvNet training step, 2 threads in total):
-/// batch 64, 1,602 images/s plain against 1,452 with 2 replicas; batch 256, 2,401 against 2,159.
+/// here is the global batch, split across replicas (under DDP it is per process). On 2 cores
+/// the ConvNet's training step is slower under 2 replicas than plain with the same threads, at
+/// batch 64 and 256 alike (`tandem bench dataparallel`; docs/BENCHMARKS.md, issue 4).
 public final class DataParallel: Module {
     /// The original model (replica 0): its parameters are the ones to optimise.
     public let module: any Module

@@ -2,14 +2,10 @@ import Foundation
 
 /// Process-level settings that must be in place before native libraries start.
 enum ProcessEnvironment {
-    /// libgomp's threads (the team that runs oneDNN and Tandem's own kernels) spin for a long
-    /// time (about 300,000 iterations) after each parallel region by default, holding cores that
-    /// the process's other threads (data workers, communication) and other processes need;
-    /// sleeping at once (PASSIVE) makes every region pay for thread wake-ups instead. A short
-    /// spin is best here. Measured on 2 cores when Tandem's kernels still ran on Dispatch's
-    /// threads, ConvNet training images/s at batch 16 / 64: default 358 (batch 64), PASSIVE
-    /// 1,879 / 2,465, ACTIVE with GOMP_SPINCOUNT=5000–20000 3,365–3,388 / 3,067–3,615; with one
-    /// team, 1,000 / 10,000 / 100,000 spins were within this machine's noise of each other.
+    /// The wait policy of libgomp's threads (the team that runs oneDNN and Tandem's kernels): a
+    /// short spin (ACTIVE, GOMP_SPINCOUNT=10000) is fastest here, between libgomp's default long
+    /// spin, which holds cores other threads need, and sleeping at once (PASSIVE), which pays a
+    /// wake-up per parallel region; see docs/BENCHMARKS.md (issue 3).
     /// libgomp reads these variables only when it is loaded, so when neither is set the tool
     /// sets them and re-executes itself once. Values the user set are kept.
     static let openMPSettings = ["OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "10000"]

@@ -5,10 +5,11 @@ import CDNNL
 /// (`DNNLConvBlockPlan`).
 ///
 /// oneDNN's own batch norm sums each channel in float32 with an accuracy that depends on the
-/// ISA it picks: its AVX2 kernel's batch means were off by 1.1e-5 relative, where the
-/// layer-by-layer path is within float32 rounding. These kernels compute the statistics and
-/// the backward reductions in float32 lanes flushed to Double every 32 vectors, with the
-/// statistics in Double, so the fused block is as accurate as the layers on every CPU.
+/// ISA it picks: its AVX2 kernel's batch means fail the ConvNet's golden test, where the
+/// layer-by-layer path is within float32 rounding (docs/BENCHMARKS.md, issue 17). These kernels
+/// compute the statistics and the backward reductions in float32 lanes flushed to Double every
+/// 32 vectors, with the statistics in Double, so the fused block is as accurate as the layers
+/// on every CPU.
 ///
 /// A buffer is `[N][Cp/B][S][B]` floats: `S = H·W` positions of `B` channels each, `B` a
 /// multiple of 8 or 1 (NCHW), and `Cp ≥ C` channels padded with zeros to a multiple of `B`. A

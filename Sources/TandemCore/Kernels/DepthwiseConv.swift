@@ -4,8 +4,8 @@
 /// input plane, so every tap is one pass of `y[row] += w · x[row']` over the output positions
 /// whose input lies inside the plane (no padding is materialised, taps that only see padding
 /// cost nothing). im2col would unfold `kH·kW` copies of every plane instead, and oneDNN's
-/// GEMM-based kernel does the same: for MambaOut's 7 × 7 depthwise convolutions on 2 × 2 and
-/// 1 × 1 maps that took 4–5 ms per call where this takes microseconds.
+/// GEMM-based kernel does the same, which makes MambaOut's 7 × 7 depthwise convolutions on
+/// 2 × 2 and 1 × 1 maps far slower there than here (docs/BENCHMARKS.md, issues 7 and 8).
 extension Kernels {
     /// `y [N, C, Hout, Wout] = depthwise(x [N, C, H, W], w [C, 1, kH, kW]) + bias [C]`, all
     /// contiguous.

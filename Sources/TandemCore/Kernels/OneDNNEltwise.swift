@@ -5,8 +5,9 @@ import Synchronization
 
 /// float32 activations on oneDNN's eltwise primitive, forward and backward, over contiguous
 /// buffers. oneDNN's JIT kernels evaluate erf and tanh with AVX-512 polynomials, where Swift's
-/// `Kernels.map` calls libm once per element at baseline SSE width (MambaOut's GELU took a
-/// quarter of its training step that way).
+/// `Kernels.map` calls libm once per element at baseline SSE width, a large share of the
+/// training step of a model with GELU after every block, such as MambaOut (docs/BENCHMARKS.md,
+/// issues 7 and 8).
 ///
 /// The buffer is cut into blocks of `blockElements` (and one remainder), each a single-threaded
 /// oneDNN call claimed by Tandem's threads, so primitives are cached for at most two sizes per

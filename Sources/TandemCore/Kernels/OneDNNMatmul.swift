@@ -6,11 +6,8 @@ import Synchronization
 /// - bfloat16: bfloat16 operands, float32 accumulation, a bfloat16 result. On CPUs with
 ///   AVX512-BF16 (Zen 4, Cooper Lake and later) oneDNN runs them on its BF16 dot-product
 ///   instructions; Debian's OpenBLAS has no `cblas_sbgemm` to do it.
-/// - float32, for mid-size products (`prefersFloat32`): oneDNN's brgemm kernels beat
-///   OpenBLAS's sgemm there, most with 2 threads. Measured on Zen 4 (2 cores), oneDNN
-///   against OpenBLAS: 512³ 2.4 / 2.6 ms on 1 thread and 1.2 / 1.4 ms on 2 (in `tandem bench
-///   ops`); an MNIST linear layer (64×784 · 784×128, weight transposed) 0.12 / 0.14 ms and
-///   0.07 / 0.09 ms; 1024³ even.
+/// - float32, for mid-size products (`prefersFloat32`), where oneDNN's brgemm kernels beat
+///   OpenBLAS's sgemm (see docs/BENCHMARKS.md, issue 2).
 ///
 /// Primitives are cached per shape, layout, dtype and thread count. Whatever oneDNN
 /// refuses, or would run with its naive reference implementation, returns false so the
@@ -60,9 +57,8 @@ enum DNNLMatmul {
     }
 
     /// Whether a float32 product of this size runs faster on oneDNN than on OpenBLAS: with
-    /// oneDNN's AVX-512 kernels, from 128³ to 512²·1024 multiply-adds, each side at least 32
-    /// (measured on Zen 4 with 1 and 2 threads; at 1024³ the two are even, below 128³
-    /// OpenBLAS's lower overhead wins). With its AVX2 kernels never (`KernelRoutes`).
+    /// oneDNN's AVX-512 kernels, from 128³ to 512²·1024 multiply-adds, each side at least 32;
+    /// with its AVX2 kernels never (`KernelRoutes`). The window was measured on Zen 4.
     static func prefersFloat32(m: Int, n: Int, k: Int) -> Bool {
         let work = m * n * k
         return KernelRoutes.current.oneDNNHasAVX512 && Swift.min(m, n, k) >= 32 && work >= 128 * 128 * 128
