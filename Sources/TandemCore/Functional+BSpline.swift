@@ -23,7 +23,7 @@ extension Tensor {
         try checkBSplineArguments(x, grid: grid, order: order)
         let dtype = x.dtype
         guard dtype.isComputeType else { return try bSplineBasesReference(x, grid: grid, order: order) }
-        let (n, features, m) = (x.shape[0], x.shape[1], grid.shape[1])
+        let (features, m) = (x.shape[1], grid.shape[1])
         let knots = grid.detach().to(dtype).contiguousStorage()
         let usable: Bool = {
             let values = knots.toDoubleArray()
@@ -35,32 +35,10 @@ extension Tensor {
             return true
         }()
         guard usable else { return try bSplineBasesReference(x, grid: grid, order: order) }
-        let c = m - order - 1
-        let xs = x.detach().contiguousStorage()
         let needsGrad = GradMode.enabled && x.requiresGrad && order >= 1
-        let bases = Tensor(uninitializedShape: [n, features, c], dtype: dtype)
-        let derivative = needsGrad ? Tensor(uninitializedShape: [n, features, c], dtype: dtype) : nil
-        func forward<T: FloatElement>(_: T.Type) {
-            withExtendedLifetime((xs, knots)) {
-                Kernels.bSplineBases(xs.elementPointer(T.self), knots: knots.elementPointer(T.self), count: n * features,
-                                     features: features, knotCount: m, order: order, bases: bases.elementPointer(T.self),
-                                     derivative: derivative?.elementPointer(T.self))
-            }
-        }
-        if dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
+        let (bases, derivative) = Kernels.bSplineBases(x.detach().contiguousStorage(), knots: knots, order: order, keepDerivative: needsGrad)
         guard let derivative else { return bases }
-        return Tensor.customFunction("bSplineBases", value: bases, inputs: [x]) { g in
-            let upstream = (g.dtype == dtype ? g : g.to(dtype)).contiguousStorage()
-            let grad = Tensor(uninitializedShape: [n, features], dtype: dtype)
-            func backward<T: FloatElement>(_: T.Type) {
-                withExtendedLifetime(upstream) {
-                    Kernels.rowDot(upstream.elementPointer(T.self), derivative.elementPointer(T.self), count: n * features,
-                                   columns: c, grad: grad.elementPointer(T.self))
-                }
-            }
-            if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
-            return [grad]
-        }
+        return Dispatch.record(.bSplineBases, bases, inputs: [x], state: BSplineState(derivative: derivative))
     }
 
     /// The composed Cox–de Boor recursion behind `bSplineBases` (about 10 broadcast tensor ops
@@ -95,4 +73,10 @@ extension Tensor {
             throw TensorError.invalidArgument(op: "bSplineBases", message: "order \(order) needs at least \(order + 2) knots, grid has \(m)")
         }
     }
+}
+
+/// What the B-spline bases keep for their gradient: dB/dx of every basis.
+struct BSplineState: @unchecked Sendable {
+    /// `[N, in, C]`.
+    let derivative: Tensor
 }

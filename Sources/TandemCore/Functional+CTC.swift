@@ -49,51 +49,26 @@ extension Tensor {
                                    targetLengths: targetLengths, blank: blank, reduction: reduction, zeroInfinity: zeroInfinity)
             return reduction == .none ? try loss.reshape([]) : loss
         }
-        let batch = try ctcBatch(logProbs, targets, inputLengths, targetLengths, blank: blank)
-        let dtype = logProbs.dtype
-        let lp = logProbs.detach().contiguousStorage()
-        let needsGrad = GradMode.enabled && logProbs.requiresGrad
-        let rows = needsGrad ? batch.time : 2
-        let alpha = Tensor(uninitializedShape: [batch.batch, rows, batch.rowStride], dtype: dtype)
-        let nll = Tensor(uninitializedShape: [batch.batch], dtype: dtype)
-        func forward<T: FloatElement>(_: T.Type) {
-            // Without a graph, `lp` and `alpha` are not used after their pointers were taken.
-            withExtendedLifetime((lp, alpha)) {
-                Kernels.ctcForward(lp.elementPointer(T.self), batch, alpha: alpha.elementPointer(T.self), alphaRows: rows,
-                                   nll: nll.elementPointer(T.self))
-            }
-        }
-        if dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
-
-        var losses = nll.toDoubleArray()
-        if zeroInfinity { losses = losses.map { $0 == .infinity ? 0 : $0 } }
-        let n = batch.batch
-        let divisors = batch.targetLengths.map { Double(Swift.max($0, 1)) }
-        let out: Tensor
-        switch reduction {
-        case .none: out = Tensor(losses, shape: [n], dtype: dtype)
-        case .sum: out = Tensor.scalar(losses.reduce(0, +), dtype: dtype)
-        case .mean: out = Tensor.scalar(zip(losses, divisors).reduce(0) { $0 + $1.0 / $1.1 } / Double(n), dtype: dtype)
-        }
-        guard needsGrad else { return out }
-        return Tensor.customFunction("ctcLoss", value: out, inputs: [logProbs]) { g in
-            let upstream = g.toDoubleArray()
-            let scale: [Double]
+        return try Dispatch.run(.ctcLoss, logProbs) { logProbs in
+            let batch = try ctcBatch(logProbs, targets, inputLengths, targetLengths, blank: blank)
+            let dtype = logProbs.dtype
+            let lp = logProbs.detach().contiguousStorage()
+            // With a graph the forward variables of every frame are kept for the backward pass.
+            let needsGrad = GradMode.enabled && logProbs.requiresGrad
+            let (nll, alpha) = Kernels.ctcForward(lp, batch, keepAlpha: needsGrad)
+            var losses = nll.toDoubleArray()
+            if zeroInfinity { losses = losses.map { $0 == .infinity ? 0 : $0 } }
+            let n = batch.batch
+            let divisors = batch.targetLengths.map { Double(Swift.max($0, 1)) }
+            let out: Tensor
             switch reduction {
-            case .none: scale = upstream
-            case .sum: scale = [Double](repeating: upstream[0], count: n)
-            case .mean: scale = divisors.map { upstream[0] / ($0 * Double(n)) }
+            case .none: out = Tensor(losses, shape: [n], dtype: dtype)
+            case .sum: out = Tensor.scalar(losses.reduce(0, +), dtype: dtype)
+            case .mean: out = Tensor.scalar(zip(losses, divisors).reduce(0) { $0 + $1.0 / $1.1 } / Double(n), dtype: dtype)
             }
-            let grad = Tensor(uninitializedShape: lp.shape, dtype: dtype)
-            scale.withUnsafeBufferPointer { sp in
-                func backward<T: FloatElement>(_: T.Type) {
-                    Kernels.ctcBackward(lp.elementPointer(T.self), batch, alpha: alpha.elementPointer(T.self),
-                                        nll: nll.elementPointer(T.self), scale: sp.baseAddress!,
-                                        zeroInfinity: zeroInfinity, grad: grad.elementPointer(T.self))
-                }
-                if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
-            }
-            return [grad]
+            return Dispatch.record(.ctcLoss, out, inputs: [logProbs],
+                                   state: CTCState(logProbs: lp, batch: batch, alpha: alpha, nll: nll, reduction: reduction,
+                                                   divisors: divisors, zeroInfinity: zeroInfinity))
         }
     }
 
@@ -168,4 +143,16 @@ extension Tensor {
         return Kernels.CTCBatch(labels: labels, offsets: offsets, inputLengths: inputLengths, targetLengths: targetLengths,
                                 time: time, batch: n, classes: c, blank: blank)
     }
+}
+
+/// What the CTC loss keeps for its gradient.
+struct CTCState: @unchecked Sendable {
+    let logProbs: Tensor
+    let batch: Kernels.CTCBatch
+    /// The forward variables of every frame and the per-sample losses.
+    let alpha: Tensor, nll: Tensor
+    let reduction: Reduction
+    /// Each sample's target length, at least 1 (the `.mean` divisors).
+    let divisors: [Double]
+    let zeroInfinity: Bool
 }

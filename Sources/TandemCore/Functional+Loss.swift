@@ -28,52 +28,19 @@ extension Tensor {
     ///   logits, a label out of range, or ε outside [0, 1].
     public static func crossEntropy(_ logits: Tensor, target: Tensor, reduction: Reduction = .mean,
                                     ignoreIndex: Int = -100, labelSmoothing: Double = 0) throws -> Tensor {
-        let op = "crossEntropy"
-        if logits.dtype.isLowPrecision {  // losses stay float32 (autocast fp32 list)
-            return try crossEntropy(logits.widened(), target: target, reduction: reduction, ignoreIndex: ignoreIndex,
-                                    labelSmoothing: labelSmoothing)
-        }
-        guard labelSmoothing >= 0, labelSmoothing <= 1 else {
-            throw TensorError.invalidArgument(op: op, message: "labelSmoothing must be in [0, 1], got \(labelSmoothing)")
-        }
-        let (rows, c) = try classRows(logits, target, ignoreIndex: ignoreIndex, op: op)
-        let labels = target.contiguousStorage()
-        let ignore = Int64(ignoreIndex)
-        let dtype = logits.dtype
-        let r = rows.count / Swift.max(c, 1)
-        // The softmax is kept for the backward pass only when a gradient will be asked for.
-        let needsGrad = GradMode.enabled && logits.requiresGrad
-        let probs = needsGrad ? Tensor(uninitializedShape: rows.shape, dtype: dtype) : nil
-        var perRow = [Double](repeating: 0, count: r)
-        perRow.withUnsafeMutableBufferPointer { lb in
-            func run<T: FloatElement>(_: T.Type) {
-                // `rows` is not used after its pointer was taken: keep it alive until the kernel is done.
-                withExtendedLifetime(rows) {
-                    Kernels.crossEntropyForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                                ignoreIndex: ignore, smoothing: labelSmoothing, loss: lb.baseAddress!,
-                                                probs: probs.map { $0.elementPointer(T.self) })
-                }
+        try Dispatch.run(.crossEntropy, logits) { logits in
+            guard labelSmoothing >= 0, labelSmoothing <= 1 else {
+                throw TensorError.invalidArgument(op: "crossEntropy", message: "labelSmoothing must be in [0, 1], got \(labelSmoothing)")
             }
-            if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-        }
-        let kept = labels.toIntArray().reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        let out = reducedLoss(perRow, reduction: reduction, kept: kept, shape: target.shape, dtype: dtype)
-        guard let probs else { return out }
-        let logitsShape = logits.shape
-        return Tensor.record(op, out, inputs: [logits]) { g in
-            let scale = try lossScale(g, reduction: reduction, kept: kept)
-            let dx = Tensor(uninitializedShape: probs.shape, dtype: dtype)
-            func run<T: FloatElement>(_: T.Type) {
-                // `scale.tensor` (a temporary for .mean) is not used after its pointer was taken.
-                withExtendedLifetime(scale) {
-                    Kernels.crossEntropyBackward(probs.elementPointer(T.self), dx.elementPointer(T.self), rows: r, c: c,
-                                                 labels: labels.elementPointer(Int64.self), ignoreIndex: ignore,
-                                                 smoothing: labelSmoothing,
-                                                 scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
-                }
-            }
-            if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-            return [try restoreClassAxis(dx, logitsShape)]
+            let (rows, c) = try classRows(logits, target, ignoreIndex: ignoreIndex, op: "crossEntropy")
+            // The softmax is kept for the backward pass only when a gradient will be asked for.
+            let loss = Kernels.crossEntropyForward(rows, classes: c, labels: target.contiguousStorage(), ignoreIndex: ignoreIndex,
+                                                   smoothing: labelSmoothing, keepProbabilities: GradMode.enabled && logits.requiresGrad)
+            let out = reducedLoss(loss.perRow, reduction: reduction, kept: loss.kept, shape: target.shape, dtype: logits.dtype)
+            return Dispatch.record(.crossEntropy, out, inputs: [logits],
+                                   state: ClassLossState(kind: .crossEntropy(probabilities: loss.probabilities, smoothing: labelSmoothing),
+                                                         labels: loss.labels, ignoreIndex: ignoreIndex, classes: c,
+                                                         reduction: reduction, kept: loss.kept, inputShape: logits.shape))
         }
     }
 
@@ -87,38 +54,13 @@ extension Tensor {
     /// - Throws: `TensorError` for a non-int64 target, mismatched shapes or a label out of range.
     public static func nllLoss(logProbs: Tensor, target: Tensor, reduction: Reduction = .mean,
                                ignoreIndex: Int = -100) throws -> Tensor {
-        let op = "nllLoss"
-        if logProbs.dtype.isLowPrecision {
-            return try nllLoss(logProbs: logProbs.widened(), target: target, reduction: reduction, ignoreIndex: ignoreIndex)
-        }
-        let (rows, c) = try classRows(logProbs, target, ignoreIndex: ignoreIndex, op: op)
-        let labels = target.contiguousStorage()
-        let ignore = Int64(ignoreIndex)
-        let dtype = logProbs.dtype
-        let r = rows.count / Swift.max(c, 1)
-        var perRow = [Double](repeating: 0, count: r)
-        perRow.withUnsafeMutableBufferPointer { lb in
-            func run<T: FloatElement>(_: T.Type) {
-                Kernels.nllForward(rows.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                   ignoreIndex: ignore, loss: lb.baseAddress!)
-            }
-            if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-        }
-        let kept = labels.toIntArray().reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        let out = reducedLoss(perRow, reduction: reduction, kept: kept, shape: target.shape, dtype: dtype)
-        let inputShape = logProbs.shape, rowsShape = rows.shape
-        return Tensor.record(op, out, inputs: [logProbs]) { g in
-            let scale = try lossScale(g, reduction: reduction, kept: kept)
-            let dx = Tensor.zeros(rowsShape, dtype: dtype)
-            func run<T: FloatElement>(_: T.Type) {
-                // `scale.tensor` (a temporary for .mean) is not used after its pointer was taken.
-                withExtendedLifetime(scale) {
-                    Kernels.nllBackward(dx.elementPointer(T.self), rows: r, c: c, labels: labels.elementPointer(Int64.self),
-                                        ignoreIndex: ignore, scale: scale.tensor.elementPointer(T.self), scaleStride: scale.stride)
-                }
-            }
-            if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-            return [try restoreClassAxis(dx, inputShape)]
+        try Dispatch.run(.nllLoss, logProbs) { logProbs in
+            let (rows, c) = try classRows(logProbs, target, ignoreIndex: ignoreIndex, op: "nllLoss")
+            let loss = Kernels.nllForward(rows, classes: c, labels: target.contiguousStorage(), ignoreIndex: ignoreIndex)
+            let out = reducedLoss(loss.perRow, reduction: reduction, kept: loss.kept, shape: target.shape, dtype: logProbs.dtype)
+            return Dispatch.record(.nllLoss, out, inputs: [logProbs],
+                                   state: ClassLossState(kind: .nll(rowsShape: rows.shape), labels: loss.labels, ignoreIndex: ignoreIndex,
+                                                         classes: c, reduction: reduction, kept: loss.kept, inputShape: logProbs.shape))
         }
     }
 
@@ -147,27 +89,12 @@ extension Tensor {
         return (rows, c)
     }
 
-    /// The inverse of the class-axis move in `classRows`, for gradients.
-    private static func restoreClassAxis(_ rowsGradient: Tensor, _ shape: [Int]) throws -> Tensor {
-        if shape.count <= 2 { return rowsGradient }
-        return try rowsGradient.movedBack(from: 1, shape: shape)
-    }
-
     /// The loss tensor from per-sample losses.
     private static func reducedLoss(_ perRow: [Double], reduction: Reduction, kept: Int, shape: [Int], dtype: DType) -> Tensor {
         switch reduction {
         case .none: return Tensor(perRow, shape: shape, dtype: dtype)
         case .sum: return Tensor.scalar(perRow.reduce(0, +), dtype: dtype)
         case .mean: return Tensor.scalar(perRow.reduce(0, +) / Double(kept), dtype: dtype)
-        }
-    }
-
-    /// dL/d(per-sample loss) as a contiguous tensor read with `stride` (0: one shared value).
-    private static func lossScale(_ g: Tensor, reduction: Reduction, kept: Int) throws -> (tensor: Tensor, stride: Int) {
-        switch reduction {
-        case .none: return (g.detach().contiguousStorage(), 1)
-        case .sum: return (try g.detach().reshape([1]).contiguous(), 0)
-        case .mean: return (try (g.detach() / Double(kept)).reshape([1]).contiguous(), 0)
         }
     }
 
@@ -180,9 +107,12 @@ extension Tensor {
     ///   to both arguments.
     /// - Throws: `TensorError` when the shapes or dtypes differ.
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean) throws -> Tensor {
-        if input.dtype.isLowPrecision || target.dtype.isLowPrecision {
-            return try mseLoss(input.widened(), target.widened(), reduction: reduction)
+        try Dispatch.run(.mseLoss, [input, target]) { operands in
+            try meanSquaredError(operands[0]!, operands[1]!, reduction: reduction)
         }
+    }
+
+    private static func meanSquaredError(_ input: Tensor, _ target: Tensor, reduction: Reduction) throws -> Tensor {
         try Kernels.requireFloat(input, "mseLoss")
         guard input.shape == target.shape else {
             throw TensorError.shapeMismatch(op: "mseLoss", message: "input \(input.shape) and target \(target.shape) must have the same shape")
@@ -205,10 +135,13 @@ extension Tensor {
     ///   the dtypes differ.
     public static func binaryCrossEntropyWithLogits(_ logits: Tensor, _ target: Tensor, reduction: Reduction = .mean,
                                                     posWeight: Tensor? = nil) throws -> Tensor {
-        let op = "binaryCrossEntropyWithLogits"
-        if logits.dtype.isLowPrecision || target.dtype.isLowPrecision {
-            return try binaryCrossEntropyWithLogits(logits.widened(), target.widened(), reduction: reduction, posWeight: posWeight)
+        try Dispatch.run(.binaryCrossEntropyWithLogits, [logits, target]) { operands in
+            try binaryCrossEntropy(logits: operands[0]!, operands[1]!, reduction: reduction, posWeight: posWeight)
         }
+    }
+
+    private static func binaryCrossEntropy(logits: Tensor, _ target: Tensor, reduction: Reduction, posWeight: Tensor?) throws -> Tensor {
+        let op = "binaryCrossEntropyWithLogits"
         try Kernels.requireFloat(logits, op)
         guard logits.shape == target.shape else {
             throw TensorError.shapeMismatch(op: op, message: "logits \(logits.shape) and target \(target.shape) must have the same shape")

@@ -22,11 +22,19 @@ extension Tensor {
         _ x: Tensor, runningMean: inout Tensor?, runningVar: inout Tensor?, weight: Tensor?, bias: Tensor?,
         training: Bool, momentum: Double = 0.1, eps: Double = 1e-5
     ) throws -> Tensor {
-        let op = "batchNorm"
-        if x.dtype.isLowPrecision {  // statistics stay float32 (autocast fp32 list)
-            return try batchNorm(x.widened(), runningMean: &runningMean, runningVar: &runningVar, weight: weight, bias: bias,
-                                 training: training, momentum: momentum, eps: eps)
+        var mean = runningMean, variance = runningVar
+        defer { (runningMean, runningVar) = (mean, variance) }
+        return try Dispatch.run(.batchNorm, x) { x in
+            try batchNormOperands(x, runningMean: &mean, runningVar: &variance, weight: weight, bias: bias,
+                                  training: training, momentum: momentum, eps: eps)
         }
+    }
+
+    private static func batchNormOperands(
+        _ x: Tensor, runningMean: inout Tensor?, runningVar: inout Tensor?, weight: Tensor?, bias: Tensor?,
+        training: Bool, momentum: Double, eps: Double
+    ) throws -> Tensor {
+        let op = "batchNorm"
         try Kernels.requireFloat(x, op)
         guard x.rank >= 2 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C] or [N, C, *], got \(x.shape)")
@@ -43,125 +51,25 @@ extension Tensor {
         }
         guard eps >= 0 else { throw TensorError.invalidArgument(op: op, message: "eps must be non-negative, got \(eps)") }
         let m = n * s
-        // Runs of at least 8 elements per (sample, channel) use the kernels fused per channel;
-        // shorter runs ([N, C], tiny spatial sizes) walk rows with channels innermost.
-        let fused = s >= 8
-        let xc = x.contiguousStorage()
-        let w = weight?.toDoubleArray() ?? [Double](repeating: 1, count: c)
-        let b = bias?.toDoubleArray() ?? [Double](repeating: 0, count: c)
-        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
-        let center: [Double], invstd: [Double]
+        guard !training || m > 1 else {
+            throw TensorError.invalidArgument(op: op, message: "expected more than 1 value per channel when training, got input \(x.shape)")
+        }
+        guard training || (runningMean != nil && runningVar != nil) else {
+            throw TensorError.invalidArgument(op: op, message: "runningMean and runningVar are required in eval mode (training: false)")
+        }
+        let running = training ? nil : (runningMean!.toDoubleArray(), runningVar!.toDoubleArray())
+        let (out, state) = Kernels.batchNormForward(x.contiguousStorage(), weight: weight?.toDoubleArray(), bias: bias?.toDoubleArray(),
+                                                    running: running, eps: eps)
         if training {
-            guard m > 1 else {
-                throw TensorError.invalidArgument(op: op, message: "expected more than 1 value per channel when training, got input \(x.shape)")
-            }
-            var mean = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
-            mean.withUnsafeMutableBufferPointer { mb in
-                sq.withUnsafeMutableBufferPointer { sb in
-                    func run<T: FloatElement>(_: T.Type) {
-                        if fused {
-                            Kernels.batchNormTrainingForward(xc.elementPointer(T.self), out.elementPointer(T.self), n: n, c: c, s: s,
-                                                             eps: eps, weight: w, bias: b,
-                                                             mean: mb.baseAddress!, squaredDeviation: sb.baseAddress!)
-                        } else {
-                            Kernels.channelStatistics(xc.elementPointer(T.self), n: n, c: c, s: s,
-                                                      mean: mb.baseAddress!, squaredDeviation: sb.baseAddress!)
-                        }
-                    }
-                    if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
-                }
-            }
-            center = mean
-            invstd = sq.map { 1 / ($0 / Double(m) + eps).squareRoot() }
-            if let old = runningMean { runningMean = updatedRunningStatistic(old, batch: mean, momentum: momentum) }
+            if let old = runningMean { runningMean = updatedRunningStatistic(old, batch: state.center, momentum: momentum) }
             if let old = runningVar {
-                runningVar = updatedRunningStatistic(old, batch: sq.map { $0 / Double(m) }, momentum: momentum, count: m)
+                runningVar = updatedRunningStatistic(old, batch: state.batchVariance, momentum: momentum, count: m)
             }
-        } else {
-            guard let rm = runningMean, let rv = runningVar else {
-                throw TensorError.invalidArgument(op: op, message: "runningMean and runningVar are required in eval mode (training: false)")
-            }
-            center = rm.toDoubleArray()
-            invstd = rv.toDoubleArray().map { 1 / ($0 + eps).squareRoot() }
         }
-
-        if !(training && fused) {
-            func forward<T: FloatElement>(_: T.Type) {
-                // (x - μ')·a + (b + (μ' - μ)·a) with μ' = T(μ), so the rounding of μ cancels.
-                var centerT = [T](), scale = [T](), shift = [T]()
-                for ch in 0..<c {
-                    let cT = T(center[ch])
-                    let a: Double = w[ch] * invstd[ch]
-                    let correction: Double = (cT.doubleValue - center[ch]) * a
-                    centerT.append(cT)
-                    scale.append(T(a))
-                    shift.append(T(b[ch] + correction))
-                }
-                Kernels.channelAffine(xc.elementPointer(T.self), out.elementPointer(T.self), n: n, c: c, s: s,
-                                      center: centerT, scale: scale, shift: shift)
-            }
-            if x.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
-        }
-
         var inputs: [Tensor] = [x]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
-        let hasWeight = weight != nil, hasBias = bias != nil
-        let dtype = x.dtype, shape = x.shape
-        let xData = xc.detach()
-        return Tensor.record(op, out, inputs: inputs) { g in
-            let gc = g.contiguousStorage()
-            let dx = Tensor(uninitializedShape: shape, dtype: dtype)
-            var sumG = [Double](repeating: 0, count: c), sumGX = [Double](repeating: 0, count: c)
-            sumG.withUnsafeMutableBufferPointer { ab in
-                sumGX.withUnsafeMutableBufferPointer { bb in
-                    func run<T: FloatElement>(_: T.Type) {
-                        // `gc` (a copy when `g` is strided) may be unused after its pointer was taken.
-                        withExtendedLifetime(gc) {
-                            if fused {
-                                Kernels.batchNormBackward(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
-                                                          n: n, c: c, s: s, training: training, center: center, invstd: invstd,
-                                                          weight: w, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
-                            } else {
-                                Kernels.channelGradSums(gc.elementPointer(T.self), xData.elementPointer(T.self), n: n, c: c, s: s,
-                                                        mean: center, sumG: ab.baseAddress!, sumGX: bb.baseAddress!)
-                            }
-                        }
-                    }
-                    if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-                }
-            }
-            if !fused {
-                func backward<T: FloatElement>(_: T.Type) {
-                    let md = Double(m)
-                    var centerT = [T](), k1 = [T](), k2 = [T](), k3 = [T]()
-                    for ch in 0..<c {
-                        let cT = T(center[ch])
-                        let a = w[ch] * invstd[ch]
-                        centerT.append(cT)
-                        k1.append(T(a))
-                        if training {
-                            // dx = a·(g - Σg/M - x̂·Σ(g·x̂)/M), x̂ = (x - μ)·invstd.
-                            let slope = -a * invstd[ch] * invstd[ch] * sumGX[ch] / md
-                            k2.append(T(slope))
-                            k3.append(T(-a * sumG[ch] / md + slope * (cT.doubleValue - center[ch])))
-                        } else {
-                            k2.append(0)
-                            k3.append(0)
-                        }
-                    }
-                    withExtendedLifetime(gc) {
-                        Kernels.channelLinearCombination(gc.elementPointer(T.self), xData.elementPointer(T.self), dx.elementPointer(T.self),
-                                                         n: n, c: c, s: s, center: centerT, k1: k1, k2: k2, k3: k3)
-                    }
-                }
-                if dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
-            }
-            var grads: [Tensor?] = [dx]
-            if hasWeight { grads.append(Tensor((0..<c).map { sumGX[$0] * invstd[$0] }, shape: [c], dtype: dtype)) }
-            if hasBias { grads.append(Tensor(sumG, shape: [c], dtype: dtype)) }
-            return grads
-        }
+        return Dispatch.record(.batchNorm, out, inputs: inputs, state: state)
     }
 
     // MARK: - Row norms
@@ -178,15 +86,14 @@ extension Tensor {
     ///   when weight/bias have another shape or dtype, or for non-float input.
     public static func layerNorm(_ x: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?,
                                  eps: Double = 1e-5) throws -> Tensor {
-        if x.dtype.isLowPrecision {
-            return try layerNorm(x.widened(), normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+        try Dispatch.run(.layerNorm, x) { x in
+            try checkTrailing(x, normalizedShape, op: "layerNorm")
+            try checkParameter(weight, "weight", normalizedShape, x, op: "layerNorm")
+            try checkParameter(bias, "bias", normalizedShape, x, op: "layerNorm")
+            let k = Shape.count(normalizedShape)
+            let layout = Kernels.RowNormLayout(rows: x.count / Swift.max(k, 1), groups: 1, cg: k, s: 1)
+            return try rowNorm(x, layout: layout, centered: true, weight: weight, bias: bias, eps: eps, op: .layerNorm)
         }
-        try checkTrailing(x, normalizedShape, op: "layerNorm")
-        try checkParameter(weight, "weight", normalizedShape, x, op: "layerNorm")
-        try checkParameter(bias, "bias", normalizedShape, x, op: "layerNorm")
-        let k = Shape.count(normalizedShape)
-        let layout = Kernels.RowNormLayout(rows: x.count / Swift.max(k, 1), groups: 1, cg: k, s: 1)
-        return try rowNorm(x, layout: layout, centered: true, weight: weight, bias: bias, eps: eps, op: "layerNorm")
     }
 
     /// RMS normalisation (`F.rms_norm`): `x / sqrt(mean(x², normalized dims) + eps) * weight`.
@@ -199,12 +106,13 @@ extension Tensor {
     /// - Throws: `TensorError` when `normalizedShape` does not match x's trailing dimensions,
     ///   when weight has another shape or dtype, or for non-float input.
     public static func rmsNorm(_ x: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Double = 1e-6) throws -> Tensor {
-        if x.dtype.isLowPrecision { return try rmsNorm(x.widened(), normalizedShape: normalizedShape, weight: weight, eps: eps) }
-        try checkTrailing(x, normalizedShape, op: "rmsNorm")
-        try checkParameter(weight, "weight", normalizedShape, x, op: "rmsNorm")
-        let k = Shape.count(normalizedShape)
-        let layout = Kernels.RowNormLayout(rows: x.count / Swift.max(k, 1), groups: 1, cg: k, s: 1)
-        return try rowNorm(x, layout: layout, centered: false, weight: weight, bias: nil, eps: eps, op: "rmsNorm")
+        try Dispatch.run(.rmsNorm, x) { x in
+            try checkTrailing(x, normalizedShape, op: "rmsNorm")
+            try checkParameter(weight, "weight", normalizedShape, x, op: "rmsNorm")
+            let k = Shape.count(normalizedShape)
+            let layout = Kernels.RowNormLayout(rows: x.count / Swift.max(k, 1), groups: 1, cg: k, s: 1)
+            return try rowNorm(x, layout: layout, centered: false, weight: weight, bias: nil, eps: eps, op: .rmsNorm)
+        }
     }
 
     /// Group normalisation (`F.group_norm`): the C channels are split into `numGroups`
@@ -219,8 +127,11 @@ extension Tensor {
     ///   shapes other than `[C]`, or non-float input.
     public static func groupNorm(_ x: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?,
                                  eps: Double = 1e-5) throws -> Tensor {
+        try Dispatch.run(.groupNorm, x) { x in try groupNormOperand(x, numGroups: numGroups, weight: weight, bias: bias, eps: eps) }
+    }
+
+    private static func groupNormOperand(_ x: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Double) throws -> Tensor {
         let op = "groupNorm"
-        if x.dtype.isLowPrecision { return try groupNorm(x.widened(), numGroups: numGroups, weight: weight, bias: bias, eps: eps) }
         try Kernels.requireFloat(x, op)
         guard x.rank >= 2 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C, *], got \(x.shape)")
@@ -233,7 +144,7 @@ extension Tensor {
         try checkParameter(bias, "bias", [c], x, op: op)
         let s = Shape.count(Array(x.shape.dropFirst(2)))
         let layout = Kernels.RowNormLayout(rows: x.shape[0] * numGroups, groups: numGroups, cg: c / numGroups, s: s)
-        return try rowNorm(x, layout: layout, centered: true, weight: weight, bias: bias, eps: eps, op: op)
+        return try rowNorm(x, layout: layout, centered: true, weight: weight, bias: bias, eps: eps, op: .groupNorm)
     }
 
     private static func checkTrailing(_ x: Tensor, _ normalizedShape: [Int], op: String) throws {
@@ -257,69 +168,14 @@ extension Tensor {
 
     /// Shared driver of layer, RMS and group norm.
     private static func rowNorm(_ x: Tensor, layout: Kernels.RowNormLayout, centered: Bool,
-                                weight: Tensor?, bias: Tensor?, eps: Double, op: String) throws -> Tensor {
-        guard eps >= 0 else { throw TensorError.invalidArgument(op: op, message: "eps must be non-negative, got \(eps)") }
-        let xc = x.contiguousStorage()
-        let wc = weight?.contiguousStorage(), bc = bias?.contiguousStorage()
-        var mean = [Double](repeating: 0, count: layout.rows), rstd = [Double](repeating: 0, count: layout.rows)
-        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
-        mean.withUnsafeMutableBufferPointer { mb in
-            rstd.withUnsafeMutableBufferPointer { rb in
-                func run<T: FloatElement>(_: T.Type) {
-                    Kernels.rowStatistics(xc.elementPointer(T.self), rows: layout.rows, k: layout.k, centered: centered, eps: eps,
-                                          mean: mb.baseAddress!, rstd: rb.baseAddress!)
-                    // `bc` (a copy when `bias` is strided) is not used after its pointer was taken.
-                    withExtendedLifetime(bc) {
-                        Kernels.rowNormForward(xc.elementPointer(T.self), out.elementPointer(T.self), layout: layout,
-                                               mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                               weight: wc.map { UnsafePointer($0.elementPointer(T.self)) },
-                                               bias: bc.map { UnsafePointer($0.elementPointer(T.self)) })
-                    }
-                }
-                if x.dtype == .float64 { run(Double.self) } else { run(Float.self) }
-            }
-        }
+                                weight: Tensor?, bias: Tensor?, eps: Double, op: Op) throws -> Tensor {
+        guard eps >= 0 else { throw TensorError.invalidArgument(op: op.rawValue, message: "eps must be non-negative, got \(eps)") }
+        let (out, state) = Kernels.rowNormForward(x.contiguousStorage(), layout: layout, centered: centered,
+                                                  weight: weight?.contiguousStorage(), bias: bias?.contiguousStorage(), eps: eps)
         var inputs: [Tensor] = [x]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
-        let dtype = x.dtype, shape = x.shape
-        let xData = xc.detach(), wData = wc?.detach()
-        let rowMean = mean, rowRstd = rstd
-        let hasWeight = weight != nil, hasBias = bias != nil
-        return Tensor.record(op, out, inputs: inputs) { g in
-            let gc = g.contiguousStorage()
-            let dx = Tensor(uninitializedShape: shape, dtype: dtype)
-            let needParams = hasWeight || hasBias
-            var dw = [Double](repeating: 0, count: needParams ? layout.params : 0)
-            var db = [Double](repeating: 0, count: needParams ? layout.params : 0)
-            rowMean.withUnsafeBufferPointer { mb in
-                rowRstd.withUnsafeBufferPointer { rb in
-                    dw.withUnsafeMutableBufferPointer { dwb in
-                        db.withUnsafeMutableBufferPointer { dbb in
-                            func run<T: FloatElement>(_: T.Type) {
-                                // `gc` (a copy when `g` is strided) is not used after its pointer was taken.
-                                withExtendedLifetime(gc) {
-                                    Kernels.rowNormBackwardInput(gc.elementPointer(T.self), xData.elementPointer(T.self),
-                                                                 dx.elementPointer(T.self), layout: layout, centered: centered,
-                                                                 mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                                                 weight: wData.map { UnsafePointer($0.elementPointer(T.self)) })
-                                    if needParams {
-                                        Kernels.rowNormBackwardParams(gc.elementPointer(T.self), xData.elementPointer(T.self),
-                                                                      layout: layout, mean: mb.baseAddress!, rstd: rb.baseAddress!,
-                                                                      dweight: dwb.baseAddress!, dbias: dbb.baseAddress!)
-                                    }
-                                }
-                            }
-                            if dtype == .float64 { run(Double.self) } else { run(Float.self) }
-                        }
-                    }
-                }
-            }
-            var grads: [Tensor?] = [dx]
-            if let weight { grads.append(Tensor(dw, shape: weight.shape, dtype: dtype)) }
-            if let bias { grads.append(Tensor(db, shape: bias.shape, dtype: dtype)) }
-            return grads
-        }
+        return Dispatch.record(op, out, inputs: inputs, state: state)
     }
 }
 

@@ -51,13 +51,13 @@ struct SoftplusFn: UnaryFunction {
 
 extension Tensor {
     /// max(x, 0); gradient 0 at x = 0.
-    public func relu() throws -> Tensor { try unary("relu", ReluFn()) }
+    public func relu() throws -> Tensor { try unary(.relu, ReluFn()) }
     /// 1 / (1 + e^-x).
-    public func sigmoid() throws -> Tensor { try unary("sigmoid", SigmoidFn()) }
+    public func sigmoid() throws -> Tensor { try unary(.sigmoid, SigmoidFn()) }
     /// Hyperbolic tangent.
-    public func tanh() throws -> Tensor { try unary("tanh", TanhFn()) }
+    public func tanh() throws -> Tensor { try unary(.tanh, TanhFn()) }
     /// x · sigmoid(x) (also called swish).
-    public func silu() throws -> Tensor { try unary("silu", SiluFn()) }
+    public func silu() throws -> Tensor { try unary(.silu, SiluFn()) }
 
     /// How GELU is computed: exactly with erf, or with PyTorch's tanh approximation.
     public enum GeluApproximation: Sendable { case none, tanh }
@@ -66,13 +66,13 @@ extension Tensor {
     /// more on oneDNN's vectorised kernels).
     public func gelu(approximate: GeluApproximation = .none) throws -> Tensor {
         switch approximate {
-        case .none: return try unary("gelu", GeluErfFn(), oneDNN: .geluErf)
-        case .tanh: return try unary("gelu_tanh", GeluTanhFn(), oneDNN: .geluTanh)
+        case .none: return try unary(.gelu, GeluErfFn(), oneDNN: .geluErf)
+        case .tanh: return try unary(.geluTanh, GeluTanhFn(), oneDNN: .geluTanh)
         }
     }
 
     /// log(1 + e^(βx))/β, or x where βx > threshold (PyTorch's defaults β = 1, threshold 20).
     public func softplus(beta: Double = 1, threshold: Double = 20) throws -> Tensor {
-        try unary("softplus", SoftplusFn(beta: beta, threshold: threshold))
+        try unary(.softplus, SoftplusFn(beta: beta, threshold: threshold), scalars: [beta, threshold])
     }
 }

@@ -27,62 +27,39 @@ extension Tensor {
     }
 
     /// `a + b` with broadcasting.
-    public static func + (a: Tensor, b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, AddFn(), op: "add")
-        return record("add", out, inputs: [a, b]) { g in [try g.sumTo(a.shape), try g.sumTo(b.shape)] }
-    }
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor { try binary(.add, a, b, AddFn()) }
 
     /// `a - b` with broadcasting.
-    public static func - (a: Tensor, b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, SubFn(), op: "sub")
-        return record("sub", out, inputs: [a, b]) { g in [try g.sumTo(a.shape), try (-g).sumTo(b.shape)] }
-    }
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try binary(.sub, a, b, SubFn()) }
 
     /// `a * b` elementwise with broadcasting.
-    public static func * (a: Tensor, b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, MulFn(), op: "mul")
-        return record("mul", out, inputs: [a, b]) { g in
-            [a.requiresGrad ? try (g * b.detach()).sumTo(a.shape) : nil,
-             b.requiresGrad ? try (g * a.detach()).sumTo(b.shape) : nil]
-        }
-    }
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor { try binary(.mul, a, b, MulFn()) }
 
     /// `a / b` elementwise with broadcasting.
-    public static func / (a: Tensor, b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, DivFn(), op: "div")
-        return record("div", out, inputs: [a, b]) { g in
-            let gb = try g / b.detach()
-            return [a.requiresGrad ? try gb.sumTo(a.shape) : nil,
-                    b.requiresGrad ? try (-(gb * out.detach())).sumTo(b.shape) : nil]
-        }
-    }
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor { try binary(.div, a, b, DivFn()) }
 
     /// `a ** b` elementwise with broadcasting.
-    public static func pow(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, PowFn(), op: "pow")
-        return record("pow", out, inputs: [a, b]) { g in
-            let (ad, bd, od) = (a.detach(), b.detach(), out.detach())
-            return [a.requiresGrad ? try (g * bd * Tensor.pow(ad, bd - 1)).sumTo(a.shape) : nil,
-                    b.requiresGrad ? try (g * od * ad.log()).sumTo(b.shape) : nil]
-        }
-    }
+    public static func pow(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(.pow, a, b, PowFn()) }
 
     /// Elementwise maximum with broadcasting; at ties the gradient is split equally.
-    public static func maximum(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, MaxFn(), op: "maximum")
-        return record("maximum", out, inputs: [a, b]) { g in
-            let share = try Kernels.zip(a, b, GreaterShareFn(), op: "maximum")
-            return [try (g * share).sumTo(a.shape), try (g * (1 - share)).sumTo(b.shape)]
+    public static func maximum(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(.maximum, a, b, MaxFn()) }
+
+    /// Elementwise minimum with broadcasting; at ties the gradient is split equally.
+    public static func minimum(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(.minimum, a, b, MinFn()) }
+
+    /// `f(a, b)` elementwise with broadcasting, through the dispatcher (float32 or float64 operands
+    /// of one dtype; float16/bfloat16 compute in float32).
+    private static func binary<F: BinaryFunction>(_ op: Op, _ a: Tensor, _ b: Tensor, _ f: F) throws -> Tensor {
+        try Dispatch.run(op, [a, b]) { operands in
+            let (a, b) = (operands[0]!, operands[1]!)
+            return Dispatch.record(op, try Kernels.zip(a, b, f, op: op.rawValue), inputs: [a, b])
         }
     }
 
-    /// Elementwise minimum with broadcasting; at ties the gradient is split equally.
-    public static func minimum(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        let out = try Kernels.zip(a, b, MinFn(), op: "minimum")
-        return record("minimum", out, inputs: [a, b]) { g in
-            let share = try Kernels.zip(b, a, GreaterShareFn(), op: "minimum")
-            return [try (g * share).sumTo(a.shape), try (g * (1 - share)).sumTo(b.shape)]
-        }
+    /// 1 where a > b, 0.5 where a == b, 0 elsewhere (no gradient): how maximum and minimum split
+    /// their gradient.
+    static func greaterShare(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try Kernels.zip(a, b, GreaterShareFn(), op: "maximum")
     }
 
     /// A scalar tensor of this tensor's dtype.
@@ -99,9 +76,7 @@ extension Tensor {
 
     /// `a ** exponent` for a scalar exponent.
     public func pow(_ exponent: Double) throws -> Tensor {
-        if dtype.isLowPrecision { return try widened().pow(exponent).to(dtype) }
-        try Kernels.requireFloat(self, "pow")
-        return try unary("pow", ScalarPowFn(exponent: exponent))
+        try unary(.powScalar, ScalarPowFn(exponent: exponent), scalars: [exponent])
     }
 
     public static func += (a: inout Tensor, b: Tensor) throws { a = try a + b }

@@ -20,25 +20,23 @@ extension Tensor {
     /// (`groups == Cin == Cout` is a depthwise convolution).
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int] = [1],
                               padding: [Int] = [0], dilation: [Int] = [1], groups: Int = 1) throws -> Tensor {
-        let op = "conv2d"
-        if let low = Autocast.castTarget(input, weight, bias) {
-            return try conv2d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
-                           dilation: dilation, groups: groups)
+        try Dispatch.run(.conv2d, [input, weight, bias]) { operands in
+            try conv2dOperands(operands[0]!, weight: operands[1]!, bias: operands[2], stride: stride, padding: padding,
+                               dilation: dilation, groups: groups)
         }
-        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
-            return try Autocast.off {
-                try conv2d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
-                                          padding: padding, dilation: dilation, groups: groups)
-            }.to(input.dtype)
-        }
-        try checkConvOperands(op, input, weight, bias, rank: 4, layout: "[N, C, H, W]", weightLayout: "[Cout, Cin/groups, kH, kW]")
-        let s = try convPair(stride, "stride", op, minimum: 1)
-        let p = try convPair(padding, "padding", op, minimum: 0)
-        let d = try convPair(dilation, "dilation", op, minimum: 1)
+    }
+
+    private static func conv2dOperands(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int],
+                                       dilation: [Int], groups: Int) throws -> Tensor {
+        let op = Op.conv2d
+        try checkConvOperands(op.rawValue, input, weight, bias, rank: 4, layout: "[N, C, H, W]", weightLayout: "[Cout, Cin/groups, kH, kW]")
+        let s = try convPair(stride, "stride", op.rawValue, minimum: 1)
+        let p = try convPair(padding, "padding", op.rawValue, minimum: 0)
+        let d = try convPair(dilation, "dilation", op.rawValue, minimum: 1)
         let geo = ConvGeometry(batch: input.shape[0], inChannels: input.shape[1], height: input.shape[2], width: input.shape[3],
                                outChannels: weight.shape[0], groups: groups, kernelH: weight.shape[2], kernelW: weight.shape[3],
                                strideH: s.0, strideW: s.1, padH: p.0, padW: p.1, dilationH: d.0, dilationW: d.1)
-        try checkConvGeometry(op, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
+        try checkConvGeometry(op.rawValue, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
         return convolve(op, geo, input, weight, bias)
     }
 
@@ -49,25 +47,23 @@ extension Tensor {
     /// padding: K - 1, groups: C).slice(axis: 2, start: 0, end: L)`.
     public static func conv1d(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                               dilation: Int = 1, groups: Int = 1) throws -> Tensor {
-        let op = "conv1d"
-        if let low = Autocast.castTarget(input, weight, bias) {
-            return try conv1d(input.to(low), weight: weight.to(low), bias: bias?.to(low), stride: stride, padding: padding,
-                           dilation: dilation, groups: groups)
+        try Dispatch.run(.conv1d, [input, weight, bias]) { operands in
+            try conv1dOperands(operands[0]!, weight: operands[1]!, bias: operands[2], stride: stride, padding: padding,
+                               dilation: dilation, groups: groups)
         }
-        if input.dtype == .float16, weight.dtype == input.dtype, bias.map({ $0.dtype == input.dtype }) ?? true {
-            return try Autocast.off {
-                try conv1d(input.to(.float32), weight: weight.to(.float32), bias: bias?.to(.float32), stride: stride,
-                                          padding: padding, dilation: dilation, groups: groups)
-            }.to(input.dtype)
-        }
-        try checkConvOperands(op, input, weight, bias, rank: 3, layout: "[N, C, L]", weightLayout: "[Cout, Cin/groups, K]")
-        let s = try convPair([stride], "stride", op, minimum: 1)
-        let p = try convPair([padding], "padding", op, minimum: 0)
-        let d = try convPair([dilation], "dilation", op, minimum: 1)
+    }
+
+    private static func conv1dOperands(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int,
+                                       dilation: Int, groups: Int) throws -> Tensor {
+        let op = Op.conv1d
+        try checkConvOperands(op.rawValue, input, weight, bias, rank: 3, layout: "[N, C, L]", weightLayout: "[Cout, Cin/groups, K]")
+        let s = try convPair([stride], "stride", op.rawValue, minimum: 1)
+        let p = try convPair([padding], "padding", op.rawValue, minimum: 0)
+        let d = try convPair([dilation], "dilation", op.rawValue, minimum: 1)
         let geo = ConvGeometry(batch: input.shape[0], inChannels: input.shape[1], height: 1, width: input.shape[2],
                                outChannels: weight.shape[0], groups: groups, kernelH: 1, kernelW: weight.shape[2],
                                strideH: 1, strideW: s.1, padH: 0, padW: p.1, dilationH: 1, dilationW: d.1)
-        try checkConvGeometry(op, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
+        try checkConvGeometry(op.rawValue, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
         let x4 = try input.unsqueeze(2), w4 = try weight.unsqueeze(2)
         return try convolve(op, geo, x4, w4, bias).squeeze(2)
     }
@@ -127,31 +123,31 @@ extension Tensor {
 
     // MARK: - Forward and backward
 
-    private static func convolve(_ op: String, _ geo: ConvGeometry, _ input: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
+    private static func convolve(_ op: Op, _ geo: ConvGeometry, _ input: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
         let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
         let b = bias?.contiguousStorage().detach()
-        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
-        let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
-        let out: Tensor
-        var saved: DNNLConvSaved?
-        if let fast = Kernels.convForwardDNNL(geo, input: x, weight: w, bias: b, keep: recording) {
-            (out, saved) = fast
-        } else if input.dtype == .bfloat16 {
-            // oneDNN refused: float32 on the exactly widened operands, rounded back.
-            return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(.bfloat16)
-        } else {
-            out = Kernels.convForwardPortable(geo, input: x, weight: w, bias: b)
+        let needs = ConvState.Needs(input: input.requiresGrad, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
+        let keep = GradMode.isEnabled && (needs.input || needs.weight || needs.bias)
+        let ran = Backends.candidates(for: op, dtype: input.dtype).lazy.compactMap {
+            $0.convolution(geo, input: x, weight: w, bias: b, keep: keep)
+        }.first
+        guard let (out, backward) = ran else {
+            // bfloat16 that no backend runs: float32 on the exactly widened operands, rounded back.
+            return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(input.dtype)
         }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
-        let hasBias = bias != nil
-        return record(op, out, inputs: inputs) { g in
-            let gy = (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguousStorage()
-            let grads = saved.map {
-                Kernels.convBackwardDNNL($0, input: x, weight: w, gradOut: gy, needInput: needInput,
-                                         needWeight: needWeight, needBias: needBias)
-            } ?? Kernels.convBackwardPortable(geo, input: x, weight: w, gradOut: gy, needInput: needInput,
-                                            needWeight: needWeight, needBias: needBias)
-            return hasBias ? [grads.input, grads.weight, grads.bias] : [grads.input, grads.weight]
-        }
+        guard let backward else { return out }
+        return Dispatch.record(op, out, inputs: inputs,
+                               state: ConvState(backward: backward, needs: needs, hasBias: bias != nil, dtype: out.dtype))
     }
+}
+
+/// What a convolution keeps for its gradient: the backend's backward pass.
+struct ConvState: @unchecked Sendable {
+    struct Needs { let input: Bool, weight: Bool, bias: Bool }
+    let backward: any ConvBackward
+    let needs: Needs
+    let hasBias: Bool
+    /// The output's dtype (the gradient is converted to it).
+    let dtype: DType
 }

@@ -73,7 +73,7 @@ extension Tensor {
     /// operations one by one, which also report any shape error.
     public static func fusedConvBlocks(_ input: Tensor, _ blocks: [ConvBlockOperands], training: Bool = true)
         -> (output: Tensor, statistics: [ConvBlockStatistics])? {
-        guard !blocks.isEmpty, input.dtype == .float32, Autocast.castTarget(input) == nil, input.rank == 4,
+        guard !blocks.isEmpty, input.dtype == .float32, AutocastPolicy.computesInFloat32(.conv2d), input.rank == 4,
               training || !(GradMode.isEnabled && input.requiresGrad) else { return nil }
         var plans: [DNNLConvBlockPlan] = []
         var counts: [Int] = []
@@ -116,17 +116,9 @@ extension Tensor {
         guard statistics.allSatisfy({ $0.mean.allSatisfy(\.isFinite) && $0.variance.allSatisfy(\.isFinite) }),
               operands.allSatisfy({ $0.scale.isAllFinite() && $0.shift.isAllFinite() }) else { return nil }
         let inputs = [input] + blocks.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) + [$0.normWeight, $0.normBias] }
-        let inputShape = input.shape, outputShape = out.shape
-        let output = record("convBatchNormReLUMaxPool", out, inputs: inputs) { g in
-            let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
-            guard let grads = Kernels.convBlocksBackward(saved, gradOut: gy) else {
-                throw TensorError.invalidArgument(op: "convBatchNormReLUMaxPool",
-                                                  message: "oneDNN failed in the backward pass of \(inputShape) → \(outputShape)")
-            }
-            return [needInput ? grads[0].input : nil] + Swift.zip(blocks, grads).flatMap { block, g in
-                [g.weight] + (block.bias == nil ? [] : [g.bias]) + [g.scale, g.shift]
-            }
-        }
+        let state = ConvBlocksState(saved: saved, needInput: needInput, hasBias: blocks.map { $0.bias != nil },
+                                    inputShape: input.shape, outputShape: out.shape)
+        let output = Dispatch.record(.convBatchNormReLUMaxPool, out, inputs: inputs, state: state)
         return (output, statistics)
     }
 
@@ -165,4 +157,13 @@ extension Tensor {
     private static func pair(_ values: [Int], minimum: Int) -> (Int, Int)? {
         try? convPair(values, "", "fusedConvBlocks", minimum: minimum)
     }
+}
+
+/// What the fused conv blocks keep for their gradient: oneDNN's saved forward state.
+struct ConvBlocksState: @unchecked Sendable {
+    let saved: [DNNLConvBlockSaved]
+    let needInput: Bool
+    /// Whether each block's convolution has a bias.
+    let hasBias: [Bool]
+    let inputShape: [Int], outputShape: [Int]
 }

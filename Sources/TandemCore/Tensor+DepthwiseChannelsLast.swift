@@ -10,6 +10,12 @@ extension Tensor {
     /// autocast; other dtypes and autocast run the `conv2d` form. Wrong shapes throw
     /// `TensorError.shapeMismatch`, negative padding `TensorError.invalidArgument`.
     public static func depthwiseConv2dChannelsLast(_ input: Tensor, weight: Tensor, bias: Tensor?, padding: [Int]) throws -> Tensor {
+        try Dispatch.run(.depthwiseConv2dChannelsLast, [input, weight, bias]) { operands in
+            try depthwiseChannelsLast(operands[0]!, weight: operands[1]!, bias: operands[2], padding: padding)
+        }
+    }
+
+    private static func depthwiseChannelsLast(_ input: Tensor, weight: Tensor, bias: Tensor?, padding: [Int]) throws -> Tensor {
         let op = "depthwiseConv2dChannelsLast"
         let (padH, padW) = try convPair(padding, "padding", op, minimum: 0)
         guard input.rank == 4 else {
@@ -28,36 +34,24 @@ extension Tensor {
         // Depthwise (weight dimension 1 is 1), bias, empty kernel, kernel larger than the padded input.
         try checkConvGeometry(op, geo, input: input.shape, weight: weight.shape, bias: bias?.shape)
         let operands = [input, weight] + (bias.map { [$0] } ?? [])
-        guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType, Autocast.castTarget(input) == nil else {
+        guard operands.allSatisfy({ $0.dtype == input.dtype }), input.dtype.isComputeType else {
             return try conv2d(input.permute([0, 3, 1, 2]), weight: weight, bias: bias, padding: [padH, padW], groups: channels)
                 .permute([0, 2, 3, 1])
         }
         let x = input.contiguousStorage().detach(), w = weight.contiguousStorage().detach()
-        let b = bias?.contiguousStorage().detach()
-        let out = Tensor(uninitializedShape: [geo.batch, geo.outHeight, geo.outWidth, channels], dtype: input.dtype)
-        func forward<T: FloatElement & SIMDScalar>(_: T.Type) {
-            Kernels.depthwiseChannelsLastForward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
-                                                 bias: b.map { UnsafePointer($0.elementPointer(T.self)) }, y: out.elementPointer(T.self))
-        }
-        withExtendedLifetime((x, w, b, out)) {
-            if input.dtype == .float64 { forward(Double.self) } else { forward(Float.self) }
-        }
-        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
-        let hasBias = bias != nil
-        return record(op, out, inputs: operands) { g in
-            let gy = (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguousStorage()
-            let gx = needInput ? Tensor(uninitializedShape: x.shape, dtype: x.dtype) : nil
-            let gw = needWeight ? Tensor(uninitializedShape: w.shape, dtype: x.dtype) : nil
-            let gb = needBias ? Tensor(uninitializedShape: [channels], dtype: x.dtype) : nil
-            func backward<T: FloatElement & SIMDScalar>(_: T.Type) {
-                Kernels.depthwiseChannelsLastBackward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
-                                                      gy: gy.elementPointer(T.self), gx: gx?.elementPointer(T.self),
-                                                      gw: gw?.elementPointer(T.self), gb: gb?.elementPointer(T.self))
-            }
-            withExtendedLifetime((gy, gx, gw, gb)) {
-                if x.dtype == .float64 { backward(Double.self) } else { backward(Float.self) }
-            }
-            return [gx, gw] + (hasBias ? [gb] : [])
-        }
+        let out = Kernels.depthwiseChannelsLastForward(geo, input: x, weight: w, bias: bias?.contiguousStorage().detach())
+        let state = DepthwiseChannelsLastState(geo: geo, input: x, weight: w, hasBias: bias != nil,
+                                               needs: operands.map(\.requiresGrad))
+        return Dispatch.record(.depthwiseConv2dChannelsLast, out, inputs: operands, state: state)
     }
+}
+
+/// What a channels-last depthwise convolution keeps for its gradient.
+struct DepthwiseChannelsLastState: @unchecked Sendable {
+    let geo: ConvGeometry
+    /// The contiguous input `[N, H, W, C]` and weight.
+    let input: Tensor, weight: Tensor
+    let hasBias: Bool
+    /// Whether input, weight (and bias) need gradients.
+    let needs: [Bool]
 }

@@ -47,14 +47,7 @@ extension Tensor {
             var dst = out.restrided(shape: { var s = shape; s[a] = 1; return s }(), strides: out.strides, offset: k * out.strides[a])
             try dst.assign(from: restrided(shape: dst.shape, strides: strides, offset: offset + i * strides[a]))
         }
-        let source = shape, dtype = self.dtype
-        let indexKeep = index
-        return Tensor.record("indexSelect", out, inputs: [self]) { g in
-            var expandedIndexShape = [Int](repeating: 1, count: outShape.count)
-            expandedIndexShape[a] = idx.count
-            let full = try indexKeep.reshape(expandedIndexShape).expand(outShape)
-            return [try Tensor.zeros(source, dtype: dtype).scatterAdd(axis: a, index: full, source: g)]
-        }
+        return Dispatch.record(.indexSelect, out, inputs: [self], axes: [a], shape: outShape, tensors: [index])
     }
 
     /// Embedding lookup: `weight [numEmbeddings, dim]`, integer `indices [...]` → `[..., dim]`.
@@ -86,10 +79,7 @@ extension Tensor {
             }
         }
         if dtype == .float64 { try run(Double.self) } else { try run(Float.self) }
-        let source = shape, dtype = self.dtype
-        return Tensor.record("gather", out, inputs: [self]) { g in
-            [try Tensor.zeros(source, dtype: dtype).scatterAdd(axis: a, index: index, source: g)]
-        }
+        return Dispatch.record(.gather, out, inputs: [self], axes: [a], tensors: [index])
     }
 
     /// A copy of this tensor with `source` added at positions given by `index` along `axis`:
@@ -121,10 +111,7 @@ extension Tensor {
             }
         }
         if dtype == .float64 { try run(Double.self) } else { try run(Float.self) }
-        let indexKeep = index
-        return Tensor.record("scatterAdd", out, inputs: [self, source]) { g in
-            [g, try g.gather(axis: a, index: indexKeep)]
-        }
+        return Dispatch.record(.scatterAdd, out, inputs: [self, source], axes: [a], tensors: [index])
     }
 
     /// One-hot encoding of an integer tensor: `[...]` → `[..., numClasses]` (dtype as given).

@@ -23,10 +23,7 @@ extension Tensor {
             try view.assign(from: t)
             start += t.shape[a]
         }
-        let sizes = tensors.map { $0.shape[a] }
-        return record("cat", out, inputs: tensors) { g in
-            try zip(starts, sizes).map { try g.narrow(axis: a, start: $0, length: $1) }
-        }
+        return Dispatch.record(.cat, out, inputs: tensors, axes: [a], ints: starts)
     }
 
     /// Stacks equally shaped tensors along a new axis.
@@ -86,13 +83,6 @@ extension Tensor {
         let start = zip(before, out.strides).reduce(0) { $0 + $1.0 * $1.1 }
         var view = out.restrided(shape: shape, strides: out.strides, offset: start)
         try view.assign(from: self)
-        let original = shape
-        return Tensor.record("pad", out, inputs: [self]) { g in
-            var cut = g
-            for axis in 0..<original.count where before[axis] != 0 || original[axis] != g.shape[axis] {
-                cut = try cut.narrow(axis: axis, start: before[axis], length: original[axis])
-            }
-            return [cut]
-        }
+        return Dispatch.record(.pad, out, inputs: [self], ints: before)
     }
 }

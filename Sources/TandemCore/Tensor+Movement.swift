@@ -7,8 +7,7 @@ extension Tensor {
         if target == shape { return self }
         let base = isContiguous ? self : Kernels.contiguousCopy(self)
         let out = base.restrided(shape: target, strides: Shape.contiguousStrides(target), offset: base.offset)
-        let source = shape
-        return Tensor.record("reshape", out, inputs: [self]) { g in [try g.reshape(source)] }
+        return Dispatch.record(.reshape, out, inputs: [self])
     }
 
     /// Like `reshape`, but fails instead of copying when the tensor is not contiguous.
@@ -59,7 +58,7 @@ extension Tensor {
         let out = restrided(shape: axes.map { shape[$0] }, strides: axes.map { strides[$0] }, offset: offset)
         var inverse = [Int](repeating: 0, count: rank)
         for (i, a) in axes.enumerated() { inverse[a] = i }
-        return Tensor.record("permute", out, inputs: [self]) { g in [try g.permute(inverse)] }
+        return Dispatch.record(.permute, out, inputs: [self], ints: inverse)
     }
 
     /// Swaps two dimensions.
@@ -115,8 +114,7 @@ extension Tensor {
             }
         }
         let out = restrided(shape: outShape, strides: outStrides, offset: offset)
-        let source = shape
-        return Tensor.record("expand", out, inputs: [self]) { g in [try g.sumTo(source)] }
+        return Dispatch.record(.expand, out, inputs: [self])
     }
 
     /// Elements `start..<end` by `step` along `axis` (Python's `x[..., start:end:step]`).
@@ -132,10 +130,7 @@ extension Tensor {
         newShape[a] = length
         newStrides[a] = strides[a] * step
         let out = restrided(shape: newShape, strides: newStrides, offset: offset + lo * strides[a])
-        let source = shape, dtype = self.dtype
-        return Tensor.record("slice", out, inputs: [self]) { g in
-            [try Tensor.scatterSlice(g, into: source, dtype: dtype, axis: a, start: lo, step: step)]
-        }
+        return Dispatch.record(.slice, out, inputs: [self], axes: [a], ints: [lo, step])
     }
 
     /// `length` elements from `start` along `axis`.

@@ -8,13 +8,11 @@ extension Tensor {
     /// The gradient goes to the first maximum of each window (row-major order), as in PyTorch;
     /// a NaN in a window is its maximum.
     public func maxPool2d(kernelSize: [Int], stride: [Int]? = nil, padding: [Int] = [0]) throws -> Tensor {
-        if dtype.isLowPrecision { return try widened().maxPool2d(kernelSize: kernelSize, stride: stride, padding: padding) }
-        let (x, geo, outShape) = try poolSetup("maxPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
-        let (out, indices) = Kernels.maxPool2dForward(geo, input: x)
-        let inShape = shape
-        return Tensor.record("maxPool2d", try out.reshape(outShape), inputs: [self]) { g in
-            let gy = g.contiguousStorage()
-            return [try Kernels.maxPool2dBackward(geo, gradOut: gy, indices: indices).reshape(inShape)]
+        try Dispatch.run(.maxPool2d, self) { input in
+            let (x, geo, outShape) = try input.poolSetup("maxPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
+            let (out, indices) = Kernels.maxPool2dForward(geo, input: x)
+            return Dispatch.record(.maxPool2d, try out.reshape(outShape), inputs: [input],
+                                   state: PoolState.max(geo, indices: indices, inputShape: input.shape))
         }
     }
 
@@ -24,15 +22,11 @@ extension Tensor {
     /// padded input; without it, by the number of real input elements it covers.
     public func avgPool2d(kernelSize: [Int], stride: [Int]? = nil, padding: [Int] = [0],
                           countIncludePad: Bool = true) throws -> Tensor {
-        if dtype.isLowPrecision {
-            return try widened().avgPool2d(kernelSize: kernelSize, stride: stride, padding: padding, countIncludePad: countIncludePad)
-        }
-        let (x, geo, outShape) = try poolSetup("avgPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
-        let out = Kernels.avgPool2dForward(geo, input: x, countIncludePad: countIncludePad)
-        let inShape = shape
-        return Tensor.record("avgPool2d", try out.reshape(outShape), inputs: [self]) { g in
-            let gy = g.contiguousStorage()
-            return [try Kernels.avgPool2dBackward(geo, gradOut: gy, countIncludePad: countIncludePad).reshape(inShape)]
+        try Dispatch.run(.avgPool2d, self) { input in
+            let (x, geo, outShape) = try input.poolSetup("avgPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
+            let out = Kernels.avgPool2dForward(geo, input: x, countIncludePad: countIncludePad)
+            return Dispatch.record(.avgPool2d, try out.reshape(outShape), inputs: [input],
+                                   state: PoolState.average(geo, countIncludePad: countIncludePad, inputShape: input.shape))
         }
     }
 
@@ -40,8 +34,11 @@ extension Tensor {
     /// value (square) or two. Output row `i` averages input rows
     /// `floor(i·H/outH) ..< ceil((i+1)·H/outH)` (likewise columns), so windows may overlap.
     public func adaptiveAvgPool2d(outputSize: [Int]) throws -> Tensor {
+        try Dispatch.run(.adaptiveAvgPool2d, self) { try $0.adaptiveAveragePool(outputSize: outputSize) }
+    }
+
+    private func adaptiveAveragePool(outputSize: [Int]) throws -> Tensor {
         let op = "adaptiveAvgPool2d"
-        if dtype.isLowPrecision { return try widened().adaptiveAvgPool2d(outputSize: outputSize) }
         try Kernels.requireFloat(self, op)
         guard rank == 3 || rank == 4 else {
             throw TensorError.shapeMismatch(op: op, message: "input must be [N, C, H, W] or [C, H, W], got \(shape)")
@@ -57,12 +54,9 @@ extension Tensor {
         let planes = shape.dropLast(2).reduce(1, *)
         let x = contiguousStorage()
         let out = Kernels.adaptiveAvgPool2dForward(input: x, planes: planes, height: h, width: w, outHeight: oh, outWidth: ow)
-        let inShape = shape
-        return Tensor.record(op, try out.reshape(Array(shape.dropLast(2)) + [oh, ow]), inputs: [self]) { g in
-            let gy = g.contiguousStorage()
-            return [try Kernels.adaptiveAvgPool2dBackward(gradOut: gy, planes: planes, height: h, width: w,
-                                                          outHeight: oh, outWidth: ow).reshape(inShape)]
-        }
+        return Dispatch.record(.adaptiveAvgPool2d, try out.reshape(Array(shape.dropLast(2)) + [oh, ow]), inputs: [self],
+                               state: PoolState.adaptiveAverage(planes: planes, height: h, width: w, outHeight: oh, outWidth: ow,
+                                                                inputShape: shape))
     }
 
     /// Validates a pooling call and returns the contiguous input, the geometry and the output shape.
@@ -96,4 +90,11 @@ extension Tensor {
         }
         return (contiguousStorage(), geo, Array(shape.dropLast(2)) + [geo.outHeight, geo.outWidth])
     }
+}
+
+/// What a pooling keeps for its gradient.
+enum PoolState: @unchecked Sendable {
+    case max(PoolGeometry, indices: Tensor, inputShape: [Int])
+    case average(PoolGeometry, countIncludePad: Bool, inputShape: [Int])
+    case adaptiveAverage(planes: Int, height: Int, width: Int, outHeight: Int, outWidth: Int, inputShape: [Int])
 }

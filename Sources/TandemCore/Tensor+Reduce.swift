@@ -7,14 +7,14 @@ extension Tensor {
 
     /// Sum over `axes`.
     public func sum(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-        if dtype.isLowPrecision { return try widened().sum(axes: axes, keepDim: keepDim) }
-        try Kernels.requireFloat(self, "sum")
-        let ax = try Shape.normalizeAxes(axes, rank: rank, op: "sum")
-        let kept = ax.isEmpty ? self : Kernels.reduce(self, axes: ax, kind: .sum)
-        let out = keepDim ? kept : kept.restrided(shape: reducedShape(ax, keepDim: false),
-                                                 strides: Shape.contiguousStrides(reducedShape(ax, keepDim: false)), offset: 0)
-        let source = shape, keptShape = reducedShape(ax, keepDim: true)
-        return Tensor.record("sum", out, inputs: [self]) { g in [try g.reshape(keptShape).expand(source)] }
+        try Dispatch.run(.sum, self) { x in
+            try Kernels.requireFloat(x, "sum")
+            let ax = try Shape.normalizeAxes(axes, rank: x.rank, op: "sum")
+            let kept = ax.isEmpty ? x : Kernels.reduce(x, axes: ax, kind: .sum)
+            let out = keepDim ? kept : kept.restrided(shape: x.reducedShape(ax, keepDim: false),
+                                                     strides: Shape.contiguousStrides(x.reducedShape(ax, keepDim: false)), offset: 0)
+            return Dispatch.record(.sum, out, inputs: [x], shape: x.reducedShape(ax, keepDim: true))
+        }
     }
 
     /// Mean over `axes`.
@@ -34,38 +34,32 @@ extension Tensor {
 
     /// Maximum over `axes` (`amax`); ties share the gradient equally.
     public func amax(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-        try extremum(axes: axes, keepDim: keepDim, kind: .max, op: "amax")
+        try Dispatch.run(.amax, self) { try $0.extremum(axes: axes, keepDim: keepDim, kind: .max, op: .amax) }
     }
 
     /// Minimum over `axes` (`amin`); ties share the gradient equally.
     public func amin(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-        try extremum(axes: axes, keepDim: keepDim, kind: .min, op: "amin")
+        try Dispatch.run(.amin, self) { try $0.extremum(axes: axes, keepDim: keepDim, kind: .min, op: .amin) }
     }
 
-    private func extremum(axes: [Int]?, keepDim: Bool, kind: ReduceKind, op: String) throws -> Tensor {
-        if dtype.isLowPrecision { return try widened().extremum(axes: axes, keepDim: keepDim, kind: kind, op: op) }
-        try Kernels.requireFloat(self, op)
-        guard count > 0 else { throw TensorError.invalidArgument(op: op, message: "cannot reduce an empty tensor") }
-        let ax = try Shape.normalizeAxes(axes, rank: rank, op: op)
+    private func extremum(axes: [Int]?, keepDim: Bool, kind: ReduceKind, op: Op) throws -> Tensor {
+        try Kernels.requireFloat(self, op.rawValue)
+        guard count > 0 else { throw TensorError.invalidArgument(op: op.rawValue, message: "cannot reduce an empty tensor") }
+        let ax = try Shape.normalizeAxes(axes, rank: rank, op: op.rawValue)
         let kept = ax.isEmpty ? self : Kernels.reduce(self, axes: ax, kind: kind)
         let outShape = reducedShape(ax, keepDim: keepDim)
         let out = kept.restrided(shape: outShape, strides: Shape.contiguousStrides(outShape), offset: 0)
-        let input = self.detach(), source = shape
-        return Tensor.record(op, out, inputs: [self]) { g in
-            let winners = try input.eq(kept.expand(source)).to(input.dtype)
-            let ties = try winners.sum(axes: ax, keepDim: true)
-            return [try winners * (g.reshape(kept.shape) / ties)]
-        }
+        return Dispatch.record(op, out, inputs: [self], axes: ax, tensors: [kept.detach()])
     }
 
     /// Maximum along one axis with the index of the first maximum (int64).
     public func max(axis: Int, keepDim: Bool = false) throws -> (values: Tensor, indices: Tensor) {
-        try argExtremum(axis: axis, keepDim: keepDim, wantMax: true, op: "max")
+        try argExtremum(axis: axis, keepDim: keepDim, wantMax: true, op: .max)
     }
 
     /// Minimum along one axis with the index of the first minimum (int64).
     public func min(axis: Int, keepDim: Bool = false) throws -> (values: Tensor, indices: Tensor) {
-        try argExtremum(axis: axis, keepDim: keepDim, wantMax: false, op: "min")
+        try argExtremum(axis: axis, keepDim: keepDim, wantMax: false, op: .min)
     }
 
     /// Index of the maximum along `axis` (int64).
@@ -74,45 +68,23 @@ extension Tensor {
     /// Index of the minimum along `axis` (int64).
     public func argmin(axis: Int, keepDim: Bool = false) throws -> Tensor { try min(axis: axis, keepDim: keepDim).indices }
 
-    private func argExtremum(axis: Int, keepDim: Bool, wantMax: Bool, op: String) throws -> (values: Tensor, indices: Tensor) {
-        if dtype.isLowPrecision { return try widened().argExtremum(axis: axis, keepDim: keepDim, wantMax: wantMax, op: op) }
-        try Kernels.requireFloat(self, op)
-        let a = try Shape.normalizeAxis(axis, rank: rank, op: op)
-        guard rank == 0 || shape[a] > 0 else { throw TensorError.invalidArgument(op: op, message: "axis \(axis) of \(shape) is empty") }
-        let rows = try movedToLast(a)
-        let n = rank == 0 ? 1 : shape[a]
-        let outer = count / Swift.max(n, 1)
-        var keptShape = shape
-        if rank > 0 { keptShape[a] = 1 }
-        let values = Tensor(uninitializedShape: keptShape, dtype: dtype)
-        let indices = Tensor(uninitializedShape: keptShape, dtype: .int64)
-        func run<T: FloatElement>(_: T.Type) {
-            nonisolated(unsafe) let src = rows.elementPointer(T.self)
-            nonisolated(unsafe) let v = values.elementPointer(T.self)
-            nonisolated(unsafe) let ix = indices.elementPointer(Int64.self)
-            Parallel.forRanges(outer, costPerItem: n) { range in
-                for r in range {
-                    let row = src + r * n
-                    var best = row[0], bestIndex = 0
-                    for j in 1..<Swift.max(n, 1) where !best.isNaN {
-                        let x = row[j]
-                        if x.isNaN || (wantMax ? x > best : x < best) { best = x; bestIndex = j }
-                    }
-                    v[r] = best
-                    ix[r] = Int64(bestIndex)
-                }
+    private func argExtremum(axis: Int, keepDim: Bool, wantMax: Bool, op: Op) throws -> (values: Tensor, indices: Tensor) {
+        var indices = Tensor.zeros([0], dtype: .int64)
+        let values = try Dispatch.run(op, self) { x in
+            try Kernels.requireFloat(x, op.rawValue)
+            let a = try Shape.normalizeAxis(axis, rank: x.rank, op: op.rawValue)
+            guard x.rank == 0 || x.shape[a] > 0 else {
+                throw TensorError.invalidArgument(op: op.rawValue, message: "axis \(axis) of \(x.shape) is empty")
             }
+            var keptShape = x.shape
+            if x.rank > 0 { keptShape[a] = 1 }
+            let (best, index) = Kernels.argExtremum(try x.movedToLast(a), keptShape: keptShape, wantMax: wantMax)
+            let outShape = keepDim ? keptShape : x.shape.enumerated().filter { $0.offset != a }.map(\.element)
+            indices = try index.reshape(outShape)
+            let vals = best.restrided(shape: outShape, strides: Shape.contiguousStrides(outShape), offset: 0)
+            return Dispatch.record(op, vals, inputs: [x], axes: [a], shape: keptShape, tensors: [index])
         }
-        // Kernels read `rows` through a raw pointer: keep it alive until they are done.
-        withExtendedLifetime(rows) { if self.dtype == .float64 { run(Double.self) } else { run(Float.self) } }
-        let outShape = keepDim ? keptShape : shape.enumerated().filter { $0.offset != a }.map(\.element)
-        let idx = try indices.reshape(outShape)
-        let vals = values.restrided(shape: outShape, strides: Shape.contiguousStrides(outShape), offset: 0)
-        let source = shape, dtype = self.dtype
-        let recorded = Tensor.record(op, vals, inputs: [self]) { g in
-            [try Tensor.zeros(source, dtype: dtype).scatterAdd(axis: a, index: indices, source: g.reshape(keptShape))]
-        }
-        return (recorded, idx)
+        return (values, indices)
     }
 
     /// log(sum(exp(x))) over `axes`, computed stably (rows of -inf give -inf).
@@ -127,7 +99,10 @@ extension Tensor {
 
     /// Product over `axes`. The gradient is exact even where elements are zero.
     public func prod(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-        if dtype.isLowPrecision { return try widened().prod(axes: axes, keepDim: keepDim) }
+        try Dispatch.run(.prod, self) { try $0.product(axes: axes, keepDim: keepDim) }
+    }
+
+    private func product(axes: [Int]?, keepDim: Bool) throws -> Tensor {
         try Kernels.requireFloat(self, "prod")
         let ax = try Shape.normalizeAxes(axes, rank: rank, op: "prod")
         let keptAxes = (0..<rank).filter { !ax.contains($0) }
@@ -143,10 +118,7 @@ extension Tensor {
         let permutedShape = keptAxes.map { shape[$0] } + ax.map { shape[$0] }
         var inverse = [Int](repeating: 0, count: rank)
         for (i, a) in (keptAxes + ax).enumerated() { inverse[a] = i }
-        return Tensor.record("prod", out, inputs: [self]) { g in
-            let grad = try others * g.reshape([-1, 1])
-            return [try grad.reshape(permutedShape).permute(inverse).contiguous()]
-        }
+        return Dispatch.record(.prod, out, inputs: [self], ints: inverse, shape: permutedShape, tensors: [others])
     }
 
     /// `axis` moved to the end, contiguous (for row-wise kernels).
@@ -162,28 +134,12 @@ extension Tensor {
     /// no gradient.
     public func isAllFinite() -> Bool {
         switch dtype {
-        case .float32:
-            let c = contiguousStorage()
-            return withExtendedLifetime(c) { Kernels.allFinite(UnsafePointer(c.elementPointer(Float.self)), count: c.count) }
-        case .float64:
-            let c = contiguousStorage()
-            return withExtendedLifetime(c) { Kernels.allFinite(UnsafePointer(c.elementPointer(Double.self)), count: c.count) }
-        case .float16, .bfloat16:
-            return detach().to(.float32).isAllFinite()
-        case .int32, .int64, .uint8, .bool:
-            return true
+        case .float32, .float64: return Kernels.allFinite(self)
+        case .float16, .bfloat16: return detach().to(.float32).isAllFinite()
+        case .int32, .int64, .uint8, .bool: return true
         }
     }
 
     /// Non-finite elements replaced by `value` (no gradient).
-    func replacingNonFinite(with value: Double) throws -> Tensor {
-        let c = contiguousStorage()
-        var out = Kernels.contiguousCopy(c)
-        if dtype == .float64 {
-            out.withUnsafeMutableElements(Double.self) { b in for i in b.indices where !b[i].isFinite { b[i] = value } }
-        } else {
-            out.withUnsafeMutableElements(Float.self) { b in for i in b.indices where !b[i].isFinite { b[i] = Float(value) } }
-        }
-        return out
-    }
+    func replacingNonFinite(with value: Double) throws -> Tensor { Kernels.replacingNonFinite(self, with: value) }
 }

@@ -52,60 +52,49 @@ struct ClampFn: UnaryFunction {
 }
 
 extension Tensor {
-    /// Applies `f` elementwise and records its derivative for autograd.
-    func unary<F: UnaryFunction>(_ name: String, _ f: F) throws -> Tensor {
-        // float16/bfloat16: compute in float32, round the result back (PyTorch keeps the dtype).
-        if dtype.isLowPrecision { return try widened().unary(name, f).to(dtype) }
-        try Kernels.requireFloat(self, name)
-        let out = Kernels.map(self, f)
-        let input = self
-        return Tensor.record(name, out, inputs: [self]) { g in
-            [Kernels.mapBackward(g, x: input.detach(), y: out, f)]
+    /// Applies `f` elementwise through the dispatcher (`scalars`: f's parameters, for its rule).
+    func unary<F: UnaryFunction>(_ op: Op, _ f: F, scalars: [Double] = []) throws -> Tensor {
+        try Dispatch.run(op, self) { x in
+            try Kernels.requireFloat(x, op.rawValue)
+            return Dispatch.record(op, Kernels.map(x, f), inputs: [x], scalars: scalars)
         }
     }
 
     /// `unary` on oneDNN's eltwise `algorithm` (the same function as `f`) for float32 tensors of
     /// at least `DNNLEltwise.minimumElements`; the Swift kernels otherwise, or when oneDNN refuses.
-    func unary<F: UnaryFunction>(_ name: String, _ f: F, oneDNN algorithm: DNNLEltwise.Algorithm) throws -> Tensor {
-        guard dtype == .float32, count >= DNNLEltwise.minimumElements else { return try unary(name, f) }
-        let x = contiguousStorage().detach()
-        let out = Tensor(uninitializedShape: shape, dtype: .float32)
-        guard DNNLEltwise.forward(algorithm, src: x.rawElements, dst: out.rawElements, count: count) else {
-            return try unary(name, f)
-        }
-        return Tensor.record(name, out, inputs: [self]) { g in
-            let gy = (g.dtype == .float32 ? g : g.to(.float32)).contiguousStorage()
-            let gx = Tensor(uninitializedShape: x.shape, dtype: .float32)
-            let done = withExtendedLifetime(gy) {
-                DNNLEltwise.backward(algorithm, src: x.rawElements, diffDst: gy.rawElements, diffSrc: gx.rawElements, count: x.count)
+    func unary<F: UnaryFunction>(_ op: Op, _ f: F, oneDNN algorithm: DNNLEltwise.Algorithm) throws -> Tensor {
+        try Dispatch.run(op, self) { x in
+            try Kernels.requireFloat(x, op.rawValue)
+            if let out = Kernels.eltwiseForwardDNNL(algorithm, x) {
+                return Dispatch.record(op, out, inputs: [x], state: algorithm)
             }
-            return [done ? gx : Kernels.mapBackward(g, x: x, y: out, f)]
+            return Dispatch.record(op, Kernels.map(x, f), inputs: [x])
         }
     }
 
     /// `-x`.
-    public static prefix func - (x: Tensor) throws -> Tensor { try x.unary("neg", NegFn()) }
+    public static prefix func - (x: Tensor) throws -> Tensor { try x.unary(.neg, NegFn()) }
     /// e^x.
-    public func exp() throws -> Tensor { try unary("exp", ExpFn()) }
+    public func exp() throws -> Tensor { try unary(.exp, ExpFn()) }
     /// Natural logarithm.
-    public func log() throws -> Tensor { try unary("log", LogFn()) }
+    public func log() throws -> Tensor { try unary(.log, LogFn()) }
     /// Square root.
-    public func sqrt() throws -> Tensor { try unary("sqrt", SqrtFn()) }
+    public func sqrt() throws -> Tensor { try unary(.sqrt, SqrtFn()) }
     /// 1 / sqrt(x).
-    public func rsqrt() throws -> Tensor { try unary("rsqrt", RsqrtFn()) }
+    public func rsqrt() throws -> Tensor { try unary(.rsqrt, RsqrtFn()) }
     /// |x| (gradient 0 at 0).
-    public func abs() throws -> Tensor { try unary("abs", AbsFn()) }
+    public func abs() throws -> Tensor { try unary(.abs, AbsFn()) }
     /// -1, 0 or 1 (zero gradient).
-    public func sign() throws -> Tensor { try unary("sign", SignFn()) }
+    public func sign() throws -> Tensor { try unary(.sign, SignFn()) }
     /// log(1 + x), accurate near 0.
-    public func log1p() throws -> Tensor { try unary("log1p", Log1pFn()) }
+    public func log1p() throws -> Tensor { try unary(.log1p, Log1pFn()) }
     /// e^x - 1, accurate near 0.
-    public func expm1() throws -> Tensor { try unary("expm1", Expm1Fn()) }
+    public func expm1() throws -> Tensor { try unary(.expm1, Expm1Fn()) }
     /// x clamped into [min, max]; the gradient passes where min ≤ x ≤ max.
     public func clamp(min low: Double = -.infinity, max high: Double = .infinity) throws -> Tensor {
         guard low <= high else {
             throw TensorError.invalidArgument(op: "clamp", message: "min \(low) is greater than max \(high)")
         }
-        return try unary("clamp", ClampFn(low: low, high: high))
+        return try unary(.clamp, ClampFn(low: low, high: high), scalars: [low, high])
     }
 }

@@ -25,8 +25,7 @@ extension Tensor {
             }
             seed = Tensor.ones(shape, dtype: dtype)
         }
-        // The backward ops use the dtypes recorded in the forward pass, never autocast's.
-        try Tensor.withNoGrad { try Autocast.off { try AutogradEngine.run(root: root, seed: seed, retainGraph: retainGraph) } }
+        try Dispatch.backwardPass { try AutogradEngine.run(root: root, seed: seed, retainGraph: retainGraph) }
     }
 }
 

@@ -5,6 +5,7 @@ extension Tensor {
     /// shaped like that input. Compute `value` from detached inputs.
     public static func customFunction(_ name: String, value: Tensor, inputs: [Tensor],
                                       backward: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
-        record(name, value.detach(), inputs: inputs, backward: backward)
+        guard GradMode.isEnabled, inputs.contains(where: { $0.gradNode != nil }) else { return value.detach() }
+        return value.detach().withGradNode(GradNode(name: name, inputs: inputs.map(\.gradNode), backward: backward))
     }
 }

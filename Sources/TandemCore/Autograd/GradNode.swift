@@ -99,13 +99,10 @@ extension Tensor {
         try GradMode.$isEnabled.withValue(true, operation: body)
     }
 
-    /// Attaches an op node to `result` when grad mode is on and any input requires grad.
-    /// `backward` maps dL/d(result) to one gradient per input, shaped like that input.
-    static func record(_ name: String, _ result: Tensor, inputs: [Tensor],
-                       backward: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
-        guard GradMode.isEnabled, inputs.contains(where: { $0.gradNode != nil }) else { return result }
-        var out = result
-        out.gradNode = GradNode(name: name, inputs: inputs.map(\.gradNode), backward: backward)
+    /// This tensor as the output of `node` (used by `Dispatch.record` and `customFunction`).
+    func withGradNode(_ node: GradNode) -> Tensor {
+        var out = self
+        out.gradNode = node
         return out
     }
 }

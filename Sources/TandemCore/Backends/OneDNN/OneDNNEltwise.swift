@@ -120,3 +120,27 @@ enum DNNLEltwise {
         }
     }
 }
+
+extension Kernels {
+    /// `algorithm` applied to a float32 tensor of at least `DNNLEltwise.minimumElements` on
+    /// oneDNN (a new contiguous tensor); nil for other tensors or when oneDNN refuses.
+    static func eltwiseForwardDNNL(_ algorithm: DNNLEltwise.Algorithm, _ x: Tensor) -> Tensor? {
+        guard x.dtype == .float32, x.count >= DNNLEltwise.minimumElements else { return nil }
+        let src = x.contiguousStorage()
+        let out = Tensor(uninitializedShape: x.shape, dtype: .float32)
+        let done = withExtendedLifetime(src) { DNNLEltwise.forward(algorithm, src: src.rawElements, dst: out.rawElements, count: src.count) }
+        return done ? out : nil
+    }
+
+    /// The gradient of `algorithm` at `x` for the output gradient `gradOut` on oneDNN; nil when
+    /// the tensors do not qualify or oneDNN refuses.
+    static func eltwiseBackwardDNNL(_ algorithm: DNNLEltwise.Algorithm, x: Tensor, gradOut: Tensor) -> Tensor? {
+        guard x.dtype == .float32, x.count >= DNNLEltwise.minimumElements else { return nil }
+        let src = x.contiguousStorage(), gy = (gradOut.dtype == .float32 ? gradOut : gradOut.to(.float32)).contiguousStorage()
+        let gx = Tensor(uninitializedShape: x.shape, dtype: .float32)
+        let done = withExtendedLifetime((src, gy)) {
+            DNNLEltwise.backward(algorithm, src: src.rawElements, diffDst: gy.rawElements, diffSrc: gx.rawElements, count: src.count)
+        }
+        return done ? gx : nil
+    }
+}

@@ -556,3 +556,73 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// Layer, RMS or group norm of contiguous `x` by `layout` (`centered`: subtract the mean),
+    /// with the optional contiguous `weight` and `bias`; the output and what the backward pass needs.
+    static func rowNormForward(_ x: Tensor, layout: RowNormLayout, centered: Bool, weight: Tensor?, bias: Tensor?,
+                               eps: Double) -> (Tensor, RowNormState) {
+        var mean = [Double](repeating: 0, count: layout.rows), rstd = [Double](repeating: 0, count: layout.rows)
+        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
+        mean.withUnsafeMutableBufferPointer { mb in
+            rstd.withUnsafeMutableBufferPointer { rb in
+                func run<T: FloatElement>(_: T.Type) {
+                    rowStatistics(x.elementPointer(T.self), rows: layout.rows, k: layout.k, centered: centered, eps: eps,
+                                  mean: mb.baseAddress!, rstd: rb.baseAddress!)
+                    rowNormForward(x.elementPointer(T.self), out.elementPointer(T.self), layout: layout,
+                                   mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                   weight: weight.map { UnsafePointer($0.elementPointer(T.self)) },
+                                   bias: bias.map { UnsafePointer($0.elementPointer(T.self)) })
+                }
+                withExtendedLifetime((x, weight, bias)) { if x.dtype == .float64 { run(Double.self) } else { run(Float.self) } }
+            }
+        }
+        let state = RowNormState(x: x.detach(), weight: weight?.detach(), layout: layout, centered: centered, mean: mean, rstd: rstd,
+                                 weightShape: weight?.shape, biasShape: bias?.shape)
+        return (out, state)
+    }
+
+    /// dx, and dweight and dbias where the forward pass had them, for the output gradient `g`.
+    static func rowNormBackward(_ state: RowNormState, gradOut g: Tensor) -> [Tensor?] {
+        let (x, layout, dtype) = (state.x, state.layout, state.x.dtype)
+        let gc = g.contiguousStorage()
+        let dx = Tensor(uninitializedShape: x.shape, dtype: dtype)
+        let needParams = state.weightShape != nil || state.biasShape != nil
+        var dw = [Double](repeating: 0, count: needParams ? layout.params : 0)
+        var db = [Double](repeating: 0, count: needParams ? layout.params : 0)
+        state.mean.withUnsafeBufferPointer { mb in
+            state.rstd.withUnsafeBufferPointer { rb in
+                dw.withUnsafeMutableBufferPointer { dwb in
+                    db.withUnsafeMutableBufferPointer { dbb in
+                        func run<T: FloatElement>(_: T.Type) {
+                            rowNormBackwardInput(gc.elementPointer(T.self), x.elementPointer(T.self), dx.elementPointer(T.self),
+                                                 layout: layout, centered: state.centered, mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                                 weight: state.weight.map { UnsafePointer($0.elementPointer(T.self)) })
+                            if needParams {
+                                rowNormBackwardParams(gc.elementPointer(T.self), x.elementPointer(T.self), layout: layout,
+                                                      mean: mb.baseAddress!, rstd: rb.baseAddress!,
+                                                      dweight: dwb.baseAddress!, dbias: dbb.baseAddress!)
+                            }
+                        }
+                        withExtendedLifetime((gc, x, state.weight)) { if dtype == .float64 { run(Double.self) } else { run(Float.self) } }
+                    }
+                }
+            }
+        }
+        var grads: [Tensor?] = [dx]
+        if let shape = state.weightShape { grads.append(Tensor(dw, shape: shape, dtype: dtype)) }
+        if let shape = state.biasShape { grads.append(Tensor(db, shape: shape, dtype: dtype)) }
+        return grads
+    }
+}
+
+/// What layer, RMS and group norm keep for their gradient.
+struct RowNormState: @unchecked Sendable {
+    /// The contiguous input and weight.
+    let x: Tensor, weight: Tensor?
+    let layout: Kernels.RowNormLayout
+    let centered: Bool
+    /// Per normalised row: the mean and 1/√(var + eps).
+    let mean: [Double], rstd: [Double]
+    let weightShape: [Int]?, biasShape: [Int]?
+}

@@ -126,3 +126,82 @@ extension Kernels {
         return lanes.sum() + rest == 0
     }
 }
+
+extension Kernels {
+    /// The extremum of every row of `rows` (contiguous, the reduced axis last) with the index of
+    /// its first occurrence (a NaN wins); shaped `keptShape` (values) and `keptShape` int64.
+    static func argExtremum(_ rows: Tensor, keptShape: [Int], wantMax: Bool) -> (values: Tensor, indices: Tensor) {
+        let n = rows.rank == 0 ? 1 : rows.shape[rows.rank - 1]
+        let outer = rows.count / Swift.max(n, 1)
+        let values = Tensor(uninitializedShape: keptShape, dtype: rows.dtype)
+        let indices = Tensor(uninitializedShape: keptShape, dtype: .int64)
+        func run<T: FloatElement>(_: T.Type) {
+            nonisolated(unsafe) let src = rows.elementPointer(T.self)
+            nonisolated(unsafe) let v = values.elementPointer(T.self)
+            nonisolated(unsafe) let ix = indices.elementPointer(Int64.self)
+            Parallel.forRanges(outer, costPerItem: n) { range in
+                for r in range {
+                    let row = src + r * n
+                    var best = row[0], bestIndex = 0
+                    for j in 1..<Swift.max(n, 1) where !best.isNaN {
+                        let x = row[j]
+                        if x.isNaN || (wantMax ? x > best : x < best) { best = x; bestIndex = j }
+                    }
+                    v[r] = best
+                    ix[r] = Int64(bestIndex)
+                }
+            }
+        }
+        withExtendedLifetime(rows) { if rows.dtype == .float64 { run(Double.self) } else { run(Float.self) } }
+        return (values, indices)
+    }
+
+    /// True when no element of a float32 or float64 tensor is inf or NaN.
+    static func allFinite(_ t: Tensor) -> Bool {
+        let c = t.contiguousStorage()
+        return withExtendedLifetime(c) {
+            t.dtype == .float64 ? allFinite(UnsafePointer(c.elementPointer(Double.self)), count: c.count)
+                                : allFinite(UnsafePointer(c.elementPointer(Float.self)), count: c.count)
+        }
+    }
+
+    /// A copy of a float32 or float64 tensor with its inf and NaN elements replaced by `value`.
+    static func replacingNonFinite(_ t: Tensor, with value: Double) -> Tensor {
+        var out = contiguousCopy(t)
+        if t.dtype == .float64 {
+            out.withUnsafeMutableElements(Double.self) { b in for i in b.indices where !b[i].isFinite { b[i] = value } }
+        } else {
+            out.withUnsafeMutableElements(Float.self) { b in for i in b.indices where !b[i].isFinite { b[i] = Float(value) } }
+        }
+        return out
+    }
+
+    /// The gradient of `cumprod` along `axis` at `input` for the output gradient `gradOut`:
+    /// d out_j / d x_i = ∏_{k ≤ j, k ≠ i} x_k for j ≥ i, O(n²) per row in float64, exact where
+    /// elements are zero.
+    static func cumprodBackward(input: Tensor, gradOut: Tensor, axis a: Int) throws -> Tensor {
+        let x = try input.movedToLast(a).to(.float64)
+        let gl = try gradOut.movedToLast(a).to(.float64)
+        let n = input.rank == 0 ? 1 : input.shape[a]
+        var grad = Tensor.zeros(x.shape, dtype: .float64)
+        let xp = x.elementPointer(Double.self), gp = gl.elementPointer(Double.self)
+        withExtendedLifetime((x, gl)) {
+            grad.withUnsafeMutableElements(Double.self) { d in
+                for r in 0..<(x.count / Swift.max(n, 1)) {
+                    let base = r * n
+                    for i in 0..<n {
+                        var partial = 1.0
+                        for k in 0..<i { partial *= xp[base + k] }
+                        var total = 0.0
+                        for j in i..<n {
+                            if j > i { partial *= xp[base + j] }
+                            total += gp[base + j] * partial
+                        }
+                        d[base + i] = total
+                    }
+                }
+            }
+        }
+        return try grad.to(input.dtype).movedBack(from: a, shape: input.shape)
+    }
+}

@@ -275,3 +275,56 @@ enum DNNLSoftmax {
         return found
     }
 }
+
+extension Kernels {
+    /// Softmax or log-softmax of every row of float32 `rows` (contiguous, the axis last) on
+    /// oneDNN; nil below `DNNLSoftmax.minimumElements`, for other dtypes, or when oneDNN refuses.
+    /// Log-softmax takes its exps from oneDNN and y = x − log Σ exp(x) from Swift
+    /// (`DNNLSoftmax.logSoftmax`): oneDNN's own log-softmax is off by up to 1.4e-6 near 0 (its
+    /// log(1) is not 0). Rows with a NaN, ±∞ or all −∞ are redone by the Swift kernel, as PyTorch
+    /// treats them.
+    static func softmaxRowsDNNL(_ rows: Tensor, log: Bool, keepProbabilities: Bool) -> (Tensor, Tensor?)? {
+        let n = rows.rank == 0 ? 1 : rows.shape[rows.rank - 1]
+        let rowCount = rows.count / Swift.max(n, 1)
+        guard rows.dtype == .float32, rowCount * n >= DNNLSoftmax.minimumElements else { return nil }
+        let out = Tensor(uninitializedShape: rows.shape, dtype: .float32)
+        let s = rows.elementPointer(Float.self), d = out.elementPointer(Float.self)
+        return withExtendedLifetime(rows) { () -> (Tensor, Tensor?)? in
+            if log {
+                let prob = keepProbabilities ? Tensor(uninitializedShape: rows.shape, dtype: .float32) : nil
+                let p = prob?.elementPointer(Float.self)
+                guard let suspects = DNNLSoftmax.logSoftmax(s, d, p, rows: rowCount, n: n) else { return nil }
+                for r in suspects { Kernels.softmaxRow(s + r * n, d + r * n, p.map { $0 + r * n }, n, log: true) }
+                return (out, prob)
+            }
+            guard DNNLSoftmax.forward(rows.rawElements, out.rawElements, rows: rowCount, n: n, log: false) else { return nil }
+            for r in DNNLSoftmax.suspectRows(out.rawElements, rows: rowCount, n: n, nanOnly: true) {
+                Kernels.softmaxRow(s + r * n, d + r * n, nil, n, log: false)
+            }
+            return (out, nil)
+        }
+    }
+
+    /// Softmax backward `y · (g − Σ g·y)` on oneDNN for float32; nil when it does not apply.
+    /// Rows whose result is not finite are recomputed in Swift.
+    static func softmaxBackwardDNNL(_ g: Tensor, out: Tensor, axis a: Int) throws -> Tensor? {
+        guard out.dtype == .float32, g.dtype == .float32, out.count >= DNNLSoftmax.minimumElements else { return nil }
+        let gr = try g.movedToLast(a), yr = try out.movedToLast(a)
+        let n = out.rank == 0 ? 1 : out.shape[a]
+        let rowCount = yr.count / Swift.max(n, 1)
+        let dx = Tensor(uninitializedShape: yr.shape, dtype: .float32)
+        guard DNNLSoftmax.backward(dst: yr.rawElements, diffDst: gr.rawElements, diffSrc: dx.rawElements,
+                                   rows: rowCount, n: n, log: false) else { return nil }
+        let gp = gr.elementPointer(Float.self), yp = yr.elementPointer(Float.self), d = dx.elementPointer(Float.self)
+        // `gr` and `yr` are not used after their pointers were taken: keep them alive for the loop.
+        withExtendedLifetime((gr, yr)) {
+            for r in DNNLSoftmax.suspectRows(dx.rawElements, rows: rowCount, n: n, nanOnly: false) {
+                let gRow = gp + r * n, yRow = yp + r * n, dRow = d + r * n
+                var dot: Float = 0
+                for j in 0..<n { dot += gRow[j] * yRow[j] }
+                for j in 0..<n { dRow[j] = yRow[j] * (gRow[j] - dot) }
+            }
+        }
+        return try dx.movedBack(from: a, shape: out.shape)
+    }
+}

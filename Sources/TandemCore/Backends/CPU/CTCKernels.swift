@@ -250,3 +250,40 @@ extension FastMath {
         return m + y + e * 0.693359375
     }
 }
+
+extension Kernels {
+    /// Per-sample negative log-likelihoods `[N]` of contiguous `logProbs` `[T, N, C]` and the forward
+    /// variables: of every frame with `keepAlpha` (for the backward pass), else of two rolling rows.
+    static func ctcForward(_ logProbs: Tensor, _ batch: CTCBatch, keepAlpha: Bool) -> (nll: Tensor, alpha: Tensor) {
+        let rows = keepAlpha ? batch.time : 2
+        let alpha = Tensor(uninitializedShape: [batch.batch, rows, batch.rowStride], dtype: logProbs.dtype)
+        let nll = Tensor(uninitializedShape: [batch.batch], dtype: logProbs.dtype)
+        func forward<T: FloatElement>(_: T.Type) {
+            ctcForward(logProbs.elementPointer(T.self), batch, alpha: alpha.elementPointer(T.self), alphaRows: rows,
+                       nll: nll.elementPointer(T.self))
+        }
+        withExtendedLifetime(logProbs) { if logProbs.dtype == .float64 { forward(Double.self) } else { forward(Float.self) } }
+        return (nll, alpha)
+    }
+
+    /// The gradient of the CTC loss with respect to its log-probabilities for the loss gradient `g`.
+    static func ctcBackward(_ state: CTCState, gradOut g: Tensor) -> Tensor {
+        let upstream = g.toDoubleArray(), n = state.batch.batch, dtype = state.logProbs.dtype
+        let scale: [Double]
+        switch state.reduction {
+        case .none: scale = upstream
+        case .sum: scale = [Double](repeating: upstream[0], count: n)
+        case .mean: scale = state.divisors.map { upstream[0] / ($0 * Double(n)) }
+        }
+        let grad = Tensor(uninitializedShape: state.logProbs.shape, dtype: dtype)
+        scale.withUnsafeBufferPointer { sp in
+            func backward<T: FloatElement>(_: T.Type) {
+                ctcBackward(state.logProbs.elementPointer(T.self), state.batch, alpha: state.alpha.elementPointer(T.self),
+                            nll: state.nll.elementPointer(T.self), scale: sp.baseAddress!,
+                            zeroInfinity: state.zeroInfinity, grad: grad.elementPointer(T.self))
+            }
+            withExtendedLifetime(state) { if dtype == .float64 { backward(Double.self) } else { backward(Float.self) } }
+        }
+        return grad
+    }
+}

@@ -114,3 +114,33 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// The channels-last depthwise convolution of contiguous `input` `[N, H, W, C]` (float32 or
+    /// float64) into a new `[N, Hout, Wout, C]`.
+    static func depthwiseChannelsLastForward(_ geo: ConvGeometry, input x: Tensor, weight w: Tensor, bias b: Tensor?) -> Tensor {
+        let out = Tensor(uninitializedShape: [geo.batch, geo.outHeight, geo.outWidth, geo.outChannels], dtype: x.dtype)
+        func forward<T: FloatElement & SIMDScalar>(_: T.Type) {
+            depthwiseChannelsLastForward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
+                                         bias: b.map { UnsafePointer($0.elementPointer(T.self)) }, y: out.elementPointer(T.self))
+        }
+        withExtendedLifetime((x, w, b)) { if x.dtype == .float64 { forward(Double.self) } else { forward(Float.self) } }
+        return out
+    }
+
+    /// The gradients of input, weight and bias (those `state` asks for) for the output gradient `g`.
+    static func depthwiseChannelsLastBackward(_ state: DepthwiseChannelsLastState, gradOut g: Tensor) -> [Tensor?] {
+        let (geo, x, w) = (state.geo, state.input, state.weight)
+        let gy = (g.dtype == x.dtype ? g : g.to(x.dtype)).contiguousStorage()
+        let gx = state.needs[0] ? Tensor(uninitializedShape: x.shape, dtype: x.dtype) : nil
+        let gw = state.needs[1] ? Tensor(uninitializedShape: w.shape, dtype: x.dtype) : nil
+        let gb = state.hasBias && state.needs[2] ? Tensor(uninitializedShape: [geo.outChannels], dtype: x.dtype) : nil
+        func backward<T: FloatElement & SIMDScalar>(_: T.Type) {
+            depthwiseChannelsLastBackward(geo, x: x.elementPointer(T.self), w: w.elementPointer(T.self),
+                                          gy: gy.elementPointer(T.self), gx: gx?.elementPointer(T.self),
+                                          gw: gw?.elementPointer(T.self), gb: gb?.elementPointer(T.self))
+        }
+        withExtendedLifetime((gy, x, w)) { if x.dtype == .float64 { backward(Double.self) } else { backward(Float.self) } }
+        return [gx, gw] + (state.hasBias ? [gb] : [])
+    }
+}

@@ -101,3 +101,35 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// The bases `[N, in, C]` of contiguous `x` `[N, in]` on contiguous `knots` `[in, M]` (same
+    /// dtype, float32 or float64, non-decreasing rows), and with `keepDerivative` dB/dx too.
+    static func bSplineBases(_ x: Tensor, knots: Tensor, order: Int, keepDerivative: Bool) -> (Tensor, Tensor?) {
+        let (n, features, m) = (x.shape[0], x.shape[1], knots.shape[1])
+        let c = m - order - 1
+        let bases = Tensor(uninitializedShape: [n, features, c], dtype: x.dtype)
+        let derivative = keepDerivative ? Tensor(uninitializedShape: [n, features, c], dtype: x.dtype) : nil
+        func forward<T: FloatElement>(_: T.Type) {
+            bSplineBases(x.elementPointer(T.self), knots: knots.elementPointer(T.self), count: n * features,
+                         features: features, knotCount: m, order: order, bases: bases.elementPointer(T.self),
+                         derivative: derivative?.elementPointer(T.self))
+        }
+        withExtendedLifetime((x, knots)) { if x.dtype == .float64 { forward(Double.self) } else { forward(Float.self) } }
+        return (bases, derivative)
+    }
+
+    /// `Σ_c g[n, i, c] · dB/dx[n, i, c]`: the gradient `[N, in]` of the bases.
+    static func bSplineBackward(_ state: BSplineState, gradOut g: Tensor) -> Tensor {
+        let derivative = state.derivative, dtype = derivative.dtype
+        let (n, features, c) = (derivative.shape[0], derivative.shape[1], derivative.shape[2])
+        let upstream = (g.dtype == dtype ? g : g.to(dtype)).contiguousStorage()
+        let grad = Tensor(uninitializedShape: [n, features], dtype: dtype)
+        func backward<T: FloatElement>(_: T.Type) {
+            rowDot(upstream.elementPointer(T.self), derivative.elementPointer(T.self), count: n * features,
+                   columns: c, grad: grad.elementPointer(T.self))
+        }
+        withExtendedLifetime((upstream, derivative)) { if dtype == .float64 { backward(Double.self) } else { backward(Float.self) } }
+        return grad
+    }
+}

@@ -160,7 +160,7 @@ extension Tensor {
     /// This tensor with row-major contiguous storage (a copy only if needed). Differentiable.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
-        return Tensor.record("contiguous", Kernels.contiguousCopy(self), inputs: [self]) { g in [g] }
+        return Dispatch.record(.contiguous, Kernels.contiguousCopy(self), inputs: [self])
     }
 
     /// This tensor converted to `dtype` (round to nearest even for narrowing float conversions,
@@ -179,7 +179,6 @@ extension Tensor {
             out = Kernels.convert(self, to: dtype)
         }
         guard dtype.isFloatingPoint, self.dtype.isFloatingPoint else { return out }
-        let source = self.dtype
-        return Tensor.record("to", out, inputs: [self]) { g in [g.to(source)] }
+        return Dispatch.record(.to, out, inputs: [self])
     }
 }
