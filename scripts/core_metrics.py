@@ -3,15 +3,18 @@
 
 usage: python3 scripts/core_metrics.py [-v] [REPO]
 
-- raw-pointer files: Swift files under Sources/ outside the backend folders
-  (Sources/TandemCore/Backends/, Sources/TandemDistributed/Transports/) that name an
-  Unsafe…Pointer type or `elementPointer`;
+- unscoped element pointers: Swift files outside the backend folders
+  (Sources/TandemCore/Backends/, Sources/TandemDistributed/Transports/) that take a tensor's
+  element pointer without a scope (`elementPointer`, `rawElements`, `floatElements`), besides
+  their definitions (Tensor.swift, Tensor+Unsafe.swift);
+- raw-pointer files: Swift files outside the backend folders that name any Unsafe…Pointer type
+  (scoped accessors, system calls and file parsing included);
 - gradient-rule sites: `record(` / `customFunction(` calls that attach a backward closure,
   outside Sources/TandemCore/Derivatives/ (and the recording function itself);
 - autocast sites: files outside Autocast.swift and the dispatcher (Sources/TandemCore/Dispatch/)
   that consult autocast or handle low-precision operands themselves (`Autocast.`, `castTarget`,
   `widened()`, `isLowPrecision { return`);
-- withExtendedLifetime calls in Sources/;
+- withExtendedLifetime calls in Sources/, and how many are outside the backend folders;
 - CLI lines: Swift lines of the `tandem` executable target (Sources/tandem);
 - the longest functions (lines from `func`/`init` to its closing brace).
 """
@@ -30,7 +33,11 @@ text = {p: open(p, encoding="utf-8").read() for p in files}
 
 backend_dirs = ("Sources/TandemCore/Backends/", "Sources/TandemDistributed/Transports/")
 ptr = re.compile(r"Unsafe(Mutable)?(Raw)?(Buffer)?Pointer|elementPointer")
-raw_files = [rel(p) for p in files if not rel(p).startswith(backend_dirs) and ptr.search(strip := re.sub(r"//.*", "", text[p]))]
+raw_files = [rel(p) for p in files if not rel(p).startswith(backend_dirs) and ptr.search(re.sub(r"//.*", "", text[p]))]
+unscoped = re.compile(r"\.elementPointer\(|[^a-zA-Z]elementPointer\(|\.rawElements|\.floatElements")
+unscoped_files = [rel(p) for p in files if not rel(p).startswith(backend_dirs)
+                  and not rel(p).endswith(("TandemCore/Tensor.swift", "TandemCore/Tensor+Unsafe.swift"))
+                  and unscoped.search(re.sub(r"//.*", "", text[p]))]
 
 rule = re.compile(r"\b(record|customFunction)\(\s*(\"|\.|op\b|name\b|[a-z])")
 rule_sites = 0
@@ -49,6 +56,8 @@ auto_files = [rel(p) for p in files if auto.search(re.sub(r"//.*", "", text[p]))
               and not rel(p).endswith("Autocast.swift") and not rel(p).startswith("Sources/TandemCore/Dispatch/")]
 
 extended = sum(len(re.findall(r"withExtendedLifetime\(", re.sub(r"//.*", "", text[p]))) for p in files)
+extended_outside = sum(len(re.findall(r"withExtendedLifetime\(", re.sub(r"//.*", "", text[p]))) for p in files
+                       if not rel(p).startswith(backend_dirs))
 cli = sum(text[p].count("\n") for p in files if rel(p).startswith("Sources/tandem/"))
 
 funcs = []
@@ -76,11 +85,12 @@ for p in files:
         i += 1
 funcs.sort(reverse=True)
 
-print(f"raw-pointer files outside backend folders: {len(raw_files)} of {len(files)} Swift files")
+print(f"files taking unscoped element pointers outside backend folders: {len(unscoped_files)}")
+print(f"files naming any raw pointer type outside backend folders: {len(raw_files)} of {len(files)} Swift files")
 print(f"gradient-rule sites outside Derivatives: {rule_sites}")
 print(f"files consulting autocast outside the policy: {len(auto_files)}")
-print(f"withExtendedLifetime calls: {extended}")
+print(f"withExtendedLifetime calls: {extended} ({extended_outside} outside backend folders)")
 print(f"CLI lines (Sources/tandem): {cli}")
 print("longest functions: " + "; ".join(f"{n} lines {w}" for n, w in funcs[:5]))
 if "-v" in sys.argv:
-    print("\n".join(["raw-pointer files:"] + raw_files + ["autocast files:"] + auto_files))
+    print("\n".join(["unscoped:"] + unscoped_files + ["raw-pointer files:"] + raw_files + ["autocast files:"] + auto_files))

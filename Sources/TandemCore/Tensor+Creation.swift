@@ -38,8 +38,7 @@ extension Tensor {
         precondition(Shape.count(shape) == values.count,
                      "Tensor(_:shape:): \(values.count) values do not fill shape \(shape)")
         var t = Tensor(uninitializedShape: shape, dtype: .float64)
-        let p = t.elementPointer(Double.self)
-        for (i, v) in values.enumerated() { p[i] = v }
+        t.withUnsafeMutableElements(Double.self) { _ = $0.initialize(from: values) }
         if dtype != .float64 { t = Kernels.convert(t, to: dtype) }
         self = t
     }
@@ -50,9 +49,7 @@ extension Tensor {
         precondition(Shape.count(shape) == values.count,
                      "Tensor(_:shape:): \(values.count) values do not fill shape \(shape)")
         var t = Tensor(uninitializedShape: shape, dtype: .float32)
-        let p = t.elementPointer(Float.self)
-        for (i, v) in values.enumerated() { p[i] = v }
-        t.gradNode = nil
+        t.withUnsafeMutableElements(Float.self) { _ = $0.initialize(from: values) }
         self = t
     }
 
@@ -61,9 +58,8 @@ extension Tensor {
         let shape = shape ?? [values.count]
         precondition(Shape.count(shape) == values.count,
                      "Tensor(int64:shape:): \(values.count) values do not fill shape \(shape)")
-        let t = Tensor(uninitializedShape: shape, dtype: .int64)
-        let p = t.elementPointer(Int64.self)
-        for (i, v) in values.enumerated() { p[i] = Int64(v) }
+        var t = Tensor(uninitializedShape: shape, dtype: .int64)
+        t.withUnsafeMutableElements(Int64.self) { _ = $0.initialize(from: values.lazy.map(Int64.init)) }
         self = t
     }
 
@@ -81,24 +77,22 @@ extension Tensor {
         guard bytes.count == expected else {
             throw TensorError.invalidData("tensor of shape \(shape) and dtype \(dtype) needs \(expected) bytes, got \(bytes.count)")
         }
-        let t = Tensor(uninitializedShape: shape, dtype: dtype)
-        if expected > 0 { t.storage.bytes.copyMemory(from: bytes.baseAddress!, byteCount: expected) }
+        var t = Tensor(uninitializedShape: shape, dtype: dtype)
+        if expected > 0 { t.withUnsafeMutableBytes { $0.copyMemory(from: bytes) } }
         self = t
     }
 
     /// Sets every element to `value` (in place, copy-on-write).
     public mutating func fill(_ value: Double) {
-        makeUniquelyOwned()
-        let n = count
         switch dtype {
-        case .float32: elementPointer(Float.self).update(repeating: Float(value), count: n)
-        case .float64: elementPointer(Double.self).update(repeating: value, count: n)
-        case .float16: elementPointer(Float16.self).update(repeating: Float16(value), count: n)
-        case .bfloat16: elementPointer(BFloat16.self).update(repeating: BFloat16(Float(value)), count: n)
-        case .int32: elementPointer(Int32.self).update(repeating: Int32(fromDouble: value), count: n)
-        case .int64: elementPointer(Int64.self).update(repeating: Int64(fromDouble: value), count: n)
-        case .uint8: elementPointer(UInt8.self).update(repeating: UInt8(fromDouble: value), count: n)
-        case .bool: elementPointer(Bool.self).update(repeating: value != 0, count: n)
+        case .float32: withUnsafeMutableElements(Float.self) { $0.update(repeating: Float(value)) }
+        case .float64: withUnsafeMutableElements(Double.self) { $0.update(repeating: value) }
+        case .float16: withUnsafeMutableElements(Float16.self) { $0.update(repeating: Float16(value)) }
+        case .bfloat16: withUnsafeMutableElements(BFloat16.self) { $0.update(repeating: BFloat16(Float(value))) }
+        case .int32: withUnsafeMutableElements(Int32.self) { $0.update(repeating: Int32(fromDouble: value)) }
+        case .int64: withUnsafeMutableElements(Int64.self) { $0.update(repeating: Int64(fromDouble: value)) }
+        case .uint8: withUnsafeMutableElements(UInt8.self) { $0.update(repeating: UInt8(fromDouble: value)) }
+        case .bool: withUnsafeMutableElements(Bool.self) { $0.update(repeating: value != 0) }
         }
     }
 
@@ -106,21 +100,17 @@ extension Tensor {
 
     /// All elements in row-major order, converted to Double.
     public func toDoubleArray() -> [Double] {
-        let c = Kernels.convert(self, to: .float64)
-        // `c.count` is the last use of `c`, before the array copies the elements: keep `c` alive.
-        return withExtendedLifetime(c) { Array(UnsafeBufferPointer(start: c.elementPointer(Double.self), count: c.count)) }
+        Kernels.convert(self, to: .float64).withElements(Double.self) { Array($0) }
     }
 
     /// All elements in row-major order, converted to Float.
     public func toFloatArray() -> [Float] {
-        let c = dtype == .float32 ? contiguousStorage() : Kernels.convert(self, to: .float32)
-        return withExtendedLifetime(c) { Array(UnsafeBufferPointer(start: c.elementPointer(Float.self), count: c.count)) }
+        (dtype == .float32 ? self : Kernels.convert(self, to: .float32)).withElements(Float.self) { Array($0) }
     }
 
     /// All elements in row-major order, converted to Int (exact for integer dtypes).
     public func toIntArray() -> [Int] {
-        let c = Kernels.convert(self, to: .int64)
-        return withExtendedLifetime(c) { UnsafeBufferPointer(start: c.elementPointer(Int64.self), count: c.count).map { Int($0) } }
+        Kernels.convert(self, to: .int64).withElements(Int64.self) { $0.map { Int($0) } }
     }
 
     /// The value of a one-element tensor (`item()`).

@@ -68,14 +68,17 @@ extension Tensor {
         }
         try Kernels.requireFloat(self, "gather")
         let idx = try checkIndex(index, op: "gather")
-        let out = Tensor(uninitializedShape: index.shape, dtype: dtype)
-        let outStrides = out.strides
+        var out = Tensor(uninitializedShape: index.shape, dtype: dtype)
+        let outStrides = out.strides, inStrides = Shape.contiguousStrides(shape)
         func run<T: FloatElement>(_: T.Type) throws {
-            let s = elementPointer(T.self), d = out.elementPointer(T.self)
-            for flat in 0..<idx.count {
-                let src = try indexedOffsets(flat, walk: outStrides, axis: a, target: idx[flat],
-                                             targetStrides: strides, sourceStrides: outStrides, op: "gather").target
-                d[flat] = s[src]
+            try withElements(T.self) { s in
+                try out.withUnsafeMutableElements(T.self) { d in
+                    for flat in 0..<idx.count {
+                        let src = try indexedOffsets(flat, walk: outStrides, axis: a, target: idx[flat],
+                                                     targetStrides: inStrides, sourceStrides: outStrides, op: "gather").target
+                        d[flat] = s[src]
+                    }
+                }
             }
         }
         if dtype == .float64 { try run(Double.self) } else { try run(Float.self) }
@@ -99,9 +102,7 @@ extension Tensor {
         let outStrides = out.strides
         func run<T: FloatElement>(_: T.Type) throws {
             try out.withUnsafeMutableElements(T.self) { d in
-                let s = src.elementPointer(T.self)
-                // `src` is not used after its pointer was taken: keep it alive for the loop.
-                try withExtendedLifetime(src) {
+                try src.withElements(T.self) { s in
                     for flat in 0..<idx.count {
                         let (dst, from) = try indexedOffsets(flat, walk: indexStrides, axis: a, target: idx[flat],
                                                              targetStrides: outStrides, sourceStrides: srcStrides, op: "scatterAdd")

@@ -27,8 +27,21 @@ extension Tensor {
     /// Calls `body` with the elements in row-major order (a contiguous copy if strided).
     public func withUnsafeBufferPointer<T, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) throws -> R {
         try checkElementType(T.self, op: "withUnsafeBufferPointer")
+        return try withElements(T.self, body)
+    }
+
+    /// Calls `body` with the elements as `T` in row-major order (a contiguous copy if strided),
+    /// valid until `body` returns: the scoped read access of code outside the backends.
+    func withElements<T, R>(_: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
         let c = contiguousStorage()
         return try withExtendedLifetime(c) { try body(UnsafeBufferPointer(start: c.elementPointer(T.self), count: c.count)) }
+    }
+
+    /// Calls `body` with this tensor's bytes, writable in place (copied first if shared or
+    /// strided, as `withUnsafeMutableElements`).
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        let byteCount = count * dtype.byteSize
+        return try withUnsafeMutableElements(UInt8.self) { try body(UnsafeMutableRawBufferPointer(start: $0.baseAddress, count: byteCount)) }
     }
 
     /// Overwrites this tensor's elements with `source`'s (same shape; converted to this dtype),

@@ -182,3 +182,27 @@ extension Tensor {
         return Dispatch.record(.to, out, inputs: [self])
     }
 }
+
+extension Tensor {
+    /// Writes `source` (same shape) into the elements this view addresses. Kernel-level:
+    /// the caller owns the storage (no copy-on-write check).
+    mutating func assign(from source: Tensor) throws {
+        guard source.shape == shape, source.dtype == dtype else {
+            throw TensorError.shapeMismatch(op: "assign", message: "\(source.shape) \(source.dtype) into \(shape) \(dtype)")
+        }
+        let loop = StridedLoop(shape: shape, strides: [strides, source.strides])
+        let di = loop.innerStride(0), si = loop.innerStride(1)
+        func copy<T>(_: T.Type) {
+            nonisolated(unsafe) let d = elementPointer(T.self), s = source.elementPointer(T.self)
+            loop.parallelForEachRun { o0, o1, _, n in
+                for i in 0..<n { d[o0 + i * di] = s[o1 + i * si] }
+            }
+        }
+        switch dtype.byteSize {
+        case 8: copy(UInt64.self)
+        case 4: copy(UInt32.self)
+        case 2: copy(UInt16.self)
+        default: copy(UInt8.self)
+        }
+    }
+}
