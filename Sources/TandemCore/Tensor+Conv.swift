@@ -128,9 +128,7 @@ extension Tensor {
         let b = bias?.contiguousStorage().detach()
         let needs = ConvState.Needs(input: input.requiresGrad, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
         let keep = GradMode.isEnabled && (needs.input || needs.weight || needs.bias)
-        let ran = Backends.candidates(for: op, dtype: input.dtype).lazy.compactMap {
-            $0.convolution(geo, input: x, weight: w, bias: b, keep: keep)
-        }.first
+        let ran = Backends.first(for: op, dtype: input.dtype) { $0.convolution(geo, input: x, weight: w, bias: b, keep: keep) }
         guard let (out, backward) = ran else {
             // bfloat16 that no backend runs: float32 on the exactly widened operands, rounded back.
             return convolve(op, geo, input.to(.float32), weight.to(.float32), bias?.to(.float32)).to(input.dtype)

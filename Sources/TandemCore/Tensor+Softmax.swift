@@ -23,8 +23,9 @@ extension Tensor {
 
     private func softmaxRows(axis a: Int, log: Bool, keepProbabilities: Bool) throws -> (Tensor, Tensor?) {
         let rows = try movedToLast(a)
-        guard let (out, probabilities) = Backends.candidates(for: log ? .logSoftmax : .softmax, dtype: dtype).lazy
-            .compactMap({ $0.softmax(rows: rows, log: log, keepProbabilities: keepProbabilities) }).first else {
+        guard let (out, probabilities) = Backends.first(for: log ? .logSoftmax : .softmax, dtype: dtype, {
+            $0.softmax(rows: rows, log: log, keepProbabilities: keepProbabilities)
+        }) else {
             throw TensorError.dtypeMismatch(op: log ? "logSoftmax" : "softmax", message: "no backend runs \(dtype)")
         }
         return (try out.movedBack(from: a, shape: shape), try probabilities?.movedBack(from: a, shape: shape))

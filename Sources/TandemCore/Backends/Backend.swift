@@ -49,6 +49,17 @@ enum Backends {
     }
 }
 
+extension Backends {
+    /// The result of the first candidate backend for `op` that runs `body` (non-nil), each tried
+    /// at most once; nil when none does.
+    static func first<R>(for op: Op, dtype: DType, _ body: (any Backend) -> R?) -> R? {
+        for backend in candidates(for: op, dtype: dtype) {
+            if let result = body(backend) { return result }
+        }
+        return nil
+    }
+}
+
 /// A batch of matrix products `C[b] = A[b] · B[b]` over row-major buffers with leading
 /// dimensions (operands possibly transposed views; batch dimensions broadcast).
 struct GemmProblem {
