@@ -16,9 +16,12 @@ let package = Package(
         .library(name: "TandemModels", targets: ["TandemModels"]),
         .library(name: "TandemParallel", targets: ["TandemParallel"]),
         .library(name: "TandemTrain", targets: ["TandemTrain"]),
+        .library(name: "TandemLaunch", targets: ["TandemLaunch"]),
         // `import Tandem`: every library above in one import (Sources/Tandem/Tandem.swift).
         .library(name: "Tandem", targets: ["Tandem"]),
         .executable(name: "tandem", targets: ["TandemCLI"]),
+        .executable(name: "tandem-bench", targets: ["TandemBench"]),
+        .executable(name: "tandem-selftest", targets: ["TandemSelfTest"]),
         // The seed's programs as examples to copy (Examples/README.md).
         .executable(name: "mnist", targets: ["mnist"]),
         .executable(name: "mnist-ddp-tcp", targets: ["mnist-ddp-tcp"]),
@@ -58,17 +61,28 @@ let package = Package(
         // Training driver: loop, checkpoints, metrics, plots, progress.
         .target(name: "TandemTrain", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed",
                                                     "TandemModels", "TandemParallel"]),
+        // The launcher (`tandem run`): starts and supervises the processes of a job.
+        .target(name: "TandemLaunch"),
         // The umbrella module: re-exports the libraries, like `import torch`.
         .target(name: "Tandem", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed",
-                                               "TandemParallel", "TandemModels", "TandemTrain"]),
+                                               "TandemParallel", "TandemModels", "TandemTrain", "TandemLaunch"]),
         // The `tandem` command-line tool (the executable is the product's name, `tandem`).
         .executableTarget(
             name: "TandemCLI",
             dependencies: [
                 "TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemParallel", "TandemModels",
-                "TandemTrain", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TandemTrain", "TandemLaunch", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/tandem"),
+        // Benchmarks (`tandem-bench`; `tandem bench` runs it) and the distributed tests' worker
+        // (`tandem-selftest`): executables of their own, out of the product `tandem`.
+        .executableTarget(
+            name: "TandemBench",
+            dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemDistributed", "TandemParallel",
+                           "TandemModels", "TandemTrain", "TandemLaunch", argumentParser]),
+        .executableTarget(
+            name: "TandemSelfTest",
+            dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemDistributed", "TandemParallel", "TandemLaunch", argumentParser]),
 
         // Examples: the seed's training programs, each one main.swift with an explicit training loop.
         .executableTarget(

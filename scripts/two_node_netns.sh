@@ -35,7 +35,7 @@ ip -n "$B" link set "$VB" up
 node() { # namespace node-rank interface ("" picks the address that routes to the master)
     ip netns exec "$1" env TANDEM_SOCKET_IFNAME="$3" timeout 60 "$TANDEM" run --nnodes 2 --node-rank "$2" \
         --nproc-per-node 2 --master-addr 10.231.0.1 --master-port 29555 -- \
-        "$TANDEM" dist-selftest --count 1000 --timeout-ms 20000
+        "$(dirname "$TANDEM")/tandem-selftest" dist-selftest --count 1000 --timeout-ms 20000
 }
 check() { # interface-for-node-0 interface-for-node-1
     node "$A" 0 "$1" > "$LOGS/node0.log" 2>&1 &

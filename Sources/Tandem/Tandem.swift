@@ -13,3 +13,4 @@
 @_exported import TandemOptim
 @_exported import TandemParallel
 @_exported import TandemTrain
+@_exported import TandemLaunch

@@ -39,7 +39,7 @@ public enum DataParallelError: Error, CustomStringConvertible {
 /// When ranks have different numbers of batches, run the training loop inside `join { }`
 /// (PyTorch's `Join` context manager): a rank that runs out of batches shadows the collectives
 /// of the ranks still training instead of leaving them hanging.
-public final class DistributedDataParallel: Module {
+public final class DistributedDataParallel: GradientSynchronizing {
     /// The wrapped model.
     public let module: any Module
     /// The group that gradients are averaged over.

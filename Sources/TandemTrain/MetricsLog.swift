@@ -45,6 +45,13 @@ public final class MetricsLog {
 
 /// JSON has no NaN or infinity: `JSONSerialization` refuses them.
 public enum JSONValues {
+    /// Prints `object` as one line of JSON with sorted keys (non-finite numbers as null, since
+    /// JSON has no NaN): the `--json` output of the command-line tools.
+    public static func printLine(_ object: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: finite(object), options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
     /// `value` with every non-finite `Double` or `Float` (in dictionaries and arrays too)
     /// replaced by null.
     public static func finite(_ value: Any) -> Any {

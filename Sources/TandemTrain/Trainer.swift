@@ -5,8 +5,12 @@ import TandemOptim
 import TandemParallel
 import TandemDistributed
 
-/// Settings of a classification training run.
+/// Settings of a training run.
 public struct TrainConfig: Sendable {
+    /// When the learning-rate schedule steps.
+    public enum ScheduleStep: Sendable { case perEpoch, perStep }
+    /// When the test data is scored.
+    public enum Evaluation: Sendable { case everyEpoch, atEnd }
     public var epochs = 1
     /// Stop after this many optimizer steps in total (nil: run all epochs).
     public var maxSteps: Int? = nil
@@ -37,6 +41,14 @@ public struct TrainConfig: Sendable {
     /// loss with a `GradScaler` (all-reduced over `processGroup`), whose state goes into the
     /// checkpoint; bfloat16 needs no scaler, as in PyTorch.
     public var amp: DType? = nil
+    /// Clip the global gradient norm to this before each step (nil: no clipping).
+    public var clipNorm: Double? = nil
+    /// The schedule steps once per epoch (PyTorch's usual loop) or once per optimizer step.
+    public var scheduleStep = ScheduleStep.perEpoch
+    /// Score the test data after every epoch, or once after training.
+    public var evaluation = Evaluation.everyEpoch
+    /// Stored in the checkpoint's metadata (e.g. the model's name).
+    public var checkpointMetadata: [String: String] = [:]
     public init() {}
 
     var isLeader: Bool { (processGroup?.rank ?? 0) == 0 }
@@ -46,32 +58,37 @@ public struct TrainConfig: Sendable {
 public struct TrainResult: Sendable {
     public var epochs: Int
     public var steps: Int
-    public var testAccuracy: Double?
-    public var testLoss: Double?
+    /// The task's test metrics of the last evaluation ("test_loss", "test_accuracy", ...).
+    public var metrics: [String: Double] = [:]
+    /// Test accuracy (classification).
+    public var testAccuracy: Double? { metrics["test_accuracy"] }
+    /// Mean test loss per target element (per string for CTC).
+    public var testLoss: Double? { metrics["test_loss"] }
     /// Mean training loss over the steps of the last epoch run.
     public var trainLoss: Double?
-    public var trainImagesPerSecond: Double
+    /// Training examples (images, strings, windows) per second, summed over ranks.
+    public var examplesPerSecond: Double
     public var wallSeconds: Double
     public var checkpointPath: String?
     /// Steps the `GradScaler` skipped because of inf/NaN gradients (float16 AMP only).
     public var skippedSteps = 0
 }
 
-/// A plain supervised classification loop: cross-entropy loss, an optimizer step per batch,
-/// the schedule stepped once per epoch, evaluation and a checkpoint after each epoch.
-public final class Trainer<Train: Dataset, Test: Dataset> {
+/// The training loop, for any `TrainingTask`: an optimizer step per batch (under autocast and
+/// with a `GradScaler` for mixed precision, DDP's gradient synchronisation, optional clipping),
+/// the schedule per epoch or per step, evaluation, metrics logs, TensorBoard, progress, and an
+/// atomic checkpoint after each epoch (resumable).
+public final class Trainer<Task: TrainingTask> {
     public let model: any Module
     public let optimizer: any StatefulOptimizer
     public let schedule: (any LRSchedule)?
-    public let trainLoader: DataLoader<Train>
-    public let testLoader: DataLoader<Test>?
+    public let task: Task
     public let config: TrainConfig
     /// The loss scaler of `amp: .float16` runs; nil otherwise.
     public let scaler: GradScaler?
 
     /// Traps if `config.amp` is not nil, `.bfloat16` or `.float16` (a programmer error).
-    public init(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
-                trainLoader: DataLoader<Train>, testLoader: DataLoader<Test>?, config: TrainConfig) {
+    public init(model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?, task: Task, config: TrainConfig) {
         precondition(config.amp.map(\.isLowPrecision) ?? true, "TrainConfig.amp must be .bfloat16, .float16 or nil")
         if config.amp == .float16 {
             // The arguments are valid, so the initialisers cannot throw.
@@ -86,10 +103,13 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
-        self.trainLoader = trainLoader
-        self.testLoader = testLoader
+        self.task = task
         self.config = config
+        synchronizer = model as? any GradientSynchronizing
     }
+
+    /// DDP's synchronisation, when the model is wrapped in it.
+    private let synchronizer: (any GradientSynchronizing)?
 
     /// Throws `TrainError.diverged` naming the first parameter or buffer that holds an inf or NaN.
     private func checkFinite(step: Int) throws {
@@ -109,7 +129,7 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
            let resumed = try Checkpoint.resume(in: out, mode: config.resumeMode, model: model, optimizer: optimizer,
                                                schedule: schedule, scaler: scaler) {
             position = resumed
-            stepsIntoEpoch = position.step - position.epoch * trainLoader.count
+            stepsIntoEpoch = position.step - position.epoch * task.batchesPerEpoch
             continuing = config.resumeMode == .full
         }
         var log: MetricsLog?
@@ -121,42 +141,47 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         let start = Date()
         var trainedImages = 0
         var trainingSeconds = 0.0
-        var result = TrainResult(epochs: position.epoch, steps: position.step, trainImagesPerSecond: 0, wallSeconds: 0)
+        var result = TrainResult(epochs: position.epoch, steps: position.step, examplesPerSecond: 0, wallSeconds: 0)
         var epoch = position.epoch
         var step = position.step
         var skippedSteps = 0
         let stepLimit = config.maxSteps ?? Int.max
         while epoch < config.epochs && step < stepLimit {
             model.train()
-            trainLoader.setEpoch(epoch)
+            let batchCount = task.batchesPerEpoch
             // The run's steps: every epoch's batches, or --max-steps when it ends the run sooner.
-            let runSteps = Swift.min(stepLimit, config.epochs * trainLoader.count)
-            let progress = ProgressBar(total: trainLoader.count, label: "epoch \(epoch + 1)/\(config.epochs)",
+            let runSteps = Swift.min(stepLimit, config.epochs * batchCount)
+            let progress = ProgressBar(total: batchCount, label: "epoch \(epoch + 1)/\(config.epochs)",
                                        enabled: config.showProgress && config.isLeader,
                                        run: (done: step - stepsIntoEpoch, total: runSteps), initial: stepsIntoEpoch)
-            let iterator = trainLoader.makeIterator()
+            let iterator = try task.batches(epoch: epoch)
             var batchIndex = 0
             var runningLoss = 0.0, runningCount = 0
             let epochStart = Date()
             var epochImages = 0
-            while step < stepLimit, let (x, y) = try iterator.next() {
+            while step < stepLimit, let batch = try iterator.next() {
                 defer { batchIndex += 1 }
                 if batchIndex < stepsIntoEpoch { continue }  // resuming mid-epoch: these batches were trained
                 let stepStart = Date()
                 optimizer.zeroGrad()
-                let loss = try forward { try Tensor.crossEntropy(model(x), target: y) }
+                let loss = try forward { try task.loss(model, batch) }
                 if let scaler {
                     try scaler.scale(loss).backward()
                 } else {
                     try loss.backward()
                 }
-                if let ddp = model as? DistributedDataParallel { try ddp.synchronize() }
+                try synchronizer?.synchronize()
+                if let clip = config.clipNorm {
+                    if let scaler { _ = try scaler.unscale(optimizer) }
+                    try ClipGrad.clipGradNorm(model.parameters(), maxNorm: clip)
+                }
                 if let scaler {
                     if try !scaler.step(optimizer) { skippedSteps += 1 }
                     scaler.update()
                 } else {
                     try optimizer.step()
                 }
+                if config.scheduleStep == .perStep { schedule?.step() }
                 step += 1
                 config.afterStep?(step)
                 let lossValue = try loss.item()
@@ -167,13 +192,13 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 // A finite loss can hide parameters or buffers (a running variance) gone to inf.
                 if step % config.logEvery == 0 { try checkFinite(step: step) }
                 if let board, config.histogramEvery > 0, step % config.histogramEvery == 0 {
-                    let named = (model as? DistributedDataParallel)?.module.namedParameters() ?? model.namedParameters()
+                    let named = (synchronizer?.module ?? model).namedParameters()
                     for (name, parameter) in named {
                         board.addHistogram("weights/" + name, parameter.value.toDoubleArray(), step: step)
                         if let grad = parameter.grad { board.addHistogram("gradients/" + name, grad.toDoubleArray(), step: step) }
                     }
                 }
-                let n = x.shape[0]
+                let n = task.exampleCount(batch)
                 trainedImages += n
                 epochImages += n
                 let stepSeconds = Date().timeIntervalSince(stepStart)
@@ -181,16 +206,16 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
                 runningLoss += lossValue * Double(n)
                 runningCount += n
                 let rate = Double(epochImages) / Date().timeIntervalSince(epochStart)
-                progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f img/s", lossValue, rate))
+                progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f %@/s", lossValue, rate, unit))
                 if step % config.logEvery == 0 {
                     var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
-                                                 "lr": optimizer.learningRate, "images_per_second": rate,
+                                                 "lr": optimizer.learningRate, "\(task.exampleName)_per_second": rate,
                                                  "step_seconds": stepSeconds, "time": Date().timeIntervalSince1970]
-                    if let ddp = model as? DistributedDataParallel { record["communication_seconds"] = ddp.lastCommunicationSeconds }
+                    if let synchronizer { record["communication_seconds"] = synchronizer.lastCommunicationSeconds }
                     if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
                     try log?.write(record)
                     if let board {
-                        for key in ["loss", "lr", "images_per_second", "communication_seconds", "loss_scale"] {
+                        for key in ["loss", "lr", "\(task.exampleName)_per_second", "communication_seconds", "loss_scale"] {
                             if let value = record[key] as? Double { board.addScalar("train/" + key, value, step: step) }
                         }
                     }
@@ -198,29 +223,29 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
             }
             progress.finish()
             stepsIntoEpoch = 0
-            let finishedEpoch = batchIndex >= trainLoader.count
+            let finishedEpoch = batchIndex >= batchCount
             if finishedEpoch {
                 epoch += 1
-                schedule?.step()
+                if config.scheduleStep == .perEpoch { schedule?.step() }
             }
             var record: [String: Any] = ["kind": "epoch", "epoch": epoch, "step": step,
                                          "train_loss": runningCount > 0 ? runningLoss / Double(runningCount) : Double.nan]
             if runningCount > 0 { result.trainLoss = runningLoss / Double(runningCount) }
-            if testLoader != nil {
-                let (accuracy, testLoss) = try evaluate()
-                result.testAccuracy = accuracy
-                result.testLoss = testLoss
-                record["test_accuracy"] = accuracy
-                record["test_loss"] = testLoss
-                board?.addScalar("test/accuracy", accuracy, step: step)
-                board?.addScalar("test/loss", testLoss, step: step)
+            let last = epoch >= config.epochs || step >= stepLimit
+            if config.evaluation == .everyEpoch || last {
+                let metrics = try evaluate()
+                result.metrics = metrics
+                for (name, value) in metrics {
+                    record[name] = value
+                    board?.addScalar("test/" + (name.hasPrefix("test_") ? String(name.dropFirst(5)) : name), value, step: step)
+                }
             }
             try log?.write(record)
             try checkFinite(step: step)  // never overwrite a good checkpoint with a diverged model
             if let out = config.outDir, config.isLeader {
                 try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
-                                    position: .init(epoch: epoch, step: step), to: out, keep: config.keepCheckpoints,
-                                    discardOthers: !continuing)
+                                    position: .init(epoch: epoch, step: step), metadata: config.checkpointMetadata, to: out,
+                                    keep: config.keepCheckpoints, discardOthers: !continuing)
                 continuing = true
                 result.checkpointPath = out + "/" + Checkpoint.modelFile
                 try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
@@ -232,35 +257,22 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
         result.wallSeconds = Date().timeIntervalSince(start)
         let rate = trainingSeconds > 0 ? Double(trainedImages) / trainingSeconds : 0
         // Global throughput: every rank trains its share at the same time.
-        result.trainImagesPerSecond = try DistributedMetrics.sum([rate], group: config.processGroup)[0]
+        result.examplesPerSecond = try DistributedMetrics.sum([rate], group: config.processGroup)[0]
         return result
     }
 
-    /// Accuracy and mean cross-entropy on the test loader, in evaluation mode without grad,
-    /// per target element: per image for classifiers (`[N, C]`, targets `[N]`), per position
-    /// for sequence logits `[N, C, L]` with targets `[N, L]` (e.g. `ClassFirstLogits`).
-    public func evaluate() throws -> (accuracy: Double, loss: Double) {
-        guard let testLoader else { return (.nan, .nan) }
+    /// The task's test metrics, in evaluation mode without gradients (summed over the ranks).
+    public func evaluate() throws -> [String: Double] {
         model.eval()
         defer { model.train() }
-        var correct = 0, total = 0, batches = 0
-        var lossSum = 0.0
-        // Shown only when evaluation takes more than 1.5 s.
-        let progress = ProgressBar(total: testLoader.count, label: "eval", enabled: config.showProgress && config.isLeader,
-                                   delay: 1.5)
-        try Tensor.withNoGrad {
-            try testLoader.forEach { x, y in
-                let logits = try forward { try model(x) }
-                lossSum += try Tensor.crossEntropy(logits, target: y, reduction: .sum).item()
-                correct += try logits.argmax(axis: 1).eq(y).toIntArray().reduce(0, +)
-                total += y.count
-                batches += 1
-                progress.update(batches)
-            }
+        return try Tensor.withNoGrad {
+            try task.evaluate(model, forward: { try forward($0) }, group: config.processGroup,
+                              showProgress: config.showProgress && config.isLeader)
         }
-        let sums = try DistributedMetrics.sum([Double(correct), Double(total), lossSum], group: config.processGroup)
-        return (sums[0] / Swift.max(sums[1], 1), sums[2] / Swift.max(sums[1], 1))
     }
+
+    /// "img" for images (as the progress bar always said), else the task's example name.
+    private var unit: String { task.exampleName == "images" ? "img" : task.exampleName }
 
     /// Runs `body` under `autocast(dtype: config.amp)` when mixed precision is on.
     private func forward<R>(_ body: () throws -> R) throws -> R {
@@ -271,5 +283,16 @@ public final class Trainer<Train: Dataset, Test: Dataset> {
     private func writePlot(metricsPath: String, to path: String) throws {
         let records = try MetricsLog.read(path: metricsPath)
         try Plot.writeSVG(Plot.runPanels([(name: "run", records: records)]), xLabel: "step", to: path)
+    }
+}
+
+extension Trainer {
+    /// A classification run: cross-entropy on `trainLoader`, accuracy and loss on `testLoader`.
+    public convenience init<Train: Dataset, Test: Dataset>(
+        model: any Module, optimizer: any StatefulOptimizer, schedule: (any LRSchedule)?,
+        trainLoader: DataLoader<Train>, testLoader: DataLoader<Test>?, config: TrainConfig
+    ) where Task == ClassificationTask<Train, Test> {
+        self.init(model: model, optimizer: optimizer, schedule: schedule,
+                  task: ClassificationTask(trainLoader: trainLoader, testLoader: testLoader), config: config)
     }
 }

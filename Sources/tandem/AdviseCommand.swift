@@ -35,7 +35,7 @@ struct AdviseCommand: ParsableCommand {
                 "native_bfloat16": kernels.nativeBFloat16,
                 "routes": Dictionary(uniqueKeysWithValues: kernels.routes.map { ($0.name, $0.choice) }),
             ] as [String: Any]
-            try printJSON(object)
+            try JSONValues.printLine(object)
             return
         }
         let gib = Double(1 << 30)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TandemCore
+import TandemLaunch
 
 @main
 struct TandemCommand: ParsableCommand {
@@ -8,10 +9,10 @@ struct TandemCommand: ParsableCommand {
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
         subcommands: [TrainCommand.self, EvalCommand.self, GenerateCommand.self, RunCommand.self, PlotCommand.self, BenchCommand.self, FlopsCommand.self,
-                      KanToyCommand.self, AdviseCommand.self, DistSelfTestCommand.self])
+                      KanToyCommand.self, AdviseCommand.self])
 
     static func main() {
-        ProcessEnvironment.ensureShortOpenMPSpin()
+        OpenMPSettings.ensureShortSpin()
         do {
             try Tandem.checkMemoryEnvironment()
             var command = try parseAsRoot(Self.spellingsRewritten(Array(CommandLine.arguments.dropFirst())))
@@ -42,9 +43,25 @@ extension TandemCommand {
     }
 }
 
-/// `tandem bench`: micro-benchmarks, one JSON line per case.
+/// `tandem bench`: runs `tandem-bench` (next to this executable) with the same arguments, so
+/// the benchmarks stay out of this binary.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel), mixed precision (amp).",
-        subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self, BenchAMP.self])
+        commandName: "bench",
+        abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel), mixed precision (amp).",
+        discussion: "Runs the tandem-bench executable built next to tandem; `tandem bench ops --help` lists its options.")
+
+    @Argument(parsing: .captureForPassthrough, help: "The benchmark and its options, e.g. ops --filter conv.") var arguments: [String] = []
+
+    func run() throws {
+        let this = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let bench = URL(fileURLWithPath: this).deletingLastPathComponent().appendingPathComponent("tandem-bench").path
+        guard FileManager.default.isExecutableFile(atPath: bench) else {
+            throw ValidationError("tandem bench runs tandem-bench, which is not built next to tandem (\(bench)); build it with `swift build -c release --product tandem-bench`")
+        }
+        var argv: [UnsafeMutablePointer<CChar>?] = ([bench] + arguments).map { strdup($0) }
+        argv.append(nil)
+        execv(bench, &argv)
+        throw ValidationError("could not start \(bench): \(String(cString: strerror(errno)))")
+    }
 }

@@ -8,23 +8,43 @@ import TandemTrain
 import TandemDistributed
 import TandemParallel
 
-/// `tandem train`: trains one of the zoo's classifiers, like the seed's PyTorch scripts.
+/// The models `tandem train` knows (ModelZoo's classifiers and language models, and the CTC recogniser).
+enum ModelChoice: String, CaseIterable, ExpressibleByArgument {
+    case convnet, cifarCNN = "cifar-cnn", kan, mambaoutMini = "mambaout-mini", mamba2LM = "mamba2-lm", ctcDigits = "ctc-digits"
+}
+
+/// The datasets of `--dataset`.
+enum DatasetChoice: String, CaseIterable, ExpressibleByArgument {
+    case mnist, cifar10, text, kanToy = "kan-toy", mnistStrings = "mnist-strings"
+}
+
+/// `--amp`: bf16 (autocast to bfloat16) or fp16 (float16 with a GradScaler).
+enum AmpChoice: String, CaseIterable, ExpressibleByArgument {
+    case bf16, fp16
+    var dtype: DType { self == .fp16 ? .float16 : .bfloat16 }
+}
+
+extension LRScheduler: ExpressibleByArgument {}
+extension Backend: ExpressibleByArgument {}
+
+/// `tandem train`: parses the flags into `TrainingOptions` and a `TrainConfig` and runs the
+/// model's recipe (`TrainingRecipes`), on one process or under DDP.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a model (one process, or DDP with --nproc-per-node or under tandem run or mpirun).")
 
-    @Option(help: "Model: \((ModelZoo.names + ModelZoo.languageModelNames).joined(separator: ", ")).") var model: String = "convnet"
-    @Option(help: "Dataset: mnist, cifar10, text (default: the model's).") var dataset: String?
+    @Option(help: "Model.") var model: ModelChoice = .convnet
+    @Option(help: "Dataset (default: the model's).") var dataset: DatasetChoice?
     @Option(help: "Dataset folder (default Data/mnist or Data/cifar-10-batches-bin).") var dataDir: String?
     @Option(help: "Text corpus for --dataset text: a UTF-8 file, or a folder of fortune files (default /usr/share/games/fortunes).") var dataFile: String?
     @Option(parsing: .unconditional, help: "Tokens per training window for --dataset text.") var context: Int = 128
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 1
     @Option(parsing: .unconditional, help: "Stop after this many steps in total.") var maxSteps: Int?
     @Option(parsing: .unconditional, help: "Batch size per process: N processes train on a global batch of N × this, drawn from one permutation for any N.") var batchSize: Int = 64
-    @Option(parsing: .unconditional, help: "Learning rate (default 0.01; 1e-3 for language models).") var lr: Double?
+    @Option(parsing: .unconditional, help: "Learning rate (default 0.01; 1e-3 for language models, 3e-3 for ctc-digits).") var lr: Double?
     @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Double = 0.9
     @Option(parsing: .unconditional, help: "Weight decay.") var weightDecay: Double = 0
-    @Option(help: "LR schedule per epoch: none, step (×0.1 each epoch), cosine.") var scheduler: String = "none"
+    @Option(help: "LR schedule: none, step (×0.1 each epoch), cosine (default: none; cosine per step for ctc-digits).") var scheduler: LRScheduler?
     @Option(parsing: .unconditional, help: "Background data workers.") var numWorkers: Int = 0
     @Option(parsing: .unconditional, help: "Intra-op threads (default: TANDEM_NUM_THREADS or all cores).") var threads: Int?
     @Option(parsing: .unconditional, help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
@@ -38,122 +58,64 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Write TensorBoard event files to this folder (rank 0): scalars every --log-every steps, weight and gradient histograms every 100.")
     var tensorboard: String?
     @Option(parsing: .unconditional, help: "Train with DDP on this many local processes (started through `tandem run`).") var nprocPerNode: Int = 1
-    @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: String = "gloo"
+    @Option(help: "Collective backend for DDP: gloo, or mpi for jobs started by mpirun.") var backend: Backend = .gloo
     @Flag(help: "Convert BatchNorm layers to SyncBatchNorm under DDP.") var syncBn = false
     @Option(parsing: .unconditional, help: "Seconds any collective may wait under DDP (default: TANDEM_TIMEOUT, else 1800, as PyTorch).")
     var timeout: Double?
     @Option(help: "Mixed precision: bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a GradScaler).")
-    var amp: String?
+    var amp: AmpChoice?
     @Option(parsing: .unconditional, help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
     @Option(parsing: .unconditional, help: "ctc-digits: test strings.") var testStrings: Int = 2_000
 
-    /// The autocast dtype of `--amp`.
-    var ampDType: DType? { amp.map { $0 == "fp16" ? .float16 : .bfloat16 } }
+    /// What to train, from the flags.
+    var options: TrainingOptions {
+        var o = TrainingOptions()
+        o.model = model.rawValue
+        o.dataset = dataset?.rawValue
+        (o.dataDir, o.dataFile, o.context, o.epochs, o.maxSteps, o.batchSize) = (dataDir, dataFile, context, epochs, maxSteps, batchSize)
+        (o.lr, o.momentum, o.weightDecay, o.scheduler, o.numWorkers, o.seed) = (lr, momentum, weightDecay, scheduler, numWorkers, seed)
+        (o.syncBatchNorm, o.amp, o.trainStrings, o.testStrings) = (syncBn, amp?.dtype, trainStrings, testStrings)
+        return o
+    }
 
     func validate() throws {
-        if model == "ctc-digits" { return try validateCTC() }   // TrainCTC.swift
         guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1") }
-        guard let chosen = Backend(rawValue: backend) else { throw ValidationError("unknown --backend '\(backend)'; choose gloo or mpi") }
-        if chosen == .mpi && nprocPerNode > 1 {
+        if backend == .mpi && nprocPerNode > 1 {
             throw ValidationError("--backend mpi takes its processes from mpirun: run `mpirun -np \(nprocPerNode) tandem train --backend mpi ...` without --nproc-per-node")
         }
-        guard ModelZoo.names.contains(model) || ModelZoo.languageModelNames.contains(model) else {
-            throw ValidationError("unknown --model '\(model)'; choose one of \((ModelZoo.names + ModelZoo.languageModelNames).joined(separator: ", "))")
-        }
-        if let dataset, !["mnist", "cifar10", "kan-toy", "text"].contains(dataset) {
-            throw ValidationError("unknown --dataset '\(dataset)'; choose mnist, cifar10, text (with --model mamba2-lm) or kan-toy (with --model kan)")
-        }
-        try validateLanguageModelOptions()
-        if dataset == "kan-toy" && model != "kan" { throw ValidationError("--dataset kan-toy goes with --model kan") }
-        guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
-        if let maxSteps, maxSteps <= 0 { throw ValidationError("--max-steps must be positive") }
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
-        guard momentum >= 0, weightDecay >= 0 else { throw ValidationError("--momentum and --weight-decay must be ≥ 0") }
-        guard ["none", "step", "cosine"].contains(scheduler) else {
-            throw ValidationError("unknown --scheduler '\(scheduler)'; choose none, step or cosine")
-        }
-        guard numWorkers >= 0 else { throw ValidationError("--num-workers must be ≥ 0") }
+        do { try options.validate() } catch { throw ValidationError("\(error)") }
         guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let timeout, !(timeout > 0 && timeout < 1e9) { throw ValidationError("--timeout must be a positive number of seconds") }
-        if let amp, !["bf16", "fp16"].contains(amp) { throw ValidationError("unknown --amp '\(amp)'; choose bf16 or fp16") }
         if (resume || resumeWeightsOnly) && out == nil {
             throw ValidationError("--resume needs --out, the folder that holds the checkpoint")
         }
+        if (resume || resumeWeightsOnly) && model == .ctcDigits { throw ValidationError("--resume is not supported for ctc-digits; start a new run") }
         guard keepCheckpoints >= 1 else { throw ValidationError("--keep-checkpoints must be at least 1") }
     }
 
     func run() throws {
-        if model == "ctc-digits" { return try runCTC() }   // TrainCTC.swift
-        if ModelZoo.languageModelNames.contains(model) { return try trainLanguageModel() }
-        if dataset == "kan-toy" {
+        if options.resolvedDataset == "kan-toy" {
             // The KAN paper's function-fitting demo (grid extension 5 → 10 → 20).
-            var arguments = ["--seed", "\(seed)"]
-            if let maxSteps { arguments += ["--steps", "\(maxSteps)"] }
+            var fitting = KANFunctionFitting()
+            fitting.seed = seed
+            if let maxSteps { fitting.steps = maxSteps }
             if let out {
                 try OutputFolder.prepare(out)
-                arguments += ["--plot", out + "/kan_toy_edges.svg"]
+                fitting.plot = out + "/kan_toy_edges.svg"
             }
-            return try KanToyCommand.parse(arguments).run()
+            _ = try fitting.run()
+            return
         }
         let group = try startDistributed()
         // Closing the group lets MPI finalize (mpirun treats a rank that exits without it as failed).
         defer { group?.destroy() }
-        let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
-        let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
-        let generator = Generator(seed: seed)
-        guard var net = ModelZoo.make(model, generator: generator) else { throw ValidationError("unknown model \(model)") }
-        if let group {
-            if syncBn { net = try convertSyncBatchNorm(net, processGroup: group) }
-            net = try DistributedDataParallel(net, processGroup: group)
-        }
-        let optimizer = try SGD(net.parameters(), lr: lr ?? 0.01, momentum: momentum, weightDecay: weightDecay)
-        let schedule = try makeSchedule(optimizer)
-        var config = trainConfig(group: group)
-        config.amp = ampDType
-        // One path for any world size: the same permutation gives the same global batches (DataSharding).
-        func samplers(trainCount: Int, testCount: Int) throws -> (any Sampler, any Sampler) {
-            (try DataSharding.trainSampler(count: trainCount, rank: rank, worldSize: worldSize, seed: seed),
-             try DataSharding.evalSampler(count: testCount, rank: rank, worldSize: worldSize))
-        }
-        let result: TrainResult
-        switch datasetName {
-        case "cifar10":
-            let folder = dataDir ?? "Data/cifar-10-batches-bin"
-            var train = try CIFAR10(folder: folder, train: true)
-            train.seed = seed
-            let test = try CIFAR10(folder: folder, train: false)
-            let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
-            result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, sampler: trainSampler,
-                                                         numWorkers: numWorkers, seed: seed),
-                                 testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
-        default:
-            let folder = dataDir ?? "Data/mnist"
-            let train = try MNIST(folder: folder, train: true), test = try MNIST(folder: folder, train: false)
-            let (trainSampler, testSampler) = try samplers(trainCount: train.count, testCount: test.count)
-            result = try Trainer(model: net, optimizer: optimizer, schedule: schedule,
-                                 trainLoader: DataLoader(train, batchSize: batchSize, sampler: trainSampler,
-                                                         numWorkers: numWorkers, seed: seed),
-                                 testLoader: DataLoader(test, batchSize: 1000, sampler: testSampler, numWorkers: numWorkers), config: config).fit()
-        }
-        guard rank == 0 else { return }
+        let report = try TrainingRecipes.run(options, config: trainConfig(group: group))
+        guard (group?.rank ?? 0) == 0 else { return }
         if json {
-            var object: [String: Any] = [
-                "model": model, "dataset": datasetName, "world_size": worldSize, "epochs": result.epochs, "steps": result.steps,
-                "train_images_per_second": (result.trainImagesPerSecond * 10).rounded() / 10,
-                "wall_seconds": (result.wallSeconds * 100).rounded() / 100, "threads": Tandem.numThreads,
-                "batch_size": batchSize, "amp": amp ?? "none",
-            ]
-            if ampDType == .float16 { object["skipped_steps"] = result.skippedSteps }
-            object["test_accuracy"] = result.testAccuracy
-            object["checkpoint"] = result.checkpointPath
-            try printJSON(object)
+            try JSONValues.printLine(report.summary)
         } else {
-            print(String(format: "trained %d epochs, %d steps: test accuracy %.4f, %.0f train images/s, %.1f s",
-                         result.epochs, result.steps, result.testAccuracy ?? .nan, result.trainImagesPerSecond, result.wallSeconds))
-            if let path = result.checkpointPath { print("checkpoint: \(path)") }
+            for line in report.lines { print(line) }
         }
     }
 }
@@ -166,7 +128,7 @@ extension TrainCommand {
         if nprocPerNode > 1 && environment["WORLD_SIZE"] == nil { try relaunchUnderTandemRun() }
         if let threads { Tandem.setNumThreads(threads) }
         guard let size = Self.launchedWorldSize(environment, backend: backend), size > 1 else { return nil }
-        let group = try initProcessGroup(backend: Backend(rawValue: backend) ?? .gloo, initMethod: "env://",
+        let group = try initProcessGroup(backend: backend, initMethod: "env://",
                                          timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded())) })
         try checkSameFlags(group)
         return group
@@ -174,9 +136,10 @@ extension TrainCommand {
 
     /// The flags every rank of a DDP job must share, as `--name value` words.
     var sharedFlags: [String] {
-        ["--model \(model)", "--dataset \(dataset ?? "default")", "--batch-size \(batchSize)", "--epochs \(epochs)",
+        ["--model \(model.rawValue)", "--dataset \(dataset?.rawValue ?? "default")", "--batch-size \(batchSize)", "--epochs \(epochs)",
          "--max-steps \(maxSteps.map(String.init) ?? "none")", "--lr \(lr.map { "\($0)" } ?? "default")",
-         "--momentum \(momentum)", "--weight-decay \(weightDecay)", "--scheduler \(scheduler)", "--amp \(amp ?? "none")",
+         "--momentum \(momentum)", "--weight-decay \(weightDecay)", "--scheduler \(scheduler?.rawValue ?? "default")",
+         "--amp \(amp?.rawValue ?? "none")",
          "--sync-bn \(syncBn)", "--resume \(resume || resumeWeightsOnly)"]
     }
 
@@ -199,15 +162,6 @@ extension TrainCommand {
         }
     }
 
-    /// The per-epoch LR schedule of `--scheduler` (nil for none).
-    func makeSchedule(_ optimizer: any Optimizer) throws -> (any LRSchedule)? {
-        switch scheduler {
-        case "step": try StepLR(optimizer, stepSize: 1, gamma: 0.1)
-        case "cosine": try CosineAnnealingLR(optimizer, tMax: epochs)
-        default: nil
-        }
-    }
-
     /// The Trainer settings that come from the common flags.
     func trainConfig(group: (any ProcessGroup)?) -> TrainConfig {
         var config = TrainConfig()
@@ -227,9 +181,9 @@ extension TrainCommand {
 
     /// The world size the launcher gave this process: WORLD_SIZE from `tandem run` (or torchrun),
     /// and for `--backend mpi` also mpirun's OMPI_COMM_WORLD_SIZE or PMI_SIZE.
-    static func launchedWorldSize(_ environment: [String: String], backend: String) -> Int? {
+    static func launchedWorldSize(_ environment: [String: String], backend: Backend) -> Int? {
         var names = ["WORLD_SIZE"]
-        if backend == Backend.mpi.rawValue { names += ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] }
+        if backend == .mpi { names += ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] }
         return names.lazy.compactMap { environment[$0].flatMap(Int.init) }.first
     }
 
@@ -251,72 +205,5 @@ extension TrainCommand {
         argv.append(nil)
         execv(executable, &argv)
         throw ValidationError("could not start `tandem run`: \(String(cString: strerror(errno)))")
-    }
-}
-
-/// `tandem eval`: evaluates saved weights (Tandem's or PyTorch's safetensors state dict).
-struct EvalCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate saved weights on a test set.")
-
-    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).") var model: String = "convnet"
-    @Option(help: "A safetensors state dict with PyTorch names.") var weights: String
-    @Option(help: "Dataset: mnist, cifar10 (default: the model's).") var dataset: String?
-    @Option(help: "Dataset folder.") var dataDir: String?
-    @Option(help: "Write int64 `predictions` (one per test image) to this safetensors file.") var predictions: String?
-    @Flag(help: "Print one JSON object.") var json = false
-
-    func validate() throws {
-        guard ModelZoo.names.contains(model) else {
-            throw ValidationError("unknown --model '\(model)'; choose one of \(ModelZoo.names.joined(separator: ", "))")
-        }
-    }
-
-    func run() throws {
-        guard let net = ModelZoo.make(model, generator: Generator(seed: 0)) else { return }
-        try Checkpoint.loadWeights(path: weights, into: net)
-        if let bad = FiniteCheck.firstNonFinite(net.stateDict()) {
-            FileHandle.standardError.write(Data("warning: '\(weights)' holds \(bad.name) \(bad.value); the run that wrote it diverged, so these results mean little\n".utf8))
-        }
-        net.eval()
-        let datasetName = dataset ?? ModelZoo.defaultDataset(for: model) ?? "mnist"
-        var predicted: [Int] = []
-        var correct = 0, total = 0
-        func run<D: Dataset>(_ data: D) throws {
-            try Tensor.withNoGrad {
-                try DataLoader(data, batchSize: 1000).forEach { x, y in
-                    let p = try net(x).argmax(axis: 1)
-                    predicted += p.toIntArray()
-                    correct += try p.eq(y).toIntArray().reduce(0, +)
-                    total += y.shape[0]
-                }
-            }
-        }
-        if datasetName == "cifar10" {
-            try run(CIFAR10(folder: dataDir ?? "Data/cifar-10-batches-bin", train: false))
-        } else {
-            try run(MNIST(folder: dataDir ?? "Data/mnist", train: false))
-        }
-        if let predictions {
-            try SafeTensors.save([("predictions", Tensor(int64: predicted))], to: predictions)
-        }
-        let accuracy = Double(correct) / Double(Swift.max(total, 1))
-        if json {
-            print("{\"model\":\"\(model)\",\"dataset\":\"\(datasetName)\",\"images\":\(total),\"test_accuracy\":\(accuracy)}")
-        } else {
-            print(String(format: "test accuracy %.4f on %d images", accuracy, total))
-        }
-    }
-}
-
-/// Fault injection for the launcher's failure tests: with `TANDEM_FAULT_KILL_STEP=S` and
-/// `TANDEM_FAULT_KILL_RANK=R`, rank R kills itself with SIGKILL right after step S, on the
-/// first attempt only (`TANDEM_RESTART_COUNT` unset or 0), so a restarted job can finish.
-enum FaultInjection {
-    static func fromEnvironment(rank: Int) -> (@Sendable (Int) -> Void)? {
-        let env = ProcessInfo.processInfo.environment
-        guard let step = env["TANDEM_FAULT_KILL_STEP"].flatMap(Int.init),
-              (env["TANDEM_FAULT_KILL_RANK"].flatMap(Int.init) ?? 0) == rank,
-              (env["TANDEM_RESTART_COUNT"].flatMap(Int.init) ?? 0) == 0 else { return nil }
-        return { current in if current == step { kill(getpid(), SIGKILL) } }
     }
 }

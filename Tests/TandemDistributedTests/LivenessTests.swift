@@ -61,10 +61,9 @@ final class LivenessTests: XCTestCase {
     }
 
     private func stopRankAndExpectTheJobToEnd(_ stoppedRank: Int) throws {
-        let exe = try tandemExecutable()
         let launcher = Process()
-        launcher.executableURL = URL(fileURLWithPath: exe)
-        launcher.arguments = ["run", "--standalone", "--nproc-per-node", "2", "--stop-grace", "1", "--", exe, "dist-selftest",
+        launcher.executableURL = URL(fileURLWithPath: try tandemExecutable())
+        launcher.arguments = ["run", "--standalone", "--nproc-per-node", "2", "--stop-grace", "1", "--", try selftestExecutable(), "dist-selftest",
                               "--timeout-ms", "600000", "--op", "allreduce", "--reduce-op", "sum", "--count", "1000",
                               "--iterations", "100000000"]
         launcher.environment = childEnvironment(["TANDEM_HEARTBEAT_TIMEOUT": "2"])

@@ -26,6 +26,13 @@ func tandemExecutable() throws -> String {
     return found
 }
 
+/// The built `tandem-selftest` executable (the distributed tests' worker), next to `tandem`.
+func selftestExecutable() throws -> String {
+    let path = URL(fileURLWithPath: try tandemExecutable()).deletingLastPathComponent().appendingPathComponent("tandem-selftest").path
+    guard FileManager.default.isExecutableFile(atPath: path) else { throw XCTSkip("tandem-selftest was not built (\(path))") }
+    return path
+}
+
 /// Collected output of one pipe.
 final class Sink: Sendable {
     let data = Mutex(Data())
@@ -38,7 +45,8 @@ final class Launch {
 
     func start(_ arguments: [String], environment: [String: String] = [:]) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tandemExecutable())
+        // `dist-selftest` is the worker in tandem-selftest; everything else is `tandem`.
+        p.executableURL = URL(fileURLWithPath: arguments.first == "dist-selftest" ? try selftestExecutable() : try tandemExecutable())
         p.arguments = arguments
         p.environment = childEnvironment(environment, removing: ["TANDEM_DISTRIBUTED_DEBUG"])
         let out = Pipe(), err = Pipe()
@@ -93,7 +101,7 @@ final class ProcessTests: XCTestCase {
     }
 
     private func tandemRun(nproc: Int, _ worker: [String], limit: Double = 30) throws -> Spawned {
-        let exe = try tandemExecutable()
+        let exe = try selftestExecutable()
         return try run(["run", "--standalone", "--nproc-per-node", String(nproc), "--", exe, "dist-selftest", "--timeout-ms", "5000"] + worker, limit: limit)
     }
 
@@ -373,7 +381,7 @@ final class ProcessTests: XCTestCase {
 
     func testMPIBackendUnderMpirun() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
-        let exe = try tandemExecutable()
+        let exe = try selftestExecutable()
         for (np, dtype, count) in [(2, "float32", 1000), (4, "int64", 7), (2, "float64", 262_144)] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")

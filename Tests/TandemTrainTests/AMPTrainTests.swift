@@ -10,7 +10,7 @@ import TandemTrain
 /// Training with `TrainConfig.amp`: bf16 trains without a scaler; fp16 uses a GradScaler
 /// whose state goes into the checkpoint and comes back on resume.
 @Suite struct AMPTrainTests {
-    func run(amp: DType?, out: String?, epochs: Int = 1, resume: Bool = false) throws -> (Trainer<TensorDataset, TensorDataset>, TrainResult) {
+    func run(amp: DType?, out: String?, epochs: Int = 1, resume: Bool = false) throws -> (Trainer<ClassificationTask<TensorDataset, TensorDataset>>, TrainResult) {
         let mnist = try MNIST(folder: ResumeTests.repoRoot + "/Data/mnist", train: false)
         let train = try TensorDataset(inputs: mnist.normalizedImages(0..<256), targets: mnist.labels.narrow(axis: 0, start: 0, length: 256))
         let test = try TensorDataset(inputs: mnist.normalizedImages(1000..<1200), targets: mnist.labels.narrow(axis: 0, start: 1000, length: 200))

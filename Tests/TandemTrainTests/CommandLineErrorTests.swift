@@ -19,8 +19,8 @@ import TandemModels
 
     @Test(.enabled(if: built, "the tandem executable is not built")) func badFlags() throws {
         try expectFailure(["train", "--backend", "mpi", "--nproc-per-node", "2"], mentioning: "mpirun -np 2 tandem train --backend mpi")
-        try expectFailure(["train", "--backend", "nccl"], mentioning: "choose gloo or mpi")
-        try expectFailure(["train", "--amp", "fp8"], mentioning: "choose bf16 or fp16")
+        try expectFailure(["train", "--backend", "nccl"], mentioning: "Please provide one of 'gloo' and 'mpi'")
+        try expectFailure(["train", "--amp", "fp8"], mentioning: "Please provide one of 'bf16' and 'fp16'")
         try expectFailure(["train", "--model", "ctc-digits", "--dataset", "mnist-strings", "--train-strings", "0"],
                           mentioning: "--train-strings and --test-strings must be positive")
         try expectFailure(["bench", "allreduce", "--sizes", "3XB"], mentioning: "bad size '3XB'")

@@ -35,7 +35,8 @@ import TandemTrain
         let result = try trainer.fit()
         #expect(result.steps == 3 * (train.count / 8))
         let testLoss = try #require(result.testLoss), trainLoss = try #require(result.trainLoss)
-        #expect(testLoss < before.loss - 2, "test loss \(before.loss) → \(testLoss), train \(trainLoss)")
+        let beforeLoss = try #require(before["test_loss"])
+        #expect(testLoss < beforeLoss - 2, "test loss \(beforeLoss) → \(testLoss), train \(trainLoss)")
 
         // The test loss is the mean cross-entropy over every test position.
         var sum = 0.0, n = 0

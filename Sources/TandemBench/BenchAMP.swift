@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemTrain
 import TandemCore
 import TandemModels
 import TandemNN
@@ -58,7 +59,7 @@ struct BenchAMP: ParsableCommand {
                 let line: [String: Any] = ["framework": "tandem", "case": name, "amp": precision, "threads": threads,
                                            "ms": (ms * 1000).rounded() / 1000,
                                            "images_per_second": (Double(batch) / ms * 1000 * 10).rounded() / 10]
-                try printJSON(line)
+                try JSONValues.printLine(line)
                 fflush(nil)
             }
         }

@@ -7,8 +7,8 @@ import TandemOptim
 import TandemTestSupport
 import TandemTrain
 
-/// Edit distance and the CTC digit-string training loop on a few hundred real MNIST strings.
-@Suite(.serialized) struct CTCTrainerTests {
+/// Edit distance and CTC digit-string training (`CTCTask` in the `Trainer`) on a few hundred real MNIST strings.
+@Suite(.serialized) struct CTCTaskTests {
     static var repoRoot: String { Golden.folder.replacingOccurrences(of: "/Tests/Fixtures/golden", with: "") }
 
     @Test func editDistance() {
@@ -58,26 +58,29 @@ import TandemTrain
         let optimizer = try Adam(model.parameters(), lr: 3e-3)
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("ctc-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        var config = CTCTrainConfig()
-        config.batchSize = 16
+        let task = try CTCTask(recognizer: model, train: train, test: test, batchSize: 16, beamWidth: 4)
+        var config = TrainConfig()
         config.maxSteps = 16
-        config.beamWidth = 4
         config.showProgress = false
         config.logEvery = 1
         config.outDir = out
-        let trainer = CTCTrainer(model: model, optimizer: optimizer, schedule: nil, train: train, test: test, config: config)
+        config.clipNorm = 5
+        config.scheduleStep = .perStep
+        config.evaluation = .atEnd
+        let trainer = Trainer(model: model, optimizer: optimizer, schedule: nil, task: task, config: config)
         let probe = try train.collate(Array(0..<32))
         model.eval()
-        let before = try Tensor.withNoGrad { try trainer.loss(probe).item() }
+        let before = try Tensor.withNoGrad { try task.loss(model, probe).item() }
         model.train()
         let result = try trainer.fit()
         model.eval()
-        let after = try Tensor.withNoGrad { try trainer.loss(probe).item() }
+        let after = try Tensor.withNoGrad { try task.loss(model, probe).item() }
         #expect(result.steps == 16 && result.epochs == 1)
         #expect(after < 0.8 * before, "loss \(before) → \(after)")
-        let e = try #require(result.evaluation)
+        let e = try Tensor.withNoGrad { try task.evaluation() }
         #expect(e.greedy.strings == 40 && e.beam.strings == 40 && e.greedy.targetLabels == e.beam.targetLabels)
         #expect(e.loss.isFinite && e.greedy.characterErrorRate >= 0 && e.beam.characterErrorRate >= 0)
+        #expect(result.metrics["beam_cer"] == e.beam.characterErrorRate && result.metrics["test_loss"] == e.loss)
         // The checkpoint holds the model's state dict under its PyTorch-style names.
         let saved = try SafeTensors.load(path: out + "/" + Checkpoint.modelFile)
         #expect(Set(saved.tensors.keys) == Set(model.stateDict().map(\.0)))
@@ -86,7 +89,7 @@ import TandemTrain
         reloaded.eval()
         #expect(try reloaded(probe.images, widths: probe.widths).toDoubleArray() == model(probe.images, widths: probe.widths).toDoubleArray())
         let records = try MetricsLog.read(path: out + "/metrics.jsonl")
-        #expect(records.contains { $0["kind"] as? String == "test" && $0["beam_cer"] != nil })
+        #expect(records.contains { $0["kind"] as? String == "epoch" && $0["beam_cer"] != nil })
     }
 
     /// `tandem train --model ctc-digits --dataset mnist-strings` under DDP on 2 processes.

@@ -6,13 +6,13 @@ import TandemNN
 import TandemOptim
 import TandemParallel
 
-/// `tandem dist-selftest` (hidden): a worker that tests spawn as real processes. Every rank builds
+/// `tandem-selftest dist-selftest`: a worker that tests spawn as real processes. Every rank builds
 /// deterministic tensors, runs collectives and checks the results against values computed locally.
 /// Exit codes: 0 ok, 2 a distributed error (printed), 3 a wrong result.
 struct DistSelfTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dist-selftest", abstract: "Run and check collectives (a worker for the distributed tests).",
-        shouldDisplay: false)
+        shouldDisplay: true)
 
     @Option(help: "gloo or mpi (under mpirun).") var backend: String = "gloo"
     @Option(help: "Init method: env://, tcp://HOST:PORT or file:///path.") var initMethod: String = "env://"
@@ -28,7 +28,6 @@ struct DistSelfTestCommand: ParsableCommand {
     @Option(help: "... before this iteration.") var dieAfter: Int = 0
     @Option(help: "This rank stops answering (sleeps) for --hang-seconds before its first collective.") var hangRank: Int?
     @Option(help: "Seconds --hang-rank sleeps.") var hangSeconds: Double = 5
-    @Flag(help: "Time allreduce (sum, float32; three call forms) and print one JSON line per size on rank 0.") var bench = false
     @Option(help: "With --op join: comma-separated number of training batches of each rank, e.g. 3,5.") var batches: String = "3,5"
 
 
@@ -137,7 +136,6 @@ struct DistSelfTestCommand: ParsableCommand {
         guard let be = Backend(rawValue: backend) else { throw ValidationError("unknown backend \(backend)") }
         let pg = try initProcessGroup(backend: be, initMethod: initMethod, rank: rank, worldSize: worldSize, timeout: timeout)
         let r = pg.rank, w = pg.worldSize
-        if bench { return try runBench(pg, dtype: dt) }
         if op == "join" { return try runJoin(pg) }
         let ops = op == "all" ? ["allreduce", "broadcast", "allgather", "barrier", "reduce", "gather", "scatter", "reducescatter", "sendrecv", "subgroup"] : [op]
         let reduceOps = reduceOp == "all" ? ReduceOp.allCases : [ReduceOp(rawValue: reduceOp)].compactMap { $0 }
@@ -237,12 +235,5 @@ struct DistSelfTestCommand: ParsableCommand {
         let checksum = ddp.parameters().map { $0.value.toDoubleArray().reduce(0, +) }.reduce(0, +)
         print("dist-selftest join rank \(pg.rank)/\(pg.worldSize): \(counts[pg.rank]) steps, checksum \(String(format: "%.9g", checksum))")
         pg.destroy()
-    }
-
-    /// The three call forms of all-reduce (sum, float32) for 1 KB to 100 MB (`--count` elements
-    /// at most, unless 0), one JSON line each on rank 0 (see `tandem bench allreduce`).
-    private func runBench(_ pg: any ProcessGroup, dtype: DType) throws {
-        let sizes = [1024, 1 << 20, 25 << 20, 100 << 20].filter { count <= 0 || $0 <= count * 4 }
-        try AllReduceBench.run(pg, sizes: sizes, forms: AllReduceBench.Form.allCases, reps: nil)
     }
 }

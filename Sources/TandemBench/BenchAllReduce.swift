@@ -58,7 +58,7 @@ struct BenchAllReduce: ParsableCommand {
 
     private func launch() throws {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var workerArguments = [exe, "bench", "allreduce", "--worker", "--backend", backend, "--sizes", sizes, "--form", form,
+        var workerArguments = [exe, "allreduce", "--worker", "--backend", backend, "--sizes", sizes, "--form", form,
                                "--timeout-ms", String(timeoutMs)]
         if let reps { workerArguments += ["--reps", String(reps)] }
         let p = Process()
@@ -69,7 +69,8 @@ struct BenchAllReduce: ParsableCommand {
             p.executableURL = URL(fileURLWithPath: mpirun)
             p.arguments = (getuid() == 0 ? ["--allow-run-as-root"] : []) + ["--oversubscribe", "-np", String(nproc)] + workerArguments
         } else {
-            p.executableURL = URL(fileURLWithPath: exe)
+            // The launcher of the `tandem` executable built next to this one.
+            p.executableURL = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("tandem")
             p.arguments = ["run", "--standalone", "--nproc-per-node", String(nproc), "--"] + workerArguments
         }
         let out = Pipe()
