@@ -116,53 +116,13 @@ public struct Launcher: Sendable {
                 p.executableURL = executable
                 p.arguments = arguments
             }
-            var env = ProcessInfo.processInfo.environment
-            env["RANK"] = String(rank)
-            env["LOCAL_RANK"] = String(local)
-            env["WORLD_SIZE"] = String(world)
-            env["LOCAL_WORLD_SIZE"] = String(nprocPerNode)
-            env["GROUP_RANK"] = String(node)
-            env["MASTER_ADDR"] = addr
-            env["MASTER_PORT"] = String(port)
-            env["TANDEM_NUM_THREADS"] = String(threads)
-            // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
-            env["TANDEM_RESTART_COUNT"] = String(restart)
-            env["TANDEM_STORE_TOKEN"] = token
-            // Rank 0's output reaches the terminal through the prefixer, not as a terminal: name
-            // the launcher's terminal so that its progress bar is drawn there (ProgressBar).
-            if local == 0, let terminal = Self.terminal { env["TANDEM_PROGRESS_TTY"] = terminal }
-            // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
-            // (see ProcessEnvironment). Values the user set are kept.
-            if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
-            if env["TANDEM_GLOO_BUSY_POLL"] == nil { env["TANDEM_GLOO_BUSY_POLL"] = busyPoll }
-            if env["OMP_WAIT_POLICY"] == nil && env["GOMP_SPINCOUNT"] == nil {
-                for (key, value) in OpenMPSettings.shortSpin { env[key] = value }
-            }
-            p.environment = env
+            p.environment = environment(rank: rank, local: local, world: world, node: node, addr: addr, port: port,
+                                        threads: threads, restart: restart, token: token, busyPoll: busyPoll)
             let out = Pipe(), err = Pipe()
             p.standardOutput = out
             p.standardError = err
             p.terminationHandler = { _ in exited.signal() }
-            let readers = DispatchGroup()
-            for (pipe, toStderr) in [(out, false), (err, true)] {
-                readers.enter()
-                let handle = pipe.fileHandleForReading
-                let thread = Thread {
-                    var pending = Data()
-                    while true {
-                        let chunk = handle.availableData
-                        if chunk.isEmpty { break }
-                        pending.append(chunk)
-                        while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            output.line(rank: rank, pending[pending.startIndex..<nl], toStderr: toStderr)
-                            pending = Data(pending[(nl + 1)...])
-                        }
-                    }
-                    if !pending.isEmpty { output.line(rank: rank, pending, toStderr: toStderr) }
-                    readers.leave()
-                }
-                thread.start()
-            }
+            let readers = forwardLines(of: rank, from: [(out, false), (err, true)], to: output)
             do {
                 try p.run()
             } catch {
@@ -223,6 +183,60 @@ public struct Launcher: Sendable {
             throw LaunchError.interrupted(signal: sig)
         }
         return failure
+    }
+
+    /// The environment of one rank: the launcher's, with the job's variables set.
+    private func environment(rank: Int, local: Int, world: Int, node: Int, addr: String, port: Int, threads: Int,
+                             restart: Int, token: String?, busyPoll: String) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["RANK"] = String(rank)
+        env["LOCAL_RANK"] = String(local)
+        env["WORLD_SIZE"] = String(world)
+        env["LOCAL_WORLD_SIZE"] = String(configuration.nprocPerNode)
+        env["GROUP_RANK"] = String(node)
+        env["MASTER_ADDR"] = addr
+        env["MASTER_PORT"] = String(port)
+        env["TANDEM_NUM_THREADS"] = String(threads)
+        // How many times the group was restarted (like TORCHELASTIC_RESTART_COUNT).
+        env["TANDEM_RESTART_COUNT"] = String(restart)
+        env["TANDEM_STORE_TOKEN"] = token
+        // Rank 0's output reaches the terminal through the prefixer, not as a terminal: name
+        // the launcher's terminal so that its progress bar is drawn there (ProgressBar).
+        if local == 0, let terminal = Self.terminal { env["TANDEM_PROGRESS_TTY"] = terminal }
+        // OpenMP (oneDNN) threads of each child: its share of the cores, spinning only briefly
+        // (see ProcessEnvironment). Values the user set are kept.
+        if env["OMP_NUM_THREADS"] == nil { env["OMP_NUM_THREADS"] = String(threads) }
+        if env["TANDEM_GLOO_BUSY_POLL"] == nil { env["TANDEM_GLOO_BUSY_POLL"] = busyPoll }
+        if env["OMP_WAIT_POLICY"] == nil && env["GOMP_SPINCOUNT"] == nil {
+            for (key, value) in OpenMPSettings.shortSpin { env[key] = value }
+        }
+        return env
+    }
+
+    /// Reads each pipe on a thread of its own and writes its lines, prefixed with the rank,
+    /// to `output`; the group is left when every pipe has reached its end.
+    private func forwardLines(of rank: Int, from pipes: [(Pipe, Bool)], to output: OutputSink) -> DispatchGroup {
+        let readers = DispatchGroup()
+        for (pipe, toStderr) in pipes {
+            readers.enter()
+            let handle = pipe.fileHandleForReading
+            let thread = Thread {
+                var pending = Data()
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    pending.append(chunk)
+                    while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        output.line(rank: rank, pending[pending.startIndex..<nl], toStderr: toStderr)
+                        pending = Data(pending[(nl + 1)...])
+                    }
+                }
+                if !pending.isEmpty { output.line(rank: rank, pending, toStderr: toStderr) }
+                readers.leave()
+            }
+            thread.start()
+        }
+        return readers
     }
 
     /// The terminal the launcher's standard error writes to; nil for a pipe or a file (logs, CI).

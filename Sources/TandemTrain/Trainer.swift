@@ -163,41 +163,16 @@ public final class Trainer<Task: TrainingTask> {
                 defer { batchIndex += 1 }
                 if batchIndex < stepsIntoEpoch { continue }  // resuming mid-epoch: these batches were trained
                 let stepStart = Date()
-                optimizer.zeroGrad()
-                let loss = try forward { try task.loss(model, batch) }
-                if let scaler {
-                    try scaler.scale(loss).backward()
-                } else {
-                    try loss.backward()
-                }
-                try synchronizer?.synchronize()
-                if let clip = config.clipNorm {
-                    if let scaler { _ = try scaler.unscale(optimizer) }
-                    try ClipGrad.clipGradNorm(model.parameters(), maxNorm: clip)
-                }
-                if let scaler {
-                    if try !scaler.step(optimizer) { skippedSteps += 1 }
-                    scaler.update()
-                } else {
-                    try optimizer.step()
-                }
-                if config.scheduleStep == .perStep { schedule?.step() }
+                let lossValue = try optimizationStep(batch, skipped: &skippedSteps)
                 step += 1
                 config.afterStep?(step)
-                let lossValue = try loss.item()
                 // With a scaler, a non-finite loss only skips the step (its gradients are not finite).
                 guard lossValue.isFinite || scaler != nil else {
                     throw TrainError.diverged(step: step, tensor: "the loss", value: "\(lossValue)")
                 }
                 // A finite loss can hide parameters or buffers (a running variance) gone to inf.
                 if step % config.logEvery == 0 { try checkFinite(step: step) }
-                if let board, config.histogramEvery > 0, step % config.histogramEvery == 0 {
-                    let named = (synchronizer?.module ?? model).namedParameters()
-                    for (name, parameter) in named {
-                        board.addHistogram("weights/" + name, parameter.value.toDoubleArray(), step: step)
-                        if let grad = parameter.grad { board.addHistogram("gradients/" + name, grad.toDoubleArray(), step: step) }
-                    }
-                }
+                if let board, config.histogramEvery > 0, step % config.histogramEvery == 0 { addHistograms(board, step: step) }
                 let n = task.exampleCount(batch)
                 trainedImages += n
                 epochImages += n
@@ -208,17 +183,8 @@ public final class Trainer<Task: TrainingTask> {
                 let rate = Double(epochImages) / Date().timeIntervalSince(epochStart)
                 progress.update(batchIndex + 1, String(format: "loss %.4f  %.0f %@/s", lossValue, rate, unit))
                 if step % config.logEvery == 0 {
-                    var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": lossValue,
-                                                 "lr": optimizer.learningRate, "\(task.exampleName)_per_second": rate,
-                                                 "step_seconds": stepSeconds, "time": Date().timeIntervalSince1970]
-                    if let synchronizer { record["communication_seconds"] = synchronizer.lastCommunicationSeconds }
-                    if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skippedSteps }
-                    try log?.write(record)
-                    if let board {
-                        for key in ["loss", "lr", "\(task.exampleName)_per_second", "communication_seconds", "loss_scale"] {
-                            if let value = record[key] as? Double { board.addScalar("train/" + key, value, step: step) }
-                        }
-                    }
+                    try logStep(epoch: epoch, step: step, loss: lossValue, rate: rate, seconds: stepSeconds, skipped: skippedSteps,
+                                log: log, board: board)
                 }
             }
             progress.finish()
@@ -228,28 +194,11 @@ public final class Trainer<Task: TrainingTask> {
                 epoch += 1
                 if config.scheduleStep == .perEpoch { schedule?.step() }
             }
-            var record: [String: Any] = ["kind": "epoch", "epoch": epoch, "step": step,
-                                         "train_loss": runningCount > 0 ? runningLoss / Double(runningCount) : Double.nan]
             if runningCount > 0 { result.trainLoss = runningLoss / Double(runningCount) }
-            let last = epoch >= config.epochs || step >= stepLimit
-            if config.evaluation == .everyEpoch || last {
-                let metrics = try evaluate()
-                result.metrics = metrics
-                for (name, value) in metrics {
-                    record[name] = value
-                    board?.addScalar("test/" + (name.hasPrefix("test_") ? String(name.dropFirst(5)) : name), value, step: step)
-                }
-            }
-            try log?.write(record)
-            try checkFinite(step: step)  // never overwrite a good checkpoint with a diverged model
-            if let out = config.outDir, config.isLeader {
-                try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
-                                    position: .init(epoch: epoch, step: step), metadata: config.checkpointMetadata, to: out,
-                                    keep: config.keepCheckpoints, discardOthers: !continuing)
-                continuing = true
-                result.checkpointPath = out + "/" + Checkpoint.modelFile
-                try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
-            }
+            try endEpoch(epoch: epoch, step: step, trainLoss: runningCount > 0 ? runningLoss / Double(runningCount) : .nan,
+                         evaluate: config.evaluation == .everyEpoch || epoch >= config.epochs || step >= stepLimit,
+                         continuing: continuing, result: &result, log: log, board: board)
+            continuing = true
         }
         result.epochs = epoch
         result.steps = step
@@ -259,6 +208,78 @@ public final class Trainer<Task: TrainingTask> {
         // Global throughput: every rank trains its share at the same time.
         result.examplesPerSecond = try DistributedMetrics.sum([rate], group: config.processGroup)[0]
         return result
+    }
+
+    /// One optimizer step on `batch`: forward (under autocast with mixed precision), backward (loss
+    /// scaled with a GradScaler), DDP's synchronisation, clipping, the step (`skipped` counts the
+    /// steps the scaler skips) and a per-step schedule. Returns the loss.
+    private func optimizationStep(_ batch: Task.Batch, skipped: inout Int) throws -> Double {
+        optimizer.zeroGrad()
+        let loss = try forward { try task.loss(model, batch) }
+        if let scaler {
+            try scaler.scale(loss).backward()
+        } else {
+            try loss.backward()
+        }
+        try synchronizer?.synchronize()
+        if let clip = config.clipNorm {
+            if let scaler { _ = try scaler.unscale(optimizer) }
+            try ClipGrad.clipGradNorm(model.parameters(), maxNorm: clip)
+        }
+        if let scaler {
+            if try !scaler.step(optimizer) { skipped += 1 }
+            scaler.update()
+        } else {
+            try optimizer.step()
+        }
+        if config.scheduleStep == .perStep { schedule?.step() }
+        return try loss.item()
+    }
+
+    /// A step record in metrics.jsonl and its scalars in TensorBoard.
+    private func logStep(epoch: Int, step: Int, loss: Double, rate: Double, seconds: Double, skipped: Int,
+                         log: MetricsLog?, board: SummaryWriter?) throws {
+        var record: [String: Any] = ["kind": "step", "epoch": epoch, "step": step, "loss": loss,
+                                     "lr": optimizer.learningRate, "\(task.exampleName)_per_second": rate,
+                                     "step_seconds": seconds, "time": Date().timeIntervalSince1970]
+        if let synchronizer { record["communication_seconds"] = synchronizer.lastCommunicationSeconds }
+        if let scaler { record["loss_scale"] = scaler.scale; record["skipped_steps"] = skipped }
+        try log?.write(record)
+        guard let board else { return }
+        for key in ["loss", "lr", "\(task.exampleName)_per_second", "communication_seconds", "loss_scale"] {
+            if let value = record[key] as? Double { board.addScalar("train/" + key, value, step: step) }
+        }
+    }
+
+    /// Histograms of every parameter and its gradient.
+    private func addHistograms(_ board: SummaryWriter, step: Int) {
+        for (name, parameter) in (synchronizer?.module ?? model).namedParameters() {
+            board.addHistogram("weights/" + name, parameter.value.toDoubleArray(), step: step)
+            if let grad = parameter.grad { board.addHistogram("gradients/" + name, grad.toDoubleArray(), step: step) }
+        }
+    }
+
+    /// After an epoch (or the steps of the run): the test metrics when due, the epoch record, a
+    /// divergence check, and on the leader an atomic checkpoint and the plot.
+    private func endEpoch(epoch: Int, step: Int, trainLoss: Double, evaluate due: Bool, continuing: Bool,
+                          result: inout TrainResult, log: MetricsLog?, board: SummaryWriter?) throws {
+        var record: [String: Any] = ["kind": "epoch", "epoch": epoch, "step": step, "train_loss": trainLoss]
+        if due {
+            let metrics = try evaluate()
+            result.metrics = metrics
+            for (name, value) in metrics {
+                record[name] = value
+                board?.addScalar("test/" + (name.hasPrefix("test_") ? String(name.dropFirst(5)) : name), value, step: step)
+            }
+        }
+        try log?.write(record)
+        try checkFinite(step: step)  // never overwrite a good checkpoint with a diverged model
+        guard let out = config.outDir, config.isLeader else { return }
+        try Checkpoint.save(model: model, optimizer: optimizer, schedule: schedule, scaler: scaler,
+                            position: .init(epoch: epoch, step: step), metadata: config.checkpointMetadata, to: out,
+                            keep: config.keepCheckpoints, discardOthers: !continuing)
+        result.checkpointPath = out + "/" + Checkpoint.modelFile
+        try writePlot(metricsPath: out + "/metrics.jsonl", to: out + "/metrics.svg")
     }
 
     /// The task's test metrics, in evaluation mode without gradients (summed over the ranks).

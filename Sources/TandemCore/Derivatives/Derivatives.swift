@@ -2,9 +2,10 @@
 ///
 /// A rule maps dL/d(output) `g` and what the forward pass kept (`Saved`) to one gradient per
 /// input, shaped like that input (nil where the input needs none). Rules are written in tensor
-/// ops, so a backward pass recorded with grad mode on is itself differentiable; where a backend
-/// has a native backward kernel (convolution, pooling, normalisation, the class losses, the
-/// fused conv blocks), the rule calls it with the state the forward pass left (`Saved.state`).
+/// ops where that is cheap; where a backend has a native backward kernel (convolution, pooling,
+/// normalisation, the class losses, the fused conv blocks, f'(x) of elementwise functions), the
+/// rule calls it with the state the forward pass left (`Saved.state`). Gradients are first
+/// order: the backward pass runs without recording (`Dispatch.backwardPass`).
 /// Composite ops have no rule: their gradient comes from the primitives they are made of.
 enum Derivatives {
     /// What the rule of `op` reads besides its attributes (the rest is not kept alive).

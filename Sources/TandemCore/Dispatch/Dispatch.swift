@@ -2,7 +2,8 @@
 ///
 /// 1. `run` applies the op's precision rule (`AutocastPolicy`): autocast's casts and the
 ///    float32 compute of float16/bfloat16 operands;
-/// 2. the op's forward pass runs on the backend `Backends.select` chooses for its operands;
+/// 2. the op's forward pass runs on the first backend of `Backends.candidates` that takes it
+///    (`Backends.first`);
 /// 3. `record` attaches the graph node, whose backward pass is the op's rule in `Derivatives`
 ///    applied to what the rule keeps (`Saved`).
 ///
