@@ -121,6 +121,8 @@ enum Derivatives {
             return try (s.state as! ConvState).backward(g)
         case .depthwiseConv2dChannelsLast:
             return try (s.state as! DepthwiseChannelsLastState).backward(g)
+        case .scaledDotProductAttention:
+            return try (s.state as! AttentionState).backward(g)
 
         // MARK: Softmax: dx = y · (g − Σ g·y); log-softmax: dx = g − softmax · Σ g
         case .softmax:

@@ -71,3 +71,12 @@ extension BSplineState {
     /// `Σ_c g · dB/dx` per (sample, feature).
     func backward(_ g: Tensor) throws -> Tensor { Kernels.bSplineBackward(self, gradOut: g) }
 }
+
+extension AttentionState {
+    /// dq, dk, dv recomputed tile by tile from the saved log-sum-exps (FlashAttention's backward).
+    func backward(_ g: Tensor) throws -> [Tensor?] {
+        let gy = try (g.dtype == out.dtype ? g : g.to(out.dtype)).contiguous().reshape(out.shape)
+        let (dq, dk, dv) = Kernels.attentionBackward(q, k, v, out: out, lse: lse, gradOut: gy, problem)
+        return [try dq.reshape(q.shape), try dk.reshape(k.shape), try dv.reshape(v.shape)]
+    }
+}

@@ -24,7 +24,7 @@ enum AutocastPolicy {
 
     static func rule(for op: Op) -> PrecisionRule {
         switch op {
-        case .matmul, .linear, .bmm, .einsum, .conv1d, .conv2d, .depthwiseConv2dChannelsLast:
+        case .matmul, .linear, .bmm, .einsum, .conv1d, .conv2d, .depthwiseConv2dChannelsLast, .scaledDotProductAttention:
             return .lowerPrecision
         case .sum, .amax, .amin, .max, .min, .prod, .cumsum, .cumprod, .softmax, .logSoftmax,
              .maxPool2d, .avgPool2d, .adaptiveAvgPool2d, .batchNorm, .layerNorm, .rmsNorm, .groupNorm,

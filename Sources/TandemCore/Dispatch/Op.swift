@@ -18,6 +18,8 @@ enum Op: String, CaseIterable, Sendable {
     case indexSelect, gather, scatterAdd
     // Products and convolutions.
     case matmul, conv1d, conv2d, depthwiseConv2dChannelsLast
+    // Attention.
+    case scaledDotProductAttention
     // Softmax.
     case softmax, logSoftmax
     // Pooling.
