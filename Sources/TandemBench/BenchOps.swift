@@ -89,6 +89,14 @@ enum BenchCases {
             try y.backward(upstream)
         })
         let big1 = Tensor.randn([1 << 24], generator: g), big2 = Tensor.randn([1 << 24], generator: g)
+        for l in [256, 1024, 4096] {
+            let (q, k, v) = ([1, 8, l, 64], [1, 8, l, 64], [1, 8, l, 64])
+            let qt = Tensor.randn(q, generator: g).requiringGrad(), kt = Tensor.randn(k, generator: g).requiringGrad()
+            let vt = Tensor.randn(v, generator: g).requiringGrad(), up = Tensor.randn(q, generator: g)
+            cases.append(Case(name: "attention_causal_b1_h8_l\(l)_d64_fwd_bwd") {
+                try Tensor.scaledDotProductAttention(qt, kt, vt, isCausal: true).backward(up)
+            })
+        }
         cases.append(Case(name: "add_16M") { _ = try big1 + big2 })
         cases.append(Case(name: "mul_16M") { _ = try big1 * big2 })
         cases.append(Case(name: "relu_16M") { _ = try big1.relu() })

@@ -55,8 +55,18 @@ extension Tensor {
         guard weight.rank == 2 else {
             throw TensorError.shapeMismatch(op: "embedding", message: "weight must be [numEmbeddings, dim], got \(weight.shape)")
         }
-        let flat = try indices.reshape([-1])
-        return try weight.indexSelect(axis: 0, index: flat).reshape(indices.shape + [weight.shape[1]])
+        guard weight.dtype == .float32 || weight.dtype == .float64 else {
+            return try weight.indexSelect(axis: 0, index: indices.reshape([-1])).reshape(indices.shape + [weight.shape[1]])
+        }
+        let rows = try weight.checkIndex(indices, op: "embedding")
+        let vocabulary = weight.shape[0]
+        if let bad = rows.first(where: { $0 < 0 || $0 >= vocabulary }) {
+            throw TensorError.invalidArgument(op: "embedding", message: "index \(bad) out of range 0..<\(vocabulary) (the vocabulary size)")
+        }
+        return try Dispatch.run(.embedding, weight) { weight in
+            let out = try Kernels.embeddingRows(weight.contiguousStorage(), rows).reshape(indices.shape + [weight.shape[1]])
+            return Dispatch.record(.embedding, out, inputs: [weight], ints: rows)
+        }
     }
 
     /// `out[i][j][k] = self[index[i][j][k]][j][k]` for axis 0 (and likewise for other axes).

@@ -6,11 +6,12 @@ public enum ModelZoo {
     public static let names = ["convnet", "cifar-cnn", "kan", "mambaout-mini"]
 
     /// Language-model names `tandem train --model` accepts (trained on `--dataset text`).
-    public static let languageModelNames = ["mamba2-lm"]
+    public static let languageModelNames = ["mamba2-lm", "gpt-lm", "llama-lm"]
 
     /// The dataset each model is made for.
     public static func defaultDataset(for model: String) -> String? {
-        ["convnet": "mnist", "cifar-cnn": "cifar10", "kan": "mnist", "mambaout-mini": "mnist", "mamba2-lm": "text"][model]
+        ["convnet": "mnist", "cifar-cnn": "cifar10", "kan": "mnist", "mambaout-mini": "mnist", "mamba2-lm": "text",
+         "gpt-lm": "text", "llama-lm": "text"][model]
     }
 
     /// A freshly initialised model, or nil for an unknown name.
@@ -22,6 +23,54 @@ public enum ModelZoo {
         case "kan": return KAN([784, 64, 10], gridRange: -1...3, generator: generator)
         case "mambaout-mini": return MambaOut(.mini, inChannels: 1, numClasses: 10, generator: generator)
         default: return nil
+        }
+    }
+
+    /// Sizes that override a language model's defaults (nil keeps the default).
+    public struct LanguageModelSize: Sendable {
+        /// Layers or blocks.
+        public var layers: Int?
+        /// Residual width.
+        public var width: Int?
+        /// Attention heads (transformers).
+        public var heads: Int?
+        /// The defaults.
+        public init(layers: Int? = nil, width: Int? = nil, heads: Int? = nil) { (self.layers, self.width, self.heads) = (layers, width, heads) }
+    }
+
+    /// A byte-level (vocab 256) language model by name, or nil for an unknown name:
+    /// - `mamba2-lm`: `languageModelConfig` (width 128, 4 layers);
+    /// - `gpt-lm`: GPT-2 with nanoGPT's character configuration (6 layers, 6 heads, width 384),
+    ///   positions for `context` tokens;
+    /// - `llama-lm`: LLaMA, width 384, 6 layers, 6 query and 2 key/value heads, SwiGLU 1024.
+    public static func makeLanguageModel(_ name: String, context: Int, size: LanguageModelSize = .init(),
+                                         generator: Generator) -> (any Module)? {
+        switch name {
+        case "mamba2-lm":
+            guard var config = languageModelConfig(name) else { return nil }
+            config.nLayers = size.layers ?? config.nLayers
+            config.dModel = size.width ?? config.dModel
+            return Mamba2LM(config, generator: generator)
+        case "gpt-lm":
+            var config = GPT2Config()
+            config.nPositions = context
+            config.nLayer = size.layers ?? config.nLayer
+            config.nEmbd = size.width ?? config.nEmbd
+            config.nHead = size.heads ?? config.nHead
+            return GPT2LMHeadModel(config, generator: generator)
+        case "llama-lm":
+            var config = LlamaConfig()
+            config.numHiddenLayers = size.layers ?? config.numHiddenLayers
+            config.hiddenSize = size.width ?? config.hiddenSize
+            config.intermediateSize = (8 * config.hiddenSize / 3 + 31) / 32 * 32
+            if let heads = size.heads {
+                config.numAttentionHeads = heads
+                config.numKeyValueHeads = heads % 3 == 0 ? heads / 3 : heads % 2 == 0 ? heads / 2 : heads
+            }
+            config.maxPositionEmbeddings = Swift.max(context, 1)
+            return LlamaForCausalLM(config, generator: generator)
+        default:
+            return nil
         }
     }
 

@@ -43,6 +43,9 @@ public struct TrainConfig: Sendable {
     public var amp: DType? = nil
     /// Clip the global gradient norm to this before each step (nil: no clipping).
     public var clipNorm: Double? = nil
+    /// Micro-batches per optimizer step: their mean loss's gradients are accumulated (under DDP
+    /// without communication on all but the last), so a step sees `gradientAccumulation` batches.
+    public var gradientAccumulation = 1
     /// The schedule steps once per epoch (PyTorch's usual loop) or once per optimizer step.
     public var scheduleStep = ScheduleStep.perEpoch
     /// Score the test data after every epoch, or once after training.
@@ -129,7 +132,7 @@ public final class Trainer<Task: TrainingTask> {
            let resumed = try Checkpoint.resume(in: out, mode: config.resumeMode, model: model, optimizer: optimizer,
                                                schedule: schedule, scaler: scaler) {
             position = resumed
-            stepsIntoEpoch = position.step - position.epoch * task.batchesPerEpoch
+            stepsIntoEpoch = position.step - position.epoch * (task.batchesPerEpoch / Swift.max(config.gradientAccumulation, 1))
             continuing = config.resumeMode == .full
         }
         var log: MetricsLog?
@@ -148,7 +151,9 @@ public final class Trainer<Task: TrainingTask> {
         let stepLimit = config.maxSteps ?? Int.max
         while epoch < config.epochs && step < stepLimit {
             model.train()
-            let batchCount = task.batchesPerEpoch
+            let accumulation = Swift.max(config.gradientAccumulation, 1)
+            // Optimizer steps per epoch (an incomplete group of micro-batches at the end is dropped).
+            let batchCount = task.batchesPerEpoch / accumulation
             // The run's steps: every epoch's batches, or --max-steps when it ends the run sooner.
             let runSteps = Swift.min(stepLimit, config.epochs * batchCount)
             let progress = ProgressBar(total: batchCount, label: "epoch \(epoch + 1)/\(config.epochs)",
@@ -159,11 +164,13 @@ public final class Trainer<Task: TrainingTask> {
             var runningLoss = 0.0, runningCount = 0
             let epochStart = Date()
             var epochImages = 0
-            while step < stepLimit, let batch = try iterator.next() {
+            while step < stepLimit, batchIndex < batchCount, let first = try iterator.next() {
+                var batches = [first]
+                while batches.count < accumulation, let next = try iterator.next() { batches.append(next) }
                 defer { batchIndex += 1 }
                 if batchIndex < stepsIntoEpoch { continue }  // resuming mid-epoch: these batches were trained
                 let stepStart = Date()
-                let lossValue = try optimizationStep(batch, skipped: &skippedSteps)
+                let lossValue = try optimizationStep(batches, skipped: &skippedSteps)
                 step += 1
                 config.afterStep?(step)
                 // With a scaler, a non-finite loss only skips the step (its gradients are not finite).
@@ -173,7 +180,7 @@ public final class Trainer<Task: TrainingTask> {
                 // A finite loss can hide parameters or buffers (a running variance) gone to inf.
                 if step % config.logEvery == 0 { try checkFinite(step: step) }
                 if let board, config.histogramEvery > 0, step % config.histogramEvery == 0 { addHistograms(board, step: step) }
-                let n = task.exampleCount(batch)
+                let n = batches.reduce(0) { $0 + task.exampleCount($1) }
                 trainedImages += n
                 epochImages += n
                 let stepSeconds = Date().timeIntervalSince(stepStart)
@@ -210,16 +217,21 @@ public final class Trainer<Task: TrainingTask> {
         return result
     }
 
-    /// One optimizer step on `batch`: forward (under autocast with mixed precision), backward (loss
-    /// scaled with a GradScaler), DDP's synchronisation, clipping, the step (`skipped` counts the
-    /// steps the scaler skips) and a per-step schedule. Returns the loss.
-    private func optimizationStep(_ batch: Task.Batch, skipped: inout Int) throws -> Double {
+    /// One optimizer step on `batches` (micro-batches): for each, forward (under autocast with mixed
+    /// precision) and backward of its loss ÷ their count (scaled with a GradScaler), under DDP's
+    /// `noSync` for all but the last; then DDP's synchronisation, clipping, the step (`skipped`
+    /// counts the steps the scaler skips) and a per-step schedule. Returns the mean loss.
+    private func optimizationStep(_ batches: [Task.Batch], skipped: inout Int) throws -> Double {
         optimizer.zeroGrad()
-        let loss = try forward { try task.loss(model, batch) }
-        if let scaler {
-            try scaler.scale(loss).backward()
-        } else {
-            try loss.backward()
+        var total = 0.0
+        for (i, batch) in batches.enumerated() {
+            let microStep = {
+                var loss = try self.forward { try self.task.loss(self.model, batch) }
+                if batches.count > 1 { loss = try loss * (1 / Double(batches.count)) }
+                try (self.scaler.map { try $0.scale(loss) } ?? loss).backward()
+                total += try loss.item()
+            }
+            if i < batches.count - 1, let synchronizer { try synchronizer.noSync(microStep) } else { try microStep() }
         }
         try synchronizer?.synchronize()
         if let clip = config.clipNorm {
@@ -233,7 +245,7 @@ public final class Trainer<Task: TrainingTask> {
             try optimizer.step()
         }
         if config.scheduleStep == .perStep { schedule?.step() }
-        return try loss.item()
+        return total
     }
 
     /// A step record in metrics.jsonl and its scalars in TensorBoard.

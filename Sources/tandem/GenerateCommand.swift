@@ -5,13 +5,16 @@ import TandemModels
 import TandemNN
 import TandemTrain
 
-/// `tandem generate`: samples text from a trained `mamba2-lm` checkpoint with the recurrent
-/// form (the prompt is prefilled with the chunked forward, then one `step` per token).
+/// `tandem generate`: samples text from a trained byte-level language model: a `mamba2-lm`
+/// checkpoint (recurrent form: the prompt is prefilled with the chunked forward, then one `step`
+/// per token) or a GPT-2/LLaMA Hugging Face folder (key/value cache: the prompt fills the cache,
+/// then one token per forward pass).
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate", abstract: "Sample text from a trained byte-level mamba2-lm checkpoint.")
+        commandName: "generate", abstract: "Sample text from a trained byte-level language model (mamba2-lm checkpoint, or a GPT-2/LLaMA folder).")
 
-    @Option(help: "A safetensors state dict with mamba_ssm names (e.g. runs/lm/model.safetensors).") var weights: String
+    @Option(help: "A mamba2-lm state dict with mamba_ssm names (runs/lm/model.safetensors), or a Hugging Face folder of a byte-level GPT-2 or LLaMA (runs/gpt/hf).")
+    var weights: String
     @Option(help: "Text to continue (UTF-8 bytes are the tokens).") var prompt: String = "The "
     @Option(help: "Number of tokens (bytes) to generate.") var tokens: Int = 200
     @Option(help: "Sampling temperature; 0 picks the most likely byte.") var temperature: Double = 0.8
@@ -27,6 +30,24 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        var isDirectory: ObjCBool = false
+        let start = Date()
+        let generated: [Int]
+        if FileManager.default.fileExists(atPath: weights, isDirectory: &isDirectory), isDirectory.boolValue {
+            let model = try HuggingFace.load(directory: weights)
+            model.eval()
+            guard model.vocabSize == 256 else {
+                throw ValidationError("'\(weights)' has a vocabulary of \(model.vocabSize); tandem generate needs a byte-level model (256), as tandem train makes")
+            }
+            generated = try model.generate(prompt: TextDataset.encode(prompt), count: tokens, temperature: temperature,
+                                           generator: Generator(seed: seed))
+        } else {
+            generated = try mamba2()
+        }
+        try report(generated, seconds: Date().timeIntervalSince(start))
+    }
+
+    private func mamba2() throws -> [Int] {
         let file = try SafeTensors.load(path: weights)
         guard let config = Mamba2LM.Config.inferred(from: file.tensors, ngroups: ngroups) else {
             throw ValidationError("'\(weights)' is not a Mamba2LM state dict (backbone.embedding.weight, backbone.layers.{i}.mixer.*, ...)")
@@ -34,10 +55,10 @@ struct GenerateCommand: ParsableCommand {
         let lm = Mamba2LM(config)
         try Checkpoint.loadWeights(path: weights, into: lm)
         lm.eval()
-        let start = Date()
-        let generated = try lm.generate(prompt: TextDataset.encode(prompt), count: tokens, temperature: temperature,
-                                        generator: Generator(seed: seed))
-        let seconds = Date().timeIntervalSince(start)
+        return try lm.generate(prompt: TextDataset.encode(prompt), count: tokens, temperature: temperature, generator: Generator(seed: seed))
+    }
+
+    private func report(_ generated: [Int], seconds: Double) throws {
         let text = TextDataset.decode(generated)
         if json {
             let object: [String: Any] = ["prompt": prompt, "text": text, "tokens": generated.count, "temperature": temperature,

@@ -8,7 +8,7 @@ struct TandemCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem",
         abstract: "Tandem: deep-learning training in Swift.",
-        subcommands: [TrainCommand.self, EvalCommand.self, GenerateCommand.self, RunCommand.self, PlotCommand.self, BenchCommand.self, FlopsCommand.self,
+        subcommands: [TrainCommand.self, EvalCommand.self, GenerateCommand.self, LogitsCommand.self, RunCommand.self, PlotCommand.self, BenchCommand.self, FlopsCommand.self,
                       KanToyCommand.self, AdviseCommand.self])
 
     static func main() {

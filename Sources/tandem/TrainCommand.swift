@@ -10,7 +10,7 @@ import TandemParallel
 
 /// The models `tandem train` knows (ModelZoo's classifiers and language models, and the CTC recogniser).
 enum ModelChoice: String, CaseIterable, ExpressibleByArgument {
-    case convnet, cifarCNN = "cifar-cnn", kan, mambaoutMini = "mambaout-mini", mamba2LM = "mamba2-lm", ctcDigits = "ctc-digits"
+    case convnet, cifarCNN = "cifar-cnn", kan, mambaoutMini = "mambaout-mini", mamba2LM = "mamba2-lm", gptLM = "gpt-lm", llamaLM = "llama-lm", ctcDigits = "ctc-digits"
 }
 
 /// The datasets of `--dataset`.
@@ -66,6 +66,17 @@ struct TrainCommand: ParsableCommand {
     var amp: AmpChoice?
     @Option(parsing: .unconditional, help: "ctc-digits: training strings of 3–6 MNIST digits.") var trainStrings: Int = 20_000
     @Option(parsing: .unconditional, help: "ctc-digits: test strings.") var testStrings: Int = 2_000
+    @Option(parsing: .unconditional, help: "Micro-batches per optimizer step (gradient accumulation; no communication between them under DDP).")
+    var gradAccum: Int = 1
+    @Flag(help: "gpt-lm, llama-lm: recompute each block in the backward pass instead of keeping its activations.")
+    var checkpointActivations = false
+    @Option(parsing: .unconditional, help: "gpt-lm, llama-lm: linear warm-up steps before the cosine schedule (default: 1/20 of the steps, at most 100).")
+    var warmupSteps: Int?
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm (default: 1 for gpt-lm and llama-lm, 5 for ctc-digits, none otherwise).")
+    var clipGrad: Double?
+    @Option(parsing: .unconditional, help: "Language models: layers (default gpt-lm/llama-lm 6, mamba2-lm 4).") var layers: Int?
+    @Option(parsing: .unconditional, help: "Language models: residual width (default gpt-lm/llama-lm 384, mamba2-lm 128).") var width: Int?
+    @Option(parsing: .unconditional, help: "gpt-lm, llama-lm: attention heads (default 6; llama-lm uses a third as key/value heads).") var heads: Int?
 
     /// What to train, from the flags.
     var options: TrainingOptions {
@@ -75,6 +86,8 @@ struct TrainCommand: ParsableCommand {
         (o.dataDir, o.dataFile, o.context, o.epochs, o.maxSteps, o.batchSize) = (dataDir, dataFile, context, epochs, maxSteps, batchSize)
         (o.lr, o.momentum, o.weightDecay, o.scheduler, o.numWorkers, o.seed) = (lr, momentum, weightDecay, scheduler, numWorkers, seed)
         (o.syncBatchNorm, o.amp, o.trainStrings, o.testStrings) = (syncBn, amp?.dtype, trainStrings, testStrings)
+        (o.gradAccum, o.checkpointActivations, o.warmupSteps, o.clipGrad) = (gradAccum, checkpointActivations, warmupSteps, clipGrad)
+        o.size = ModelZoo.LanguageModelSize(layers: layers, width: width, heads: heads)
         return o
     }
 

@@ -109,6 +109,8 @@ enum Derivatives {
             indexShape[s.axes[0]] = s.tensors[0].count
             let full = try s.tensors[0].reshape(indexShape).expand(s.shape)
             return [try Tensor.zeros(s.shapes[0], dtype: s.dtypes[0]).scatterAdd(axis: s.axes[0], index: full, source: g)]
+        case .embedding:
+            return [Kernels.embeddingBackward(try g.contiguousStorage().reshape([-1, s.shapes[0][1]]), s.ints, vocabulary: s.shapes[0][0])]
         case .gather:
             return [try Tensor.zeros(s.shapes[0], dtype: s.dtypes[0]).scatterAdd(axis: s.axes[0], index: s.tensors[0], source: g)]
         case .scatterAdd:
@@ -123,6 +125,11 @@ enum Derivatives {
             return try (s.state as! DepthwiseChannelsLastState).backward(g)
         case .scaledDotProductAttention:
             return try (s.state as! AttentionState).backward(g)
+        case .rotaryEmbedding:
+            let t = s.state as! RotaryTables
+            return [Kernels.rotary(g.contiguousStorage(), cos: t.cos, sin: t.sin, length: t.length, inverse: true)]
+        case .dropout:
+            return [Kernels.seededDropout(g.contiguousStorage(), p: s.scalars[0], seed: UInt64(bitPattern: Int64(s.ints[0])))]
 
         // MARK: Softmax: dx = y · (g − Σ g·y); log-softmax: dx = g − softmax · Σ g
         case .softmax:

@@ -31,10 +31,11 @@ enum AutocastPolicy {
              .crossEntropy, .nllLoss, .ctcLoss, .mseLoss, .binaryCrossEntropyWithLogits:
             return .float32
         case .add, .sub, .mul, .div, .pow, .maximum, .minimum, .neg, .exp, .log, .sqrt, .rsqrt, .abs, .sign,
-             .log1p, .expm1, .clamp, .powScalar, .relu, .sigmoid, .tanh, .silu, .gelu, .geluTanh, .softplus:
+             .log1p, .expm1, .clamp, .powScalar, .relu, .sigmoid, .tanh, .silu, .gelu, .geluTanh, .softplus,
+             .rotaryEmbedding, .dropout:
             return .keepDType
         case .where, .pad, .reshape, .permute, .expand, .slice, .contiguous, .to, .cat, .indexSelect, .gather, .scatterAdd,
-             .bSplineBases, .convBatchNormReLUMaxPool:
+             .embedding, .bSplineBases, .convBatchNormReLUMaxPool:
             return .passThrough
         }
     }

@@ -15,11 +15,11 @@ enum Op: String, CaseIterable, Sendable {
     // Views, layout and dtype.
     case reshape, permute, expand, slice, contiguous, to, cat, pad
     // Indexing.
-    case indexSelect, gather, scatterAdd
+    case indexSelect, gather, scatterAdd, embedding
     // Products and convolutions.
     case matmul, conv1d, conv2d, depthwiseConv2dChannelsLast
     // Attention.
-    case scaledDotProductAttention
+    case scaledDotProductAttention, rotaryEmbedding, dropout
     // Softmax.
     case softmax, logSoftmax
     // Pooling.

@@ -54,6 +54,16 @@ public struct TrainingOptions: Sendable {
     public var amp: DType?
     /// `ctc-digits`: training and test strings.
     public var trainStrings = 20_000, testStrings = 2_000
+    /// Micro-batches per optimizer step (gradient accumulation; no communication between them under DDP).
+    public var gradAccum = 1
+    /// Transformer language models: recompute each block in the backward pass.
+    public var checkpointActivations = false
+    /// Linear warm-up steps before the cosine schedule of transformer language models (nil: 1/20 of the steps, at most 100).
+    public var warmupSteps: Int?
+    /// Clip the global gradient norm to this (nil: the recipe's; 1 for transformer language models, 5 for CTC).
+    public var clipGrad: Double?
+    /// Language models: overrides of the default sizes.
+    public var size = ModelZoo.LanguageModelSize()
 
     public init() {}
 
@@ -88,6 +98,18 @@ public struct TrainingOptions: Sendable {
         guard numWorkers >= 0 else { throw fail("--num-workers must be ≥ 0") }
         guard trainStrings > 0, testStrings > 0 else { throw fail("--train-strings and --test-strings must be positive") }
         if let amp, !amp.isLowPrecision { throw fail("--amp must be bf16 or fp16") }
+        guard gradAccum >= 1 else { throw fail("--grad-accum must be at least 1") }
+        let transformer = ["gpt-lm", "llama-lm"].contains(model)
+        if checkpointActivations && !transformer { throw fail("--checkpoint-activations is for --model gpt-lm and llama-lm") }
+        if let warmupSteps, warmupSteps < 0 { throw fail("--warmup-steps must be ≥ 0") }
+        if let clipGrad, !(clipGrad > 0 && clipGrad.isFinite) { throw fail("--clip-grad must be a positive number") }
+        for (flag, value) in [("--layers", size.layers), ("--width", size.width), ("--heads", size.heads)] {
+            if let value, value < 1 { throw fail("\(flag) must be at least 1") }
+            if value != nil && !isLanguageModel { throw fail("\(flag) is for language models") }
+        }
+        if transformer, let heads = size.heads ?? (size.width != nil ? 6 : nil), (size.width ?? 384) % heads != 0 {
+            throw fail("--width \(size.width ?? 384) must be a multiple of --heads \(heads)")
+        }
     }
 }
 
@@ -187,7 +209,9 @@ public enum TrainingRecipes {
     public static let defaultTextCorpus = "/usr/share/games/fortunes"
 
     /// A byte-level language model: AdamW (lr 1e-3) on next-byte cross-entropy over every
-    /// position of `context`-byte windows; reports test bits per character.
+    /// position of `context`-byte windows; reports test bits per byte. Transformers (`gpt-lm`,
+    /// `llama-lm`) train with weight decay 0.1 unless given, gradient clipping at 1, and a linear
+    /// warm-up into a cosine schedule per step (`--scheduler none`: constant after the warm-up).
     private static func languageModel(_ options: TrainingOptions, config: TrainConfig) throws -> TrainingReport {
         let group = config.processGroup
         let rank = group?.rank ?? 0, worldSize = group?.worldSize ?? 1
@@ -196,41 +220,80 @@ public enum TrainingRecipes {
         var train = try TextDataset(corpus: corpus, context: options.context, split: .train, path: path)
         train.seed = options.seed
         let test = try TextDataset(corpus: corpus, context: options.context, split: .test, path: path)
-        guard let lmConfig = ModelZoo.languageModelConfig(options.model) else {
+        guard let lm = ModelZoo.makeLanguageModel(options.model, context: options.context, size: options.size,
+                                                  generator: Generator(seed: options.seed)) else {
             throw TrainError.invalidArgument("unknown language model \(options.model)")
         }
-        let lm = Mamba2LM(lmConfig, generator: Generator(seed: options.seed))
+        let isTransformer = lm is any CausalLanguageModel
+        if options.checkpointActivations, var decoder = lm as? any CausalLanguageModel { decoder.checkpointActivations = true }
         let net = try distributed(ClassFirstLogits(lm), options, group)
-        let optimizer = try Adam.adamW(net.parameters(), lr: options.lr ?? 1e-3, weightDecay: options.weightDecay)
-        let schedule = try epochSchedule(options.scheduler, optimizer, epochs: options.epochs)
+        let optimizer = try Adam.adamW(net.parameters(), lr: options.lr ?? 1e-3,
+                                       weightDecay: isTransformer && options.weightDecay == 0 ? 0.1 : options.weightDecay)
         var config = config
         config.amp = options.amp
+        config.gradientAccumulation = options.gradAccum
+        config.checkpointMetadata["model"] = options.model
         let trainSampler = try DataSharding.trainSampler(count: train.count, rank: rank, worldSize: worldSize, seed: options.seed)
         let testSampler = try DataSharding.evalSampler(count: test.count, rank: rank, worldSize: worldSize)
         // Test batches of 64 windows keep the SSD intermediates small.
         let task = ClassificationTask(trainLoader: try DataLoader(train, batchSize: options.batchSize, sampler: trainSampler,
                                                                   numWorkers: options.numWorkers, dropLast: true, seed: options.seed),
-                                      testLoader: try DataLoader(test, batchSize: 64, sampler: testSampler, numWorkers: options.numWorkers),
+                                      testLoader: try DataLoader(test, batchSize: isTransformer ? 16 : 64, sampler: testSampler,
+                                                                 numWorkers: options.numWorkers),
                                       exampleName: "windows")
+        let schedule: (any LRSchedule)?
+        if isTransformer && options.scheduler != .step {
+            let totalSteps = Swift.max(1, Swift.min(options.maxSteps ?? Int.max, options.epochs * (task.batchesPerEpoch / options.gradAccum)))
+            schedule = try warmupCosine(optimizer, totalSteps: totalSteps, warmup: options.warmupSteps ?? Swift.min(100, totalSteps / 20),
+                                        cosine: options.scheduler != LRScheduler.none)
+            config.scheduleStep = .perStep
+            config.clipNorm = options.clipGrad ?? 1
+        } else {
+            schedule = try epochSchedule(options.scheduler, optimizer, epochs: options.epochs)
+            config.clipNorm = options.clipGrad
+        }
         let result = try Trainer(model: net, optimizer: optimizer, schedule: schedule, task: task, config: config).fit()
-        let bitsPerChar = (result.testLoss ?? .nan) / Foundation.log(2.0)
+        // Transformers are also saved as transformers saves them (`tandem generate`/`logits` read the folder).
+        var huggingFaceFolder: String?
+        if let out = config.outDir, config.isLeader, let decoder = lm as? any CausalLanguageModel {
+            huggingFaceFolder = out + "/hf"
+            try HuggingFace.save(decoder, to: out + "/hf")
+        }
+        let bitsPerByte = (result.testLoss ?? .nan) / Foundation.log(2.0)
         let tokensPerSecond = result.examplesPerSecond * Double(options.context)
         var summary: [String: Any] = [
             "model": options.model, "dataset": "text", "data_file": path, "corpus_bytes": corpus.count, "context": options.context,
             "world_size": worldSize, "epochs": result.epochs, "steps": result.steps, "batch_size": options.batchSize,
+            "grad_accum": options.gradAccum, "checkpoint_activations": options.checkpointActivations,
             "parameters": lm.parameters().reduce(0) { $0 + $1.value.count }, "train_tokens_per_second": tokensPerSecond.rounded(),
             "wall_seconds": rounded(result.wallSeconds, 100), "threads": Tandem.numThreads,
+            "peak_rss_mib": (Double(ResourceUsage.peakResidentBytes()) / 1_048_576).rounded(),
         ]
         summary["train_loss"] = result.trainLoss
         summary["test_loss"] = result.testLoss
-        summary["test_bits_per_char"] = bitsPerChar.isFinite ? bitsPerChar : nil
+        summary["test_bits_per_byte"] = bitsPerByte.isFinite ? bitsPerByte : nil
+        summary["test_bits_per_char"] = summary["test_bits_per_byte"]
         summary["test_accuracy"] = result.testAccuracy
         summary["checkpoint"] = result.checkpointPath
-        var lines = [String(format: "trained %d epochs, %d steps: train loss %.4f, test %.4f bits/char (next-byte accuracy %.4f), %.0f tokens/s, %.1f s",
-                            result.epochs, result.steps, result.trainLoss ?? .nan, bitsPerChar, result.testAccuracy ?? .nan,
+        var lines = [String(format: "trained %d epochs, %d steps: train loss %.4f, test %.4f bits/byte (next-byte accuracy %.4f), %.0f tokens/s, %.1f s",
+                            result.epochs, result.steps, result.trainLoss ?? .nan, bitsPerByte, result.testAccuracy ?? .nan,
                             tokensPerSecond, result.wallSeconds)]
         if let path = result.checkpointPath { lines.append("checkpoint: \(path)") }
+        if let huggingFaceFolder {
+            summary["hf_folder"] = huggingFaceFolder
+            lines.append("Hugging Face folder: \(huggingFaceFolder) (tandem generate --weights \(huggingFaceFolder))")
+        }
         return TrainingReport(result: result, summary: summary, lines: lines)
+    }
+
+    /// Linear warm-up from lr/warmup to lr over `warmup` steps, then cosine annealing to 0 over
+    /// the remaining steps (`cosine: false`: constant after the warm-up).
+    static func warmupCosine(_ optimizer: any Optimizer, totalSteps: Int, warmup: Int, cosine: Bool) throws -> (any LRSchedule)? {
+        let after: (any LRSchedule)? = cosine ? try CosineAnnealingLR(optimizer, tMax: Swift.max(1, totalSteps - warmup)) : nil
+        guard warmup > 0 else { return after }
+        let ramp = try LinearLR(optimizer, startFactor: 1 / Double(warmup), endFactor: 1, totalIters: warmup)
+        guard let after else { return ramp }
+        return try SequentialLR(optimizer, schedules: [ramp, after], milestones: [warmup])
     }
 
     // MARK: - CTC digit strings
@@ -256,7 +319,7 @@ public enum TrainingRecipes {
         let schedule: (any LRSchedule)? = (options.scheduler ?? .cosine) == .cosine
             ? try CosineAnnealingLR(optimizer, tMax: Swift.max(totalSteps, 1)) : nil
         var config = config
-        config.clipNorm = 5
+        config.clipNorm = options.clipGrad ?? 5
         config.scheduleStep = .perStep
         config.evaluation = .atEnd
         config.checkpointMetadata = ["model": "ctc-digits"]
