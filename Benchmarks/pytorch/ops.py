@@ -58,6 +58,12 @@ def cases():
         F.log_softmax(x, dim=1).backward(up)
     out.append(("log_softmax_256x1000_fwd", lambda: F.log_softmax(logits, dim=1)))
     out.append(("log_softmax_256x1000_fwd_bwd", lsm))
+    for l in (256, 1024, 4096):  # gradients accumulate into q, k, v, as in the other cases
+        q, k, v = (torch.randn(1, 8, l, 64, generator=g).requires_grad_() for _ in range(3))
+        upa = torch.randn(1, 8, l, 64, generator=g)
+        def attn(q=q, k=k, v=v, upa=upa):
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(upa)
+        out.append((f"attention_causal_b1_h8_l{l}_d64_fwd_bwd", attn))
     a, b = torch.randn(1 << 24, generator=g), torch.randn(1 << 24, generator=g)
     out.append(("add_16M", lambda: a + b))
     out.append(("mul_16M", lambda: a * b))

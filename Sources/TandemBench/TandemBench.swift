@@ -8,7 +8,7 @@ struct TandemBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem-bench",
         abstract: "Measure Tandem: kernels (ops), collectives (allreduce), DataParallel (dataparallel), mixed precision (amp).",
-        subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self, BenchAMP.self])
+        subcommands: [BenchOps.self, BenchAllReduce.self, BenchDataParallel.self, BenchAMP.self, BenchGPT.self, BenchLM.self])
 
     static func main() {
         OpenMPSettings.ensureShortSpin()

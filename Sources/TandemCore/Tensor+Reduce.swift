@@ -140,6 +140,15 @@ extension Tensor {
         }
     }
 
+    /// Σ x² over every element, accumulated in float64 (no gradient): a gradient norm without
+    /// temporaries. Integer and boolean tensors give their values' squares too.
+    public func squaredNorm() -> Double {
+        switch dtype {
+        case .float32, .float64: return Kernels.sumOfSquares(self)
+        default: return Kernels.sumOfSquares(detach().to(.float64))
+        }
+    }
+
     /// Non-finite elements replaced by `value` (no gradient).
     func replacingNonFinite(with value: Double) throws -> Tensor { Kernels.replacingNonFinite(self, with: value) }
 }

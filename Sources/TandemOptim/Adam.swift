@@ -83,6 +83,18 @@ public final class Adam: Optimizer {
                     try vMax.withUnsafeMutableBufferPointer(as: T.self) { xb in
                         try p.value.withUnsafeMutableBufferPointer(as: T.self) { w in
                             Tandem.parallelFor(w.count, costPerItem: 8) { range in
+                                if decoupled && !ams {
+                                    // AdamW without amsgrad, the usual case: one branch-free loop.
+                                    let (c1, c2, inverse) = (1 - b1, 1 - b2, 1 / correction2Sqrt)
+                                    for k in range {
+                                        let gk = g[k]
+                                        let mk = b1 * mb[k] + c1 * gk, vk = b2 * vb[k] + c2 * gk * gk
+                                        mb[k] = mk
+                                        vb[k] = vk
+                                        w[k] = w[k] * decay - stepSize * mk / (vk.squareRoot() * inverse + epsT)
+                                    }
+                                    return
+                                }
                                 for k in range {
                                     var gk = g[k]
                                     if decoupled { w[k] *= decay } else { gk += l2 * w[k] }

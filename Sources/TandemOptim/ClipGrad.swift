@@ -10,7 +10,7 @@ public enum ClipGrad {
         var squares = 0.0
         for p in parameters {
             guard let g = p.grad else { continue }
-            squares += try (g.to(.float64) * g.to(.float64)).sum().item()
+            squares += g.squaredNorm()
         }
         let norm = squares.squareRoot()
         if !norm.isFinite && errorIfNonfinite {

@@ -7,7 +7,7 @@ import Foundation
 /// probabilities block by block. Tile products run on OpenBLAS (one thread each); the work is
 /// split over (batch, key/value head) items, so grouped-query heads that share a key/value head
 /// accumulate its gradients on one thread without races. Memory: O((Lq + Lk)·d) per item plus
-/// two `[64, 64]` tiles.
+/// three `[64, 256]` tiles (query rows × key rows).
 
 /// The shapes and options of one attention call.
 struct AttentionProblem: Sendable {
@@ -45,8 +45,10 @@ struct AttentionProblem: Sendable {
 }
 
 extension Kernels {
-    /// Query and key rows per tile.
-    static let attentionTile = 64
+    /// Query rows per tile.
+    static let attentionQueryTile = 64
+    /// Key rows per tile.
+    static let attentionKeyTile = 256
 
     /// The output `[B, H, Lq, Dv]` and each row's log-sum-exp `[B, H, Lq]` (−∞ for a row with no
     /// key left after masking; its output is 0) of contiguous float32/float64 `q [B, H, Lq, D]`,
@@ -58,9 +60,10 @@ extension Kernels {
             nonisolated(unsafe) let (qp, kp, vp) = (q.elementPointer(T.self), k.elementPointer(T.self), v.elementPointer(T.self))
             nonisolated(unsafe) let (op, lp) = (out.elementPointer(T.self), lse.elementPointer(Double.self))
             nonisolated(unsafe) let mp = p.mask?.elementPointer(T.self)
+            let scale = T(p.scale)
             Parallel.forRanges(p.batch * p.kvHeads, costPerItem: p.group * p.lq * p.lk * (p.d + p.dv)) { items in
-                let tile = attentionTile
-                let scores = UnsafeMutablePointer<T>.allocate(capacity: tile * tile)
+                let (tile, keyTile) = (attentionQueryTile, attentionKeyTile)
+                let scores = UnsafeMutablePointer<T>.allocate(capacity: tile * keyTile)
                 let acc = UnsafeMutablePointer<T>.allocate(capacity: tile * p.dv)
                 defer { scores.deallocate(); acc.deallocate() }
                 var rowMax = [Double](repeating: 0, count: tile), rowSum = [Double](repeating: 0, count: tile)
@@ -74,33 +77,24 @@ extension Kernels {
                             for r in 0..<br { rowMax[r] = -.infinity; rowSum[r] = 0 }
                             acc.update(repeating: 0, count: br * p.dv)
                             let keyEnd = p.causal ? Swift.min(p.lk, i0 + br) : p.lk
-                            for j0 in stride(from: 0, to: keyEnd, by: tile) {
-                                let bc = Swift.min(tile, keyEnd - j0)
+                            for j0 in stride(from: 0, to: keyEnd, by: keyTile) {
+                                let bc = Swift.min(keyTile, keyEnd - j0)
                                 gemm(T.self, transA: false, transB: true, m: br, n: bc, k: p.d, a: qBase + i0 * p.d, lda: p.d,
                                      b: kBase + j0 * p.d, ldb: p.d, c: scores, ldc: bc, threads: 1)
                                 for r in 0..<br {
                                     let i = i0 + r, row = scores + r * bc
-                                    let maskRow = p.maskRow(b, h, i).map { mp! + $0 + j0 }
-                                    var blockMax = -Double.infinity
-                                    for c in 0..<bc {
-                                        var s = row[c].doubleValue * p.scale
-                                        if let maskRow { s += maskRow[c].doubleValue }
-                                        if p.causal && j0 + c > i { s = -.infinity }
-                                        row[c] = T(s)
-                                        blockMax = Swift.max(blockMax, s)
-                                    }
-                                    let newMax = Swift.max(rowMax[r], blockMax)
+                                    // Keys past the query are left out under the causal mask.
+                                    let valid = p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
+                                    let blockMax = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
+                                    let newMax = Swift.max(rowMax[r], blockMax.doubleValue)
                                     guard newMax > -.infinity else {
-                                        for c in 0..<bc { row[c] = 0 }
+                                        row.update(repeating: 0, count: bc)
                                         continue
                                     }
                                     let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
-                                    var sum = 0.0
-                                    for c in 0..<bc {
-                                        let e = Foundation.exp(row[c].doubleValue - newMax)
-                                        sum += e
-                                        row[c] = T(p.dropout > 0 ? e * p.keepScale(b, h, i, j0 + c) : e)
-                                    }
+                                    let sum = exponentiate(row, count: valid, minus: T(newMax))
+                                    (row + valid).update(repeating: 0, count: bc - valid)
+                                    if p.dropout > 0 { for c in 0..<valid { row[c] *= T(p.keepScale(b, h, i, j0 + c)) } }
                                     rowSum[r] = rowSum[r] * correction + sum
                                     rowMax[r] = newMax
                                     if correction != 1 {
@@ -140,11 +134,12 @@ extension Kernels {
                 dk.withUnsafeMutableElements(T.self) { dkBuffer in
                     dv.withUnsafeMutableElements(T.self) { dvBuffer in
                         nonisolated(unsafe) let (dqp, dkp, dvp) = (dqBuffer.baseAddress!, dkBuffer.baseAddress!, dvBuffer.baseAddress!)
+                        let scale = T(p.scale)
                         Parallel.forRanges(p.batch * p.kvHeads, costPerItem: 2 * p.group * p.lq * p.lk * (p.d + p.dv)) { items in
-                            let tile = attentionTile
-                            let probs = UnsafeMutablePointer<T>.allocate(capacity: tile * tile)
-                            let dropped = UnsafeMutablePointer<T>.allocate(capacity: tile * tile)
-                            let grads = UnsafeMutablePointer<T>.allocate(capacity: tile * tile)
+                            let (tile, keyTile) = (attentionQueryTile, attentionKeyTile)
+                            let probs = UnsafeMutablePointer<T>.allocate(capacity: tile * keyTile)
+                            let dropped = UnsafeMutablePointer<T>.allocate(capacity: tile * keyTile)
+                            let grads = UnsafeMutablePointer<T>.allocate(capacity: tile * keyTile)
                             defer { probs.deallocate(); dropped.deallocate(); grads.deallocate() }
                             var rowDot = [Double](repeating: 0, count: p.lq)
                             for item in items {
@@ -165,21 +160,21 @@ extension Kernels {
                                     for i0 in stride(from: 0, to: p.lq, by: tile) {
                                         let br = Swift.min(tile, p.lq - i0)
                                         let keyEnd = p.causal ? Swift.min(p.lk, i0 + br) : p.lk
-                                        for j0 in stride(from: 0, to: keyEnd, by: tile) {
-                                            let bc = Swift.min(tile, keyEnd - j0)
+                                        for j0 in stride(from: 0, to: keyEnd, by: keyTile) {
+                                            let bc = Swift.min(keyTile, keyEnd - j0)
                                             gemm(T.self, transA: false, transB: true, m: br, n: bc, k: p.d, a: qBase + i0 * p.d, lda: p.d,
                                                  b: kBase + j0 * p.d, ldb: p.d, c: probs, ldc: bc, threads: 1)
                                             for r in 0..<br {
                                                 let i = i0 + r, row = probs + r * bc, drop = dropped + r * bc
-                                                let maskRow = p.maskRow(b, h, i).map { mp! + $0 + j0 }
                                                 let rowLSE = lp[qOffset + i]
-                                                for c in 0..<bc {
-                                                    var s = row[c].doubleValue * p.scale
-                                                    if let maskRow { s += maskRow[c].doubleValue }
-                                                    let masked = (p.causal && j0 + c > i) || rowLSE == -.infinity
-                                                    let prob = masked ? 0 : Foundation.exp(s - rowLSE)
-                                                    row[c] = T(prob)
-                                                    drop[c] = T(p.dropout > 0 ? prob * p.keepScale(b, h, i, j0 + c) : prob)
+                                                let valid = rowLSE == -.infinity ? 0 : p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
+                                                _ = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
+                                                _ = exponentiate(row, count: valid, minus: T(rowLSE))
+                                                (row + valid).update(repeating: 0, count: bc - valid)
+                                                if p.dropout > 0 {
+                                                    for c in 0..<bc { drop[c] = row[c] * T(p.keepScale(b, h, i, j0 + c)) }
+                                                } else {
+                                                    drop.update(from: row, count: bc)
                                                 }
                                             }
                                             // dV_j += P̃ᵀ · dO_i
@@ -190,11 +185,9 @@ extension Kernels {
                                                  b: vBase + j0 * p.dv, ldb: p.dv, c: grads, ldc: bc, threads: 1)
                                             for r in 0..<br {
                                                 let i = i0 + r, row = probs + r * bc, g = grads + r * bc
-                                                for c in 0..<bc {
-                                                    var dp = g[c].doubleValue
-                                                    if p.dropout > 0 { dp *= p.keepScale(b, h, i, j0 + c) }
-                                                    g[c] = T(row[c].doubleValue * (dp - rowDot[i]) * p.scale)
-                                                }
+                                                if p.dropout > 0 { for c in 0..<bc { g[c] *= T(p.keepScale(b, h, i, j0 + c)) } }
+                                                let dot = T(rowDot[i])
+                                                for c in 0..<bc { g[c] = row[c] * (g[c] - dot) * scale }
                                             }
                                             // dQ_i += dS · K_j, dK_j += dSᵀ · Q_i (the scale is in dS).
                                             gemm(T.self, transA: false, transB: false, m: br, n: p.d, k: bc, a: grads, lda: bc,
@@ -212,5 +205,62 @@ extension Kernels {
         }
         withExtendedLifetime((q, k, v, out, lse, gradOut, p.mask)) { if q.dtype == .float64 { run(Double.self) } else { run(Float.self) } }
         return (dq, dk, dv)
+    }
+}
+
+extension Kernels {
+    /// Scales the first `count` scores of a row in place and adds the mask's row; returns their
+    /// maximum (−∞ for none). Float rows run eight lanes at a time.
+    @inline(__always)
+    static func scaleScores<T: FloatElement>(_ row: UnsafeMutablePointer<T>, count: Int, scale: T, mask: UnsafeMutablePointer<T>?) -> T {
+        var c = 0
+        var best = -T.infinity
+        if T.self == Float.self, count >= 8 {
+            let r = UnsafeMutableRawPointer(row), m = mask.map { UnsafeRawPointer($0) }
+            let s = SIMD8<Float>(repeating: scale as! Float)
+            var lanes = SIMD8<Float>(repeating: -.infinity)
+            while c + 8 <= count {
+                var v = r.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) * s
+                if let m { v += m.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) }
+                r.storeBytes(of: v, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                lanes.replace(with: v, where: v .> lanes)
+                c += 8
+            }
+            best = lanes.max() as! T
+        }
+        while c < count {
+            let v = row[c] * scale + (mask?[c] ?? 0)
+            row[c] = v
+            best = Swift.max(best, v)
+            c += 1
+        }
+        return best
+    }
+
+    /// Replaces the first `count` scores by e^(score − `shift`) and returns their sum. Float rows
+    /// run eight lanes at a time.
+    @inline(__always)
+    static func exponentiate<T: FloatElement>(_ row: UnsafeMutablePointer<T>, count: Int, minus shift: T) -> Double {
+        var c = 0
+        var sum = 0.0
+        if T.self == Float.self, count >= 8 {
+            let r = UnsafeMutableRawPointer(row)
+            let s = SIMD8<Float>(repeating: shift as! Float)
+            var lanes = SIMD8<Float>.zero
+            while c + 8 <= count {
+                let e = FastMath.exp8(r.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) - s)
+                r.storeBytes(of: e, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                lanes += e
+                c += 8
+            }
+            sum = Double(lanes.sum())
+        }
+        while c < count {
+            let e = T.exp(row[c] - shift)
+            row[c] = e
+            sum += e.doubleValue
+            c += 1
+        }
+        return sum
     }
 }

@@ -17,6 +17,10 @@ extension Kernels {
         _ x: Tensor, _ axes: [Int], _ outShape: [Int], _ kind: ReduceKind, _: T.Type
     ) -> Tensor {
         let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
+        if kind == .sum, x.isContiguous, axes == Array(0..<axes.count), axes.count < x.rank {
+            columnSums(x, into: out, rows: axes.reduce(1) { $0 * x.shape[$1] }, T.self)
+            return out
+        }
         let reduced = Set(axes)
         let order = (0..<x.rank).filter { !reduced.contains($0) } + axes
         let outStrides = (0..<x.rank).map { reduced.contains($0) ? 0 : out.strides[$0] }
@@ -69,6 +73,28 @@ extension Kernels {
             body(0..<loop.outerCount, loop)
         }
         return out
+    }
+
+    /// Sums the rows of contiguous `x` viewed as `[rows, cols]` (a bias gradient): each row is
+    /// added to a block of accumulators in order, so the loop runs along memory; threads split the columns.
+    private static func columnSums<T: FloatElement>(_ x: Tensor, into out: Tensor, rows: Int, _: T.Type) {
+        let cols = x.count / Swift.max(rows, 1)
+        nonisolated(unsafe) let (src, dst) = (x.elementPointer(T.self), out.elementPointer(T.self))
+        let block = 64
+        Parallel.forRanges((cols + block - 1) / block, costPerItem: rows * block) { range in
+            // Double accumulators, as `reduceRun`: the order of the rows does not matter then.
+            let acc = UnsafeMutablePointer<Double>.allocate(capacity: block)
+            defer { acc.deallocate() }
+            for b in range {
+                let lo = b * block, width = Swift.min(cols, lo + block) - lo
+                acc.update(repeating: 0, count: width)
+                for i in 0..<rows {
+                    let row = src + i * cols + lo
+                    for j in 0..<width { acc[j] += row[j].doubleValue }
+                }
+                for j in 0..<width { dst[lo + j] = T(acc[j]) }
+            }
+        }
     }
 
     @inline(__always)
@@ -128,6 +154,35 @@ extension Kernels {
 }
 
 extension Kernels {
+    /// Σ x² of float32/float64 `t` in float64 lanes, split over the thread team.
+    static func sumOfSquares(_ t: Tensor) -> Double {
+        let c = t.contiguousStorage()
+        func run<T: FloatElement>(_: T.Type) -> Double {
+            nonisolated(unsafe) let p = c.elementPointer(T.self)
+            let chunks = Swift.max(1, Swift.min(64, c.count / 65_536))
+            var partials = [Double](repeating: 0, count: chunks)
+            partials.withUnsafeMutableBufferPointer { buffer in
+                nonisolated(unsafe) let out = buffer.baseAddress!
+                Parallel.forRanges(chunks, costPerItem: c.count / chunks) { range in
+                    for chunk in range {
+                        let lo = c.count * chunk / chunks, hi = c.count * (chunk + 1) / chunks
+                        var lanes: (Double, Double, Double, Double) = (0, 0, 0, 0)
+                        var i = lo
+                        while i + 4 <= hi {
+                            let (a, b, x, y) = (p[i].doubleValue, p[i + 1].doubleValue, p[i + 2].doubleValue, p[i + 3].doubleValue)
+                            lanes.0 += a * a; lanes.1 += b * b; lanes.2 += x * x; lanes.3 += y * y
+                            i += 4
+                        }
+                        while i < hi { lanes.0 += p[i].doubleValue * p[i].doubleValue; i += 1 }
+                        out[chunk] = (lanes.0 + lanes.1) + (lanes.2 + lanes.3)
+                    }
+                }
+            }
+            return partials.reduce(0, +)
+        }
+        return withExtendedLifetime(c) { c.dtype == .float64 ? run(Double.self) : run(Float.self) }
+    }
+
     /// The extremum of every row of `rows` (contiguous, the reduced axis last) with the index of
     /// its first occurrence (a NaN wins); shaped `keptShape` (values) and `keptShape` int64.
     static func argExtremum(_ rows: Tensor, keptShape: [Int], wantMax: Bool) -> (values: Tensor, indices: Tensor) {
