@@ -313,6 +313,44 @@ def llama_block_case():
 
 llama_block_case()
 
+
+def mha_case(name, batch_first, cross, key_padding, causal):
+    """torch.nn.MultiheadAttention (embed 16, 4 heads, biases) in float64: outputs (need_weights=False)
+    and the gradients of the inputs and of in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias."""
+    p = f"mha.{name}."
+    g = case_generator(p)
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=batch_first).to(torch.float64)
+    randomize(mha, g, 0.3)
+    n, l, s_len = 2, 5, (7 if cross else 5)
+    shape = (lambda t: (n, t, 16)) if batch_first else (lambda t: (t, n, 16))
+    q = torch.randn(shape(l), generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(shape(s_len), generator=g, dtype=torch.float64, requires_grad=True) if cross else q
+    v = torch.randn(shape(s_len), generator=g, dtype=torch.float64, requires_grad=True) if cross else q
+    kpm = None
+    if key_padding:
+        kpm = torch.zeros(n, s_len, dtype=torch.bool)
+        kpm[0, -2:] = True
+        kpm[1, 1] = True
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(l, dtype=torch.float64) if causal else None
+    y, _ = mha(q, k, v, key_padding_mask=kpm, need_weights=False, attn_mask=mask, is_causal=causal)
+    up = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    y.backward(up)
+    for key, t in [("query", q), ("upstream", up), ("out", y)] + ([("key", k), ("value", v)] if cross else []):
+        out[p + key] = t.detach().contiguous()
+    for key, t in [("query", q)] + ([("key", k), ("value", v)] if cross else []):
+        out[p + "grad_" + key] = t.grad.contiguous()
+    if kpm is not None:
+        out[p + "key_padding_mask"] = kpm.to(torch.float64)
+    for pname, param in mha.named_parameters():
+        out[p + "param." + pname] = param.detach().contiguous()
+        out[p + "grad." + pname] = param.grad.contiguous()
+    meta[p + "config"] = (f"nn.MultiheadAttention(16, 4, batch_first={batch_first}), cross={cross}, "
+                          f"key_padding_mask={key_padding} (true = ignored), causal={causal}, float64")
+
+
+mha_case("cross_padded", batch_first=True, cross=True, key_padding=True, causal=False)
+mha_case("self_causal", batch_first=False, cross=False, key_padding=False, causal=True)
+
 meta["generator"] = f"scripts/make_transformer_golden.py, torch {torch.__version__}, transformers {transformers.__version__}"
 save_file(out, "Tests/Fixtures/golden/transformer_ops.safetensors", metadata=meta)
 print(f"{len(out)} tensors")

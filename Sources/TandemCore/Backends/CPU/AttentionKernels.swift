@@ -67,6 +67,7 @@ extension Kernels {
                 let acc = UnsafeMutablePointer<T>.allocate(capacity: tile * p.dv)
                 defer { scores.deallocate(); acc.deallocate() }
                 var rowMax = [Double](repeating: 0, count: tile), rowSum = [Double](repeating: 0, count: tile)
+                var correction = [Double](repeating: 0, count: tile), validCount = [Int](repeating: 0, count: tile)
                 for item in items {
                     let b = item / p.kvHeads, kvh = item % p.kvHeads
                     let kBase = kp + (b * p.kvHeads + kvh) * p.lk * p.d, vBase = vp + (b * p.kvHeads + kvh) * p.lk * p.dv
@@ -81,24 +82,27 @@ extension Kernels {
                                 let bc = Swift.min(keyTile, keyEnd - j0)
                                 gemm(T.self, transA: false, transB: true, m: br, n: bc, k: p.d, a: qBase + i0 * p.d, lda: p.d,
                                      b: kBase + j0 * p.d, ldb: p.d, c: scores, ldc: bc, threads: 1)
+                                // Scale and mask each row and shift it by its new running maximum (keys past
+                                // the query under the causal mask become −∞), exponentiate the tile at once,
+                                // then fold each row's sum into the running sum and rescale its accumulator.
                                 for r in 0..<br {
                                     let i = i0 + r, row = scores + r * bc
-                                    // Keys past the query are left out under the causal mask.
                                     let valid = p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
                                     let blockMax = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
                                     let newMax = Swift.max(rowMax[r], blockMax.doubleValue)
-                                    guard newMax > -.infinity else {
-                                        row.update(repeating: 0, count: bc)
-                                        continue
-                                    }
-                                    let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
-                                    let sum = exponentiate(row, count: valid, minus: T(newMax))
-                                    (row + valid).update(repeating: 0, count: bc - valid)
-                                    if p.dropout > 0 { for c in 0..<valid { row[c] *= T(p.keepScale(b, h, i, j0 + c)) } }
-                                    rowSum[r] = rowSum[r] * correction + sum
-                                    rowMax[r] = newMax
-                                    if correction != 1 {
-                                        let a = acc + r * p.dv, t = T(correction)
+                                    validCount[r] = newMax > -.infinity ? valid : 0
+                                    correction[r] = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
+                                    if newMax > -.infinity { rowMax[r] = newMax }
+                                    shiftScores(row, count: validCount[r], width: bc, by: T(rowMax[r]))
+                                }
+                                exponentiateTile(scores, count: br * bc, capacity: tile * keyTile)
+                                for r in 0..<br where validCount[r] > 0 {
+                                    let i = i0 + r, row = scores + r * bc
+                                    // The sum is of all weights; the accumulator takes the dropped ones.
+                                    rowSum[r] = rowSum[r] * correction[r] + sumOf(row, count: validCount[r])
+                                    if p.dropout > 0 { for c in 0..<validCount[r] { row[c] *= T(p.keepScale(b, h, i, j0 + c)) } }
+                                    if correction[r] != 1 {
+                                        let a = acc + r * p.dv, t = T(correction[r])
                                         for x in 0..<p.dv { a[x] *= t }
                                     }
                                 }
@@ -165,17 +169,20 @@ extension Kernels {
                                             gemm(T.self, transA: false, transB: true, m: br, n: bc, k: p.d, a: qBase + i0 * p.d, lda: p.d,
                                                  b: kBase + j0 * p.d, ldb: p.d, c: probs, ldc: bc, threads: 1)
                                             for r in 0..<br {
-                                                let i = i0 + r, row = probs + r * bc, drop = dropped + r * bc
+                                                let i = i0 + r, row = probs + r * bc
                                                 let rowLSE = lp[qOffset + i]
                                                 let valid = rowLSE == -.infinity ? 0 : p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
                                                 _ = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
-                                                _ = exponentiate(row, count: valid, minus: T(rowLSE))
-                                                (row + valid).update(repeating: 0, count: bc - valid)
-                                                if p.dropout > 0 {
+                                                shiftScores(row, count: valid, width: bc, by: valid > 0 ? T(rowLSE) : 0)
+                                            }
+                                            exponentiateTile(probs, count: br * bc, capacity: tile * keyTile)
+                                            if p.dropout > 0 {
+                                                for r in 0..<br {
+                                                    let i = i0 + r, row = probs + r * bc, drop = dropped + r * bc
                                                     for c in 0..<bc { drop[c] = row[c] * T(p.keepScale(b, h, i, j0 + c)) }
-                                                } else {
-                                                    drop.update(from: row, count: bc)
                                                 }
+                                            } else {
+                                                dropped.update(from: probs, count: br * bc)
                                             }
                                             // dV_j += P̃ᵀ · dO_i
                                             gemm(T.self, transA: true, transB: false, m: bc, n: p.dv, k: br, a: dropped, lda: bc,
@@ -237,30 +244,52 @@ extension Kernels {
         return best
     }
 
-    /// Replaces the first `count` scores by e^(score − `shift`) and returns their sum. Float rows
-    /// run eight lanes at a time.
+    /// Subtracts `shift` from the first `count` scores and sets the rest of the `width` to −∞.
     @inline(__always)
-    static func exponentiate<T: FloatElement>(_ row: UnsafeMutablePointer<T>, count: Int, minus shift: T) -> Double {
-        var c = 0
-        var sum = 0.0
-        if T.self == Float.self, count >= 8 {
-            let r = UnsafeMutableRawPointer(row)
-            let s = SIMD8<Float>(repeating: shift as! Float)
+    static func shiftScores<T: FloatElement>(_ row: UnsafeMutablePointer<T>, count: Int, width: Int, by shift: T) {
+        for c in 0..<count { row[c] -= shift }
+        (row + count).update(repeating: -.infinity, count: width - count)
+    }
+
+    /// e^x over the first `count` values of a tile buffer of `capacity` in place: for float32 one
+    /// single-threaded oneDNN call (its JIT kernel runs at the CPU's full vector width; the Swift
+    /// loop at baseline SSE is 4 lanes wide) over `count` rounded up to a multiple of 4096 (few
+    /// sizes, so few cached primitives; the values past `count` are scratch), else Swift.
+    @inline(__always)
+    static func exponentiateTile<T: FloatElement>(_ tile: UnsafeMutablePointer<T>, count: Int, capacity: Int) {
+        let block = DNNLEltwise.minimumElements
+        let rounded = Swift.min(capacity, (count + block - 1) / block * block)
+        if T.self == Float.self, rounded >= block, DNNLEltwise.expInPlace(UnsafeMutableRawPointer(tile), count: rounded) {
+            return
+        }
+        if T.self == Float.self {
+            let r = UnsafeMutableRawPointer(tile)
+            var c = 0
+            while c + 8 <= count {
+                r.storeBytes(of: FastMath.exp8(r.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)), toByteOffset: c * 4,
+                             as: SIMD8<Float>.self)
+                c += 8
+            }
+            while c < count { tile[c] = T.exp(tile[c]); c += 1 }
+            return
+        }
+        for c in 0..<count { tile[c] = T.exp(tile[c]) }
+    }
+
+    /// The sum of the first `count` values, in float32 lanes for float32 rows (a tile row is short).
+    @inline(__always)
+    static func sumOf<T: FloatElement>(_ row: UnsafeMutablePointer<T>, count: Int) -> Double {
+        var c = 0, sum = 0.0
+        if T.self == Float.self {
+            let r = UnsafeRawPointer(row)
             var lanes = SIMD8<Float>.zero
             while c + 8 <= count {
-                let e = FastMath.exp8(r.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) - s)
-                r.storeBytes(of: e, toByteOffset: c * 4, as: SIMD8<Float>.self)
-                lanes += e
+                lanes += r.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
                 c += 8
             }
             sum = Double(lanes.sum())
         }
-        while c < count {
-            let e = T.exp(row[c] - shift)
-            row[c] = e
-            sum += e.doubleValue
-            c += 1
-        }
+        while c < count { sum += row[c].doubleValue; c += 1 }
         return sum
     }
 }

@@ -20,11 +20,14 @@ enum DNNLEltwise {
         case geluErf
         /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
         case geluTanh
+        /// `e^x` (attention's probabilities).
+        case exp
 
         var kind: dnnl_alg_kind_t {
             switch self {
             case .geluErf: return dnnl_eltwise_gelu_erf
             case .geluTanh: return dnnl_eltwise_gelu_tanh
+            case .exp: return dnnl_eltwise_exp
             }
         }
     }
@@ -97,6 +100,13 @@ enum DNNLEltwise {
             }
         }
         return !failed.withLock { $0 }
+    }
+
+    /// e^x in place over `count` float32 values, as one single-threaded call for kernels that are
+    /// already split over the thread team. False when oneDNN cannot run it.
+    static func expInPlace(_ buffer: UnsafeMutableRawPointer, count: Int) -> Bool {
+        guard let plan = plan(count: count, algorithm: .exp) else { return false }
+        return DNNL.execute(plan.forward, [(DNNL.Arg.src, plan.md, buffer), (DNNL.Arg.dst, plan.md, buffer)])
     }
 
     /// `dst = f(src)` over `count` float32 values. False when oneDNN cannot run it (nothing
