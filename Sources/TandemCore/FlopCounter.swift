@@ -1,25 +1,26 @@
-import Synchronization
-
-/// Counts the floating-point operations the matrix products execute (2·m·n·k per product, on
-/// OpenBLAS and oneDNN alike, including the tile products inside attention), for measuring what
-/// a model really computes. Counting is off unless inside `count`.
+/// Counts the floating-point operations of the matrix products (2·m·n·k each, on OpenBLAS and
+/// oneDNN alike) and of attention (the tile products its kernel runs), for measuring what a
+/// model really computes. The count belongs to the task that asks (a task-local tally, added
+/// on the calling thread before the work is split), so tests running at the same time do not
+/// see each other's products. Convolutions are not counted.
 public enum FlopCounter {
-    private static let total = Atomic<Int>(0)
-    private static let active = Atomic<Int>(0)
+    /// One `count`'s running total (written only by the counting task's thread).
+    final class Tally: @unchecked Sendable { var flops = 0 }
 
-    /// Runs `body` and returns its result with the FLOPs of the products it ran (on any thread).
-    /// Nested or concurrent counts see each other's products.
+    @TaskLocal static var tally: Tally?
+
+    /// Runs `body` and returns its result with the FLOPs of the products and attention it ran;
+    /// an enclosing `count` includes them too.
     public static func count<R>(_ body: () throws -> R) rethrows -> (result: R, flops: Int) {
-        active.add(1, ordering: .relaxed)
-        defer { active.subtract(1, ordering: .relaxed) }
-        let start = total.load(ordering: .relaxed)
-        let result = try body()
-        return (result, total.load(ordering: .relaxed) - start)
+        let mine = Tally()
+        let result = try $tally.withValue(mine) { try body() }
+        tally?.flops += mine.flops
+        return (result, mine.flops)
     }
 
-    /// Adds the 2·m·n·k FLOPs of `products` products of `[m, k] · [k, n]` while counting.
-    @inline(__always) static func addProducts(m: Int, n: Int, k: Int, products: Int = 1) {
-        guard active.load(ordering: .relaxed) > 0 else { return }
-        total.add(2 * m * n * k * products, ordering: .relaxed)
+    /// Adds `flops` while counting.
+    @inline(__always) static func add(_ flops: @autoclosure () -> Int) {
+        guard let tally else { return }
+        tally.flops += flops()
     }
 }

@@ -104,6 +104,22 @@ import TandemTestSupport
         #expect(generated == Array(tokens.dropFirst(3)))
     }
 
+    /// The FLOP counter sees the block's four projections as exactly 24·D²·L, and causal attention
+    /// as the tile products it runs (between half and all of 4·D·L²).
+    @Test func flopCounterMatchesTheBlockFormula() throws {
+        let (d, l) = (64, 96)
+        var config = GPT2Config()
+        (config.nEmbd, config.nHead, config.nLayer) = (d, 1, 1)
+        let block = GPT2Block(config)
+        let x = Tensor.randn([1, l, d], generator: Generator(seed: 1))
+        let total = try Tensor.withNoGrad { try FlopCounter.count { try block(x) }.flops }
+        let q = Tensor.randn([1, 1, l, d], generator: Generator(seed: 2))
+        let attention = try Tensor.withNoGrad { try FlopCounter.count { try Tensor.scaledDotProductAttention(q, q, q, isCausal: true) }.flops }
+        #expect(total - attention == 24 * d * d * l)
+        #expect(attention >= 2 * d * l * l && attention <= 4 * d * l * l, "\(attention)")
+        #expect(FlopCounter.count { 0 }.flops == 0)
+    }
+
     @Test func wrongInputsAreTypedErrors() {
         let gpt = Self.tinyGPT()
         #expect(throws: TensorError.self) { try gpt(Tensor.zeros([2, 3])) }

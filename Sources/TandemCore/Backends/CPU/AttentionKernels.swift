@@ -44,6 +44,21 @@ struct AttentionProblem: Sendable {
     }
 }
 
+extension AttentionProblem {
+    /// The FLOPs of the tile products: per pair of a query block and a key block it visits,
+    /// `products` GEMMs of br·bc·`width` multiply-adds (causal attention skips key blocks after
+    /// the query block).
+    func tileFlops(widthPerPair: Int) -> Int {
+        var pairs = 0
+        for i0 in stride(from: 0, to: lq, by: Kernels.attentionQueryTile) {
+            let br = Swift.min(Kernels.attentionQueryTile, lq - i0)
+            let keyEnd = causal ? Swift.min(lk, i0 + br) : lk
+            for j0 in stride(from: 0, to: keyEnd, by: Kernels.attentionKeyTile) { pairs += br * Swift.min(Kernels.attentionKeyTile, keyEnd - j0) }
+        }
+        return 2 * batch * heads * pairs * widthPerPair
+    }
+}
+
 extension Kernels {
     /// Query rows per tile.
     static let attentionQueryTile = 64
@@ -54,6 +69,7 @@ extension Kernels {
     /// key left after masking; its output is 0) of contiguous float32/float64 `q [B, H, Lq, D]`,
     /// `k [B, Hkv, Lk, D]`, `v [B, Hkv, Lk, Dv]`.
     static func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ p: AttentionProblem) -> (Tensor, Tensor) {
+        FlopCounter.add(p.tileFlops(widthPerPair: p.d + p.dv))
         let out = Tensor(uninitializedShape: [p.batch, p.heads, p.lq, p.dv], dtype: q.dtype)
         let lse = Tensor(uninitializedShape: [p.batch, p.heads, p.lq], dtype: .float64)
         func run<T: FloatElement>(_: T.Type) {
@@ -128,6 +144,8 @@ extension Kernels {
     /// gradient `gradOut` (contiguous, `out`'s shape and dtype).
     static func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: Tensor, gradOut: Tensor,
                                   _ p: AttentionProblem) -> (Tensor, Tensor, Tensor) {
+        // Scores again (d), dV (dv), dP (dv), dQ (d), dK (d).
+        FlopCounter.add(p.tileFlops(widthPerPair: 3 * p.d + 2 * p.dv))
         var dq = Tensor.zeros(q.shape, dtype: q.dtype), dk = Tensor.zeros(k.shape, dtype: k.dtype)
         var dv = Tensor.zeros(v.shape, dtype: v.dtype)
         func run<T: FloatElement>(_: T.Type) {

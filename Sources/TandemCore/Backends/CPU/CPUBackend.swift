@@ -8,6 +8,7 @@ struct CPUBackend: Backend {
         func run<T: FloatElement>(_: T.Type) {
             let aBase = p.a.elementPointer(T.self), bBase = p.b.elementPointer(T.self), cBase = p.out.elementPointer(T.self)
             if p.m == 0 || p.n == 0 { return }
+            FlopCounter.add(2 * p.m * p.n * p.k * p.batchCount)
             if p.k == 0 { cBase.update(repeating: 0, count: p.out.count); return }
             let work = p.m * p.n * p.k
             if p.batchCount >= Tandem.numThreads, work < Kernels.batchParallelGemmWork {

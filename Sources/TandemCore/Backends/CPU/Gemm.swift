@@ -32,7 +32,6 @@ extension Kernels {
     static func gemm<T: FloatElement>(_: T.Type, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                                       a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                                       c: UnsafeMutablePointer<T>, ldc: Int, beta: T = 0, threads: Int? = nil) {
-        FlopCounter.addProducts(m: m, n: n, k: k)
         // Read first: the first read of the thread count also sets OpenBLAS to one thread.
         let configured = Tandem.numThreads
         let threads = threads ?? configured

@@ -18,7 +18,7 @@ struct OneDNNBackend: Backend {
                 // The products share one plan: a refusal comes at the first, before anything is written.
                 if !done { return false }
             }
-            FlopCounter.addProducts(m: p.m, n: p.n, k: p.k, products: p.batchCount)
+            FlopCounter.add(2 * p.m * p.n * p.k * p.batchCount)
             return true
         }
     }
