@@ -54,6 +54,31 @@ import TandemModels
                           mentioning: "use a longer text or a shorter --context")
     }
 
+    /// The Transformer flags and files: bad values name the flag; a Hugging Face folder that is
+    /// missing, corrupt or does not fit its config, and token ids of the wrong key or dtype, name
+    /// what to fix.
+    @Test(.enabled(if: built, "the tandem executable is not built")) func transformerFlagsAndFolders() throws {
+        try expectFailure(["train", "--model", "gpt-lm", "--grad-accum", "0"], mentioning: "--grad-accum must be at least 1")
+        try expectFailure(["train", "--model", "mamba2-lm", "--checkpoint-activations"], mentioning: "--checkpoint-activations is for --model gpt-lm and llama-lm")
+        try expectFailure(["train", "--model", "gpt-lm", "--width", "100", "--heads", "6"], mentioning: "must be a multiple of --heads")
+        try expectFailure(["train", "--model", "convnet", "--layers", "2"], mentioning: "--layers is for language models")
+        try expectFailure(["train", "--model", "gpt-lm", "--clip-grad", "0"], mentioning: "--clip-grad must be a positive number")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-hf-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let ids = folder + "/ids.safetensors"
+        try SafeTensors.save([("tokens", Tensor(int64: [1, 2], shape: [1, 2]))], to: ids)
+        try expectFailure(["logits", "--weights", folder + "/none", "--input", ids, "--out", folder + "/o.safetensors"],
+                          mentioning: "config.json does not exist")
+        let hf = folder + "/hf"
+        try HuggingFace.save(TransformerTrainTests.tinyLlama(), to: hf)
+        try expectFailure(["logits", "--weights", hf, "--input", ids, "--out", folder + "/o.safetensors"], mentioning: "has no tensor 'input_ids'")
+        try SafeTensors.save([("input_ids", Tensor([1, 2], shape: [1, 2]))], to: ids)
+        try expectFailure(["logits", "--weights", hf, "--input", ids, "--out", folder + "/o.safetensors"], mentioning: "input_ids must be int64")
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: hf + "/model.safetensors"))
+        try expectFailure(["generate", "--weights", hf], mentioning: "is corrupt or not a safetensors file")
+    }
+
     /// `--resume` in a folder with weights but no training state started from scratch and
     /// overwrote the weights (exit 0). It now refuses, naming `--resume weights-only`, which
     /// starts a new run from those weights.

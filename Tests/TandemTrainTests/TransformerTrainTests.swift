@@ -16,6 +16,13 @@ import TandemModels
         return folder
     }
 
+    /// A tiny byte-level LLaMA (2 layers, width 32).
+    static func tinyLlama() -> LlamaForCausalLM {
+        var config = LlamaConfig()
+        (config.hiddenSize, config.intermediateSize, config.numHiddenLayers, config.numAttentionHeads, config.numKeyValueHeads) = (32, 48, 2, 4, 2)
+        return LlamaForCausalLM(config, generator: Generator(seed: 0))
+    }
+
     static let tiny = ["--layers", "2", "--width", "32", "--heads", "4", "--context", "32", "--seed", "3", "--json", "--log-every", "1"]
 
     /// 1 process × 8 windows per step against 2 processes × 2 windows × 2 accumulated

@@ -111,7 +111,7 @@ public final class GPT2MLP: Module {
 }
 
 /// One pre-norm GPT-2 block: `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`. `[B, L, nEmbd]` → same.
-public final class GPT2Block: Module {
+public final class GPT2Block: DecoderLayer {
     /// Norm before attention.
     public let ln1: LayerNorm
     /// Causal self-attention.
@@ -201,19 +201,7 @@ public final class GPT2LMHeadModel: CausalLanguageModel {
             throw TensorError.invalidArgument(op: "GPT2LMHeadModel", message: "positions up to \(start + l) exceed the \(config.nPositions) the model has (n_positions); use a shorter context")
         }
         let positions = Tensor(int64: Array(start..<start + l), shape: [1, l])
-        var x = try wte(tokens) + wpe(positions)
-        for (i, block) in blocks.enumerated() {
-            if cache != nil {
-                var layer: DecoderAttention.LayerCache? = cache?.layer(i)
-                x = try block.forward(x, cache: &layer)
-                cache?.store(layer, at: i)
-            } else if checkpointActivations && isTraining {
-                x = try Tensor.checkpoint(x) { try block($0) }
-            } else {
-                x = try block(x)
-            }
-        }
-        cache?.length = start + l
+        let x = try DecoderAttention.run(blocks, wte(tokens) + wpe(positions), cache: &cache, checkpointing: checkpointActivations && isTraining)
         return try lmHead(lnF(x))
     }
 }

@@ -74,3 +74,31 @@ enum DecoderAttention {
         return try out.permute([0, 2, 1, 3]).reshape([b, l, width])
     }
 }
+
+/// A decoder layer that continues from one layer's cached keys and values (GPT-2's block, LLaMA's layer).
+protocol DecoderLayer: Module {
+    /// `x [B, L, width]` at positions `cache.start ...`, appending to `cache` when given.
+    func forward(_ x: Tensor, cache: inout DecoderAttention.LayerCache?) throws -> Tensor
+}
+
+extension DecoderAttention {
+    /// `x` through `layers`: with a cache, each layer continues from its entry and the cache moves
+    /// on by `x`'s length; without one, from position 0, each layer recomputed in the backward pass
+    /// when `checkpointing`.
+    static func run(_ layers: [any DecoderLayer], _ x: Tensor, cache: inout KVCache?, checkpointing: Bool) throws -> Tensor {
+        var x = x
+        for (i, layer) in layers.enumerated() {
+            if cache != nil {
+                var entry: LayerCache? = cache?.layer(i)
+                x = try layer.forward(x, cache: &entry)
+                cache?.store(entry, at: i)
+            } else if checkpointing {
+                x = try Tensor.checkpoint(x) { try layer($0) }
+            } else {
+                x = try layer(x)
+            }
+        }
+        cache?.length += x.shape[1]
+        return x
+    }
+}

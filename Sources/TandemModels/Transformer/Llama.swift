@@ -31,6 +31,11 @@ public struct LlamaConfig: Equatable, Sendable {
 
     /// Channels per head.
     public var headDim: Int { hiddenSize / numAttentionHeads }
+
+    /// A bias-free projection `input → output` with weights N(0, initializerRange²), as transformers initialises LLaMA.
+    func projection(_ input: Int, _ output: Int, generator: Generator) -> Linear {
+        Linear(weight: Parameter(Tensor.normal([output, input], std: initializerRange, generator: generator)))
+    }
 }
 
 /// LLaMA's attention: `q_proj`, `k_proj`, `v_proj` (grouped-query), rotary embeddings, causal
@@ -45,9 +50,7 @@ public final class LlamaAttention: Module {
 
     init(_ config: LlamaConfig, generator: Generator) {
         let (e, d) = (config.hiddenSize, config.headDim)
-        func linear(_ input: Int, _ output: Int) -> Linear {
-            Linear(weight: Parameter(Tensor.normal([output, input], std: config.initializerRange, generator: generator)))
-        }
+        func linear(_ input: Int, _ output: Int) -> Linear { config.projection(input, output, generator: generator) }
         qProj = linear(e, config.numAttentionHeads * d)
         kProj = linear(e, config.numKeyValueHeads * d)
         vProj = linear(e, config.numKeyValueHeads * d)
@@ -78,9 +81,7 @@ public final class LlamaMLP: Module {
 
     init(_ config: LlamaConfig, generator: Generator) {
         let (e, m) = (config.hiddenSize, config.intermediateSize)
-        func linear(_ input: Int, _ output: Int) -> Linear {
-            Linear(weight: Parameter(Tensor.normal([output, input], std: config.initializerRange, generator: generator)))
-        }
+        func linear(_ input: Int, _ output: Int) -> Linear { config.projection(input, output, generator: generator) }
         (gateProj, upProj, downProj) = (linear(e, m), linear(e, m), linear(m, e))
     }
 
@@ -93,7 +94,7 @@ public final class LlamaMLP: Module {
 }
 
 /// One LLaMA decoder layer: `x + self_attn(input_layernorm(x))`, then `+ mlp(post_attention_layernorm(·))`.
-public final class LlamaDecoderLayer: Module {
+public final class LlamaDecoderLayer: DecoderLayer {
     /// Attention.
     public let selfAttn: LlamaAttention
     /// SwiGLU MLP.
@@ -156,7 +157,7 @@ public final class LlamaForCausalLM: CausalLanguageModel {
         layers = (0..<config.numHiddenLayers).map { _ in LlamaDecoderLayer(config, generator: generator) }
         norm = RMSNorm([config.hiddenSize], eps: config.rmsNormEps)
         lmHead = config.tieWordEmbeddings ? Linear(weight: embedTokens.weight)
-            : Linear(weight: Parameter(Tensor.normal([config.vocabSize, config.hiddenSize], std: config.initializerRange, generator: generator)))
+            : config.projection(config.hiddenSize, config.vocabSize, generator: generator)
         trunk = LlamaTrunk(embedTokens: embedTokens, layers: Sequential(layers), norm: norm)
     }
 
@@ -170,21 +171,8 @@ public final class LlamaForCausalLM: CausalLanguageModel {
 
     /// Logits `[B, L, vocab]` of `tokens [B, L]` at positions `cache.length ..< cache.length + L`.
     public func forward(_ tokens: Tensor, cache: inout KVCache?) throws -> Tensor {
-        let l = try TransformerChecks.tokens(tokens, vocab: config.vocabSize, model: "LlamaForCausalLM")
-        let start = cache?.length ?? 0
-        var x = try embedTokens(tokens)
-        for (i, layer) in layers.enumerated() {
-            if cache != nil {
-                var entry: DecoderAttention.LayerCache? = cache?.layer(i)
-                x = try layer.forward(x, cache: &entry)
-                cache?.store(entry, at: i)
-            } else if checkpointActivations && isTraining {
-                x = try Tensor.checkpoint(x) { try layer($0) }
-            } else {
-                x = try layer(x)
-            }
-        }
-        cache?.length = start + l
+        _ = try TransformerChecks.tokens(tokens, vocab: config.vocabSize, model: "LlamaForCausalLM")
+        let x = try DecoderAttention.run(layers, embedTokens(tokens), cache: &cache, checkpointing: checkpointActivations && isTraining)
         return try lmHead(norm(x))
     }
 }

@@ -225,7 +225,7 @@ public enum TrainingRecipes {
             throw TrainError.invalidArgument("unknown language model \(options.model)")
         }
         let isTransformer = lm is any CausalLanguageModel
-        if options.checkpointActivations, var decoder = lm as? any CausalLanguageModel { decoder.checkpointActivations = true }
+        if options.checkpointActivations, let decoder = lm as? any CausalLanguageModel { decoder.checkpointActivations = true }
         let net = try distributed(ClassFirstLogits(lm), options, group)
         let optimizer = try Adam.adamW(net.parameters(), lr: options.lr ?? 1e-3,
                                        weightDecay: isTransformer && options.weightDecay == 0 ? 0.1 : options.weightDecay)

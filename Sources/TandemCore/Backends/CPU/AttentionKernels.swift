@@ -45,6 +45,12 @@ struct AttentionProblem: Sendable {
 }
 
 extension AttentionProblem {
+    /// How many of the `count` keys from `j0` query row `i` sees: all, or under the causal mask
+    /// those up to its own position.
+    @inline(__always) func visibleKeys(row i: Int, from j0: Int, count: Int) -> Int {
+        causal ? Swift.max(0, Swift.min(count, i - j0 + 1)) : count
+    }
+
     /// The FLOPs of the tile products: per pair of a query block and a key block it visits,
     /// `products` GEMMs of br·bc·`width` multiply-adds (causal attention skips key blocks after
     /// the query block).
@@ -103,7 +109,7 @@ extension Kernels {
                                 // then fold each row's sum into the running sum and rescale its accumulator.
                                 for r in 0..<br {
                                     let i = i0 + r, row = scores + r * bc
-                                    let valid = p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
+                                    let valid = p.visibleKeys(row: i, from: j0, count: bc)
                                     let blockMax = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
                                     let newMax = Swift.max(rowMax[r], blockMax.doubleValue)
                                     validCount[r] = newMax > -.infinity ? valid : 0
@@ -189,7 +195,7 @@ extension Kernels {
                                             for r in 0..<br {
                                                 let i = i0 + r, row = probs + r * bc
                                                 let rowLSE = lp[qOffset + i]
-                                                let valid = rowLSE == -.infinity ? 0 : p.causal ? Swift.max(0, Swift.min(bc, i - j0 + 1)) : bc
+                                                let valid = rowLSE == -.infinity ? 0 : p.visibleKeys(row: i, from: j0, count: bc)
                                                 _ = scaleScores(row, count: valid, scale: scale, mask: p.maskRow(b, h, i).map { mp! + $0 + j0 })
                                                 shiftScores(row, count: valid, width: bc, by: valid > 0 ? T(rowLSE) : 0)
                                             }
